@@ -1,0 +1,34 @@
+# Two commands set up a fresh machine (Python 3.11 + pip) and do the work:
+#   make run   - the whole benchmark on the embedded default config (offline, CPU)
+#   make test  - the test suite (unit tests + the workflow on configs/smoke.yaml)
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint dry-run bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests workflow
+	$(BIN)/ruff format --check src tests workflow
+	$(BIN)/snakemake --lint --cores 1
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n --cores $(CORES)
+
+clean:
+	rm -rf results .snakemake

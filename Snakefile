@@ -1,0 +1,31 @@
+# stealbench: model-extraction attacks and defenses, as a Snakemake DAG.
+# Stages live in rules/*.smk; the science lives in src/stealbench.
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# Plan without installing the package: config checks need only jsonschema and PyYAML.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/victims.smk"
+include: "rules/queries.smk"
+include: "rules/surrogates.smk"
+include: "rules/report.smk"
+
+
+report: "report/workflow.rst"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

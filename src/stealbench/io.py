@@ -1,0 +1,116 @@
+"""Atomic, self-describing artefacts: Parquet with metadata, JSON, state dicts.
+
+Every writer goes through :func:`atomic_path`, so a killed job never leaves a file that
+looks complete: the data is written to a temporary sibling and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+#: The key under which stealbench stores its JSON metadata in a Parquet schema.
+META_KEY = b"stealbench"
+
+
+class ArtefactError(RuntimeError):
+    """An artefact on disk is missing, corrupt, foreign or stale."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays appear in metrics; JSON has no notion of them.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike, meta: dict | None = None) -> None:
+    """Write ``table`` atomically, with ``meta`` stored as JSON in the schema metadata."""
+    if meta is not None:
+        encoded = json.dumps(meta, sort_keys=True, default=_json_default).encode()
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: encoded})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_parquet(path: str | os.PathLike, kind: str | None = None) -> tuple[pa.Table, dict]:
+    """Read a stealbench Parquet file and its metadata; reject foreign or truncated files."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtefactError(f"{path}: file not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ArtefactError(
+            f"{path}: not a readable Parquet file ({err}); delete it and rerun the workflow"
+        ) from err
+    meta = read_meta(table, path)
+    if kind is not None and meta.get("kind") != kind:
+        raise ArtefactError(
+            f"{path}: expected a stealbench '{kind}' artefact, found '{meta.get('kind')}'"
+        )
+    return table, meta
+
+
+def read_meta(table: pa.Table, path: str | os.PathLike = "<table>") -> dict:
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise ArtefactError(
+            f"{path}: Parquet file has no stealbench metadata; it was not written by stealbench"
+        )
+    return json.loads(raw)
+
+
+def save_state_dict(state_dict: dict, path: str | os.PathLike) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state_dict, tmp)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict:
+    import torch
+
+    # weights_only=True: a checkpoint is data, never code to unpickle.
+    return torch.load(path, map_location="cpu", weights_only=True)

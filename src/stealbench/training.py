@@ -1,0 +1,162 @@
+"""Short, readable training loops on in-memory tensors (pytorch/examples style).
+
+Images stay uint8 in memory and are converted per batch, so a transfer set costs 1 byte per
+pixel. Batches are drawn with a seeded generator: the same seed gives the same model on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    # Small transfer sets get at least this many gradient steps, so that a budget of 100
+    # queries is not judged on an under-trained model.
+    min_steps: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
+
+    def epochs_for(self, n: int) -> int:
+        steps_per_epoch = math.ceil(n / self.batch_size)
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_acc: float
+    epochs: int
+    images_seen: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a target distribution (Knockoff nets' training loss)."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; allowed: adam, sgd")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Posterior probabilities (float32) for uint8 images, in batches."""
+    model.eval()
+    device = model_device(model)
+    out = [
+        F.softmax(model(to_tensor(images[i : i + batch_size]).to(device)), dim=1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+def fit(
+    model: nn.Module,
+    images: np.ndarray,
+    targets: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` on (images, soft targets); keep the epoch with the best val accuracy.
+
+    ``val_labels`` are whatever the trainer is allowed to know: true labels for the victim,
+    the victim's answers on a held-out slice of the transfer set for a surrogate.
+    """
+    seed_everything(seed)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = make_optimizer(model, cfg)
+    device = model_device(model)
+    targets_t = torch.as_tensor(targets, dtype=torch.float32)
+    n, epochs = len(images), cfg.epochs_for(len(images))
+    best_state, best_acc, best_epoch, history = None, -1.0, 0, []
+    start = time.perf_counter()
+    progress = _progress(epochs, desc)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            batch = to_tensor(images[idx.numpy()]).to(device, non_blocking=True)
+            loss = soft_cross_entropy(model(batch), targets_t[idx].to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"{desc}: loss became {loss.item()} at epoch {epoch}; lower the learning "
+                    f"rate (lr={cfg.lr}) or check the inputs for NaN"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        val_acc = (
+            float((predict_proba(model, val_images).argmax(1) == val_labels).mean())
+            if len(val_images)
+            else float("nan")
+        )
+        history.append({"epoch": epoch, "loss": total / n, "val_acc": val_acc})
+        log.info("%s epoch %d/%d loss %.4f val_acc %.4f", desc, epoch, epochs, total / n, val_acc)
+        if progress is not None:
+            progress.set_postfix(loss=f"{total / n:.3f}", val_acc=f"{val_acc:.3f}")
+            progress.update()
+        # >= keeps the later epoch on ties; with no validation data, the last epoch wins.
+        if not (val_acc < best_acc):
+            best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val_acc, epoch
+    if progress is not None:
+        progress.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(best_epoch, best_acc, epochs, epochs * n, time.perf_counter() - start, history)
+
+
+def _progress(total: int, desc: str):
+    """A tqdm bar when a person is watching a terminal; the log file gets the numbers anyway."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", leave=False)

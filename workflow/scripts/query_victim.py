@@ -1,0 +1,48 @@
+"""Run one attack against one victim up to the largest budget; cache every response."""
+
+from stealbench import attacks, datasets, io
+from stealbench.blackbox import Blackbox
+from stealbench.models import create_model
+from stealbench.runtime import derive_seed, setup
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = setup(sm)
+victim_meta = io.read_json(sm.input.victim_metrics)
+if io.sha256_file(sm.input.model) != victim_meta["model_sha256"]:
+    raise io.ArtefactError(
+        f"{sm.input.model} does not match {sm.input.victim_metrics}; "
+        "delete the victim's folder and rerun"
+    )
+model = create_model(victim_meta["arch"], victim_meta["num_classes"], sm.params.device)
+model.load_state_dict(io.load_state_dict(sm.input.model))
+pool = datasets.load(sm.input.pool)
+blackbox = Blackbox(model)
+attack = sm.params.attack
+seed = derive_seed(sm.params.seed, "attack", sm.wildcards.victim, sm.wildcards.attack)
+log.info(
+    "attack %s (%s) on %s: %d queries from pool %s",
+    sm.wildcards.attack,
+    attack["strategy"],
+    sm.wildcards.victim,
+    sm.params.budget,
+    pool.name,
+)
+queries = attacks.run_attack(attack["strategy"], blackbox, pool, sm.params.budget, seed)
+attacks.save_cache(
+    queries,
+    sm.output[0],
+    {
+        "victim": sm.wildcards.victim,
+        "victim_sha256": victim_meta["model_sha256"],
+        "attack": sm.wildcards.attack,
+        "strategy": attack["strategy"],
+        "pool": pool.name,
+        "pool_checksum": pool.checksum,
+        "seed": seed,
+        "budget": sm.params.budget,
+        "victim_forward_passes": blackbox.queries,
+    },
+)
+log.info(
+    "cached %d responses; victim forward passes: %d", len(queries.sample_ids), blackbox.queries
+)

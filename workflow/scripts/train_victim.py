@@ -1,0 +1,49 @@
+"""Train one victim; write its state dict, metrics and test-split posteriors."""
+
+import numpy as np
+import pyarrow as pa
+
+from stealbench import datasets, io
+from stealbench.runtime import derive_seed, setup
+from stealbench.training import TrainConfig
+from stealbench.victims import train_victim
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = setup(sm)
+spec = sm.params.victim
+dataset = datasets.load(sm.input.dataset)
+seed = derive_seed(sm.params.seed, "victim", sm.wildcards.victim)
+cfg = TrainConfig.from_dict(spec["training"])
+model, fit, test_probs, test_acc = train_victim(dataset, spec["arch"], cfg, seed, sm.params.device)
+
+io.save_state_dict(model.state_dict(), sm.output.model)
+test_ids = dataset.ids("test")
+probs = pa.FixedSizeListArray.from_arrays(pa.array(test_probs.ravel()), test_probs.shape[1])
+io.write_parquet(
+    pa.table({"id": test_ids, "label": dataset.labels[test_ids].astype(np.int16), "probs": probs}),
+    sm.output.test_outputs,
+    {
+        "kind": "victim_test_outputs",
+        "victim": sm.wildcards.victim,
+        "dataset_checksum": dataset.checksum,
+    },
+)
+io.write_json(
+    {
+        "victim": sm.wildcards.victim,
+        "arch": spec["arch"],
+        "dataset": dataset.name,
+        "dataset_checksum": dataset.checksum,
+        "num_classes": len(dataset.classes),
+        "test_acc": test_acc,
+        "val_acc": fit.best_val_acc,
+        "best_epoch": fit.best_epoch,
+        "epochs": fit.epochs,
+        "train_seconds": fit.seconds,
+        "seed": seed,
+        "training": spec["training"],
+        "model_sha256": io.sha256_file(sm.output.model),
+    },
+    sm.output.metrics,
+)
+log.info("victim %s: test accuracy %.4f", sm.wildcards.victim, test_acc)

@@ -1,0 +1,13 @@
+"""results/findings.md, computed from the tables."""
+
+import pandas as pd
+
+from stealbench import report
+from stealbench.io import atomic_path
+from stealbench.runtime import setup
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+setup(sm, use_torch=False)
+text = report.findings(pd.read_parquet(sm.input.cells), pd.read_parquet(sm.input.queries))
+with atomic_path(sm.output[0]) as tmp:
+    tmp.write_text(text)
