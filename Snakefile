@@ -11,7 +11,12 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 
-configfile: "config.yaml"
+# The embedded default, unless the command line names a config: Snakemake would otherwise
+# merge the two, and a grid given with --configfile would inherit the default's victims.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
 
 
 include: "rules/common.smk"
@@ -19,6 +24,7 @@ include: "rules/data.smk"
 include: "rules/victims.smk"
 include: "rules/queries.smk"
 include: "rules/surrogates.smk"
+include: "rules/defenses.smk"
 include: "rules/report.smk"
 
 

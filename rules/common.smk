@@ -4,6 +4,8 @@ import re
 from stealbench import config as stealbench_config
 
 try:
+    for configfile_path in workflow.configfiles:
+        stealbench_config.check_duplicate_keys(configfile_path)
     config = stealbench_config.validate(config)
 except stealbench_config.ConfigError as err:
     raise WorkflowError(f"invalid config:\n{err}") from None
@@ -14,7 +16,19 @@ ATTACKS = list(config["attacks"])
 PAIRS = stealbench_config.victim_attacks(config)
 S = config["surrogates"]
 BUDGETS = sorted(S["budgets"])
+ARCHS = sorted({a for v, a in PAIRS for a in stealbench_config.axes(config, a)["archs"]})
 ENV = "../envs/stealbench.yaml"
+DEFENSES = config.get("defenses")
+DEFENSE_TABLES = ["detection", "prada", "prada_curve", "defended"]
+# Datasets an attacker could query: the detector is scored on every one of them.
+POOL_DATASETS = [
+    name
+    for name, spec in config["datasets"].items()
+    if stealbench_config.split_sizes(spec).get("pool", 0) != 0
+]
+# GPUs of one model job (resources gpu=GPUS): 1 with `device: cuda`, which the SLURM profile
+# turns into `sbatch --gpus=1`; 0 on CPU, which requests none.
+GPUS = 1 if config["device"] == "cuda" else 0
 
 
 def _alternatives(names):
@@ -25,9 +39,9 @@ wildcard_constraints:
     dataset=_alternatives(DATASETS),
     victim=_alternatives(VICTIMS),
     attack=_alternatives(ATTACKS),
-    granularity=_alternatives(S["granularities"]),
-    arch=_alternatives(S["archs"]),
+    arch=_alternatives(ARCHS),
     seed=r"\d+",
+    part=r"all|[a-z0-9]+-b\d+",
 
 
 def dataset_path(name):
@@ -42,23 +56,38 @@ def attack_pool(wildcards):
     return dataset_path(config["attacks"][wildcards.attack]["pool"])
 
 
-def cell_metrics(victim, attack, granularity, arch, seed):
-    return expand(
-        "results/surrogates/{victim}/{attack}/{granularity}/b{budget}/{arch}/s{seed}/metrics.json",
-        victim=victim, attack=attack, granularity=granularity, budget=BUDGETS, arch=arch,
-        seed=seed,
-    )
+def all_surrogate_cells(wildcards=None):
+    return [
+        f"results/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.parquet"
+        for victim, attack, arch, seed in stealbench_config.surrogate_jobs(config)
+        for part in stealbench_config.surrogate_parts(config, attack)
+    ]
 
 
-def all_cell_metrics(wildcards=None):
-    return sorted({
-        path
-        for victim, attack in PAIRS
-        for granularity in S["granularities"]
-        for arch in S["archs"]
-        for seed in S["seeds"]
-        for path in cell_metrics(victim, attack, granularity, arch, seed)
-    })
+def victim_caches(wildcards):
+    attacks = config["victims"][wildcards.victim]["attacks"]
+    return [f"results/queries/{wildcards.victim}/{a}.parquet" for a in attacks]
+
+
+def victim_attack_pools(wildcards):
+    attacks = config["victims"][wildcards.victim]["attacks"]
+    return [dataset_path(config["attacks"][a]["pool"]) for a in attacks]
+
+
+def benign_sources(wildcards):
+    task = config["datasets"][config["victims"][wildcards.victim]["dataset"]].get("task")
+    return [
+        d
+        for d in DEFENSES["benign"]["sources"]
+        if task is not None and config["datasets"][d].get("task") == task
+    ]
+
+
+def all_defended_cells(wildcards=None):
+    return [
+        f"results/defended/{v}/{a}/{arch}/s{seed}/cells.parquet"
+        for v, a, arch, seed in stealbench_config.defended_jobs(config)
+    ]
 
 
 def all_query_caches(wildcards=None):
@@ -67,11 +96,19 @@ def all_query_caches(wildcards=None):
 
 def final_outputs():
     return [
-        "results/tables/cells.parquet",
-        "results/tables/cells.csv",
-        "results/tables/queries.parquet",
-        "results/tables/queries.csv",
-        *expand("results/figures/accuracy_vs_budget/{victim}.{ext}", victim=VICTIMS,
-                ext=["png", "svg"]),
+        *expand("results/tables/{table}.{ext}", table=TABLES, ext=["parquet", "csv"]),
+        *expand(
+            "results/figures/accuracy_vs_budget/{victim}.{ext}",
+            victim=VICTIMS,
+            ext=["png", "svg"],
+        ),
         "results/findings.md",
+        *(
+            [
+                *expand("results/tables/{table}.{ext}", table=DEFENSE_TABLES, ext=["parquet", "csv"]),
+                *expand("results/figures/defense_tradeoff.{ext}", ext=["png", "svg"]),
+            ]
+            if DEFENSES
+            else []
+        ),
     ]

@@ -21,6 +21,7 @@ rule query_victim:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=GPUS,
     conda:
         ENV
     script:

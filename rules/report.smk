@@ -1,19 +1,34 @@
-# Stage 5: one tidy table of every cell, the query accounting, figures and findings.
+# Stage 5: one tidy table of every cell, summaries over seeds, one table per claim of the
+# paper, the query accounting, figures and findings.
+
+TABLES = ["victims", "cells", "summary", "per_class", "queries", "reproduction", "granularity",
+          "architecture"]
+# The report's category of each table (snakemake --report): victims, attacks, claims.
+TABLE_CATEGORY = {"victims": "Victims", "per_class": "Victims", "reproduction": "Claims",
+                  "granularity": "Claims", "architecture": "Claims"}
 
 
 rule aggregate_cells:
     input:
-        metrics=all_cell_metrics,
+        surrogate_cells=all_surrogate_cells,
         queries=all_query_caches,
-    output:
-        cells=report(
-            "results/tables/cells.parquet",
-            caption="../report/cells.rst",
-            category="Tables",
+        datasets=lambda wildcards: sorted(
+            {dataset_path(v["dataset"]) for v in config["victims"].values()}
         ),
-        cells_csv="results/tables/cells.csv",
-        queries="results/tables/queries.parquet",
-        queries_csv="results/tables/queries.csv",
+        victims=expand("results/victims/{victim}/metrics.json", victim=VICTIMS),
+    output:
+        **{
+            name: report(
+                f"results/tables/{name}.parquet",
+                caption=f"../report/tables/{name}.rst",
+                category=TABLE_CATEGORY.get(name, "Attacks"),
+                labels={"table": name, "format": "parquet"},
+            )
+            for name in TABLES
+        },
+        **{f"{name}_csv": f"results/tables/{name}.csv" for name in TABLES},
+    params:
+        victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
     log:
         "results/logs/report/aggregate_cells.log",
     threads: 1
@@ -33,7 +48,7 @@ rule plot_accuracy_vs_budget:
         png=report(
             "results/figures/accuracy_vs_budget/{victim}.png",
             caption="../report/accuracy_vs_budget.rst",
-            category="Figures",
+            category="Attacks",
             subcategory="Accuracy vs budget",
             labels={"victim": "{victim}", "format": "png"},
         ),
@@ -54,6 +69,14 @@ rule write_findings:
     input:
         cells="results/tables/cells.parquet",
         queries="results/tables/queries.parquet",
+        summary="results/tables/summary.parquet",
+        reproduction="results/tables/reproduction.parquet",
+        architecture="results/tables/architecture.parquet",
+        **(
+            {name: f"results/tables/{name}.parquet" for name in DEFENSE_TABLES}
+            if DEFENSES
+            else {}
+        ),
     output:
         report("results/findings.md", caption="../report/findings.rst", category="Findings"),
     log:

@@ -1,6 +1,7 @@
-# Stage 4: train surrogates on the cached responses. One job trains the whole budget sweep
-# of one (victim, attack, granularity, arch, seed): budgets share the cache and the pool,
-# and one torch start-up (~2 s) serves them all.
+# Stage 4: train surrogates on the cached responses. By default one job ({part} = all) trains
+# every granularity x budget cell of one (victim, attack, arch, seed): the cells share the
+# cache, the pool and one torch start-up (~2 s), and land in one table written atomically.
+# With surrogates.job_size: cell, each cell is its own job ({part} = <granularity>-b<budget>).
 
 
 rule train_surrogates:
@@ -11,12 +12,11 @@ rule train_surrogates:
         victim_test="results/victims/{victim}/test_outputs.parquet",
         victim_metrics="results/victims/{victim}/metrics.json",
     output:
-        metrics=expand(
-            "results/surrogates/{{victim}}/{{attack}}/{{granularity}}/b{budget}/{{arch}}/s{{seed}}/metrics.json",
-            budget=BUDGETS,
-        ),
+        cells="results/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.parquet",
     params:
-        budgets=BUDGETS,
+        cells=lambda wildcards: stealbench_config.part_cells(
+            config, wildcards.attack, wildcards.part
+        ),
         victim=lambda wildcards: config["victims"][wildcards.victim],
         attack=lambda wildcards: config["attacks"][wildcards.attack],
         realistic=lambda wildcards: stealbench_config.is_realistic(
@@ -25,13 +25,14 @@ rule train_surrogates:
         surrogates=S,
         device=config["device"],
     log:
-        "results/logs/surrogates/{victim}/{attack}/{granularity}/{arch}/s{seed}.log",
+        "results/logs/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.log",
     benchmark:
-        "results/benchmarks/surrogates/{victim}/{attack}/{granularity}/{arch}/s{seed}.tsv"
+        "results/benchmarks/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=GPUS,
     conda:
         ENV
     script:

@@ -20,6 +20,7 @@ rule train_victim:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=GPUS,
     conda:
         ENV
     script:

@@ -1,3 +1,4 @@
+import subprocess
 import sys
 from pathlib import Path
 
@@ -5,8 +6,44 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def snakemake_cmd(workdir, *args, configfile=SMOKE) -> list[str]:
+    """The workflow on ``configfile`` in ``workdir``, as a list: no shell string."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
+
+
+def run_snakemake(workdir, *args, configfile=SMOKE, timeout=900, **kwargs):
+    return subprocess.run(
+        snakemake_cmd(workdir, *args, configfile=configfile),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def smoke_workdir(tmp_path_factory) -> Path:
+    """One clean local run of configs/smoke.yaml, shared by every test that reads it."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    run = run_snakemake(workdir, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir

@@ -49,7 +49,7 @@ BAD = {
     "unknown architecture": (
         lambda c: c["victims"]["mnist-lenet"].update(arch="lenett"),
         r"victims.mnist-lenet.arch': 'lenett' is not allowed; "
-        r"allowed values: lenet, resnet8",
+        r"allowed values: lenet, cnn5, cnn9, resnet8",
     ),
     "unknown surrogate architecture": (
         lambda c: c["surrogates"].update(archs=["vgg"]),
@@ -100,6 +100,32 @@ BAD = {
         r"needs 11500 images but source 'mnist5k' makes 5000",
     ),
     "wrong type": (lambda c: c.update(seed="zero"), r"config key 'seed': 'zero' is not of type"),
+    "unknown strategy option": (
+        lambda c: c["attacks"]["jbda-mnist5k"]["options"].update(seeds=10),
+        r"attacks.jbda-mnist5k.options': unknown option\(s\) seeds for strategy 'jbda'; "
+        r"allowed: seed_size",
+    ),
+    "pretrained small victim": (
+        lambda c: c["victims"]["mnist-lenet"].update(pretrained=True),
+        r"victims.mnist-lenet.pretrained': 'lenet' has no pretrained",
+    ),
+    "unknown defense": (
+        lambda c: c["defenses"]["defended"].update(defenses=["none", "shuffle"]),
+        r"defenses.defended.defenses\[1\]': 'shuffle' is not allowed; allowed values: none, "
+        r"ood-shuffle",
+    ),
+    "unknown defense parameter": (
+        lambda c: c["defenses"]["defended"].update(params={"gaussian-noise": {"sigma": 1}}),
+        r"params.gaussian-noise': unknown parameter\(s\) sigma; allowed: scale",
+    ),
+    "detector without out data": (
+        lambda c: c["defenses"]["detector"].update(out="noise"),
+        r"datasets.noise.splits': the detector's out dataset needs",
+    ),
+    "unknown paper configuration": (
+        lambda c: c["victims"]["mnist-lenet"].update(paper="mnist"),
+        r"victims.mnist-lenet.paper'.*allowed values: caltech-rn34",
+    ),
 }
 
 
@@ -113,12 +139,17 @@ def test_bad_config_names_key_and_fix(default, case):
 def test_grid_enumeration(default):
     cfg = config.validate(default)
     cells = config.cells(cfg)
-    s = cfg["surrogates"]
-    n_pairs = sum(len(v["attacks"]) for v in cfg["victims"].values())
-    assert len(cells) == n_pairs * len(s["granularities"]) * len(s["budgets"]) * len(
-        s["archs"]
-    ) * len(s["seeds"])
+    budgets = cfg["surrogates"]["budgets"]
+    expected = 0
+    for _, attack in config.victim_attacks(cfg):
+        axes = config.axes(cfg, attack)
+        expected += (
+            len(axes["granularities"]) * len(budgets) * len(axes["archs"]) * len(axes["seeds"])
+        )
+    assert len(cells) == expected
     assert len(set(cells)) == len(cells)
+    jobs = config.surrogate_jobs(cfg)
+    assert {(c.victim, c.attack, c.surrogate_arch, c.seed) for c in cells} == set(jobs)
 
 
 def test_realistic_adversary_is_same_task(default):
@@ -128,3 +159,64 @@ def test_realistic_adversary_is_same_task(default):
     assert not config.is_realistic(cfg, "mnist-lenet", "random-glyphs")
     assert not config.is_realistic(cfg, "glyphs-lenet", "random-mnist5k")
     assert not config.is_realistic(cfg, "mnist-lenet", "random-photo-crops")
+
+
+def test_attack_overrides_shape_the_grid(default):
+    cfg = config.validate(default)
+    cells = config.cells(cfg)
+    adaptive = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "adaptive-glyphs"}
+    assert adaptive == {("probs", "lenet"), ("label", "lenet")}
+    full = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "random-glyphs"}
+    assert len(full) == 8
+    assert {c.seed for c in cells} == {0, 1, 2}
+
+
+def test_strategy_options_agree_with_signatures():
+    import inspect
+
+    from stealbench import adaptive, attacks, jbda
+
+    functions = {
+        "random": attacks.random_strategy,
+        "adaptive": adaptive.run_adaptive,
+        "jbda": jbda.run_jbda,
+    }
+    assert set(functions) == set(attacks.STRATEGIES) == set(config.STRATEGY_OPTIONS)
+    for name, fn in functions.items():
+        params = set(inspect.signature(fn).parameters) - {
+            "blackbox",
+            "pool",
+            "budget",
+            "rng",
+            "device",
+        }
+        assert params == set(config.STRATEGY_OPTIONS[name]), name
+
+
+def test_pretrained_archs_agree_with_registry():
+    from stealbench import models
+
+    assert set(config.PRETRAINED_ARCHS) == set(models.TORCHVISION_MODELS)
+
+
+def test_paper_keys_agree_with_schema():
+    from stealbench.paper import PAPER_RESULTS
+
+    schema = config.load_schema()
+    victim = schema["properties"]["victims"]["additionalProperties"]["properties"]
+    assert set(victim["paper"]["enum"]) == set(PAPER_RESULTS)
+
+
+def test_key_order_does_not_change_the_validated_config(default):
+    reordered = yaml.safe_load(yaml.safe_dump(default, sort_keys=True))
+    assert repr(config.validate(reordered)) == repr(config.validate(default))
+    assert list(config.validate(default)["victims"]) == sorted(default["victims"])
+
+
+def test_duplicate_names_in_a_config_file_are_an_error(tmp_path, root):
+    text = (root / "config.yaml").read_text()
+    path = tmp_path / "dup.yaml"
+    path.write_text(text.replace("  glyphs-lenet:\n", "  mnist-lenet:\n", 1))
+    with pytest.raises(config.ConfigError, match="duplicate key 'mnist-lenet'"):
+        config.check_duplicate_keys(path)
+    config.check_duplicate_keys(root / "config.yaml")

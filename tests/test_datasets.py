@@ -104,3 +104,44 @@ def test_bad_splits():
         datasets.assign_splits(5000, {"train": 5001}, np.random.default_rng(0))
     with pytest.raises(ValueError, match="unknown split"):
         datasets.assign_splits(10, {"training": 5}, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["uci-digits", "noise"])
+def test_streamed_file_equals_the_in_memory_table(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "ROW_GROUP_ROWS", 64)  # several row groups
+    table, meta = datasets.materialise(name, SMALL[name], seed=7)
+    streamed = datasets.materialise_to(name, SMALL[name], 7, tmp_path / "streamed.parquet")
+    assert streamed == meta  # same metadata, same checksum
+    groups = pq.ParquetFile(tmp_path / "streamed.parquet").num_row_groups
+    assert groups == -(-table.num_rows // 64)  # row groups of 64 images
+    ds = datasets.load(tmp_path / "streamed.parquet")
+    np.testing.assert_array_equal(ds.labels, table.column("label").to_numpy())
+    assert bytes(ds.images) == b"".join(table.column("image").to_pylist())
+    assert list(ds.splits) == table.column("split").to_pylist()
+
+
+def test_split_fractions():
+    splits = datasets.assign_splits(
+        50, {"train": -1, "val": 0.1, "pool": 0.3}, np.random.default_rng(0)
+    )
+    assert [(splits == s).sum() for s in ("train", "val", "pool")] == [30, 5, 15]
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        datasets.assign_splits(10, {"val": 1.5}, np.random.default_rng(0))
+
+
+def test_content_hash_streams_like_checksum():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(10, 4, 4, 3), dtype=np.uint8)
+    labels, splits = np.arange(10), np.array(["train"] * 7 + ["pool"] * 3, dtype=object)
+    digest = datasets.ContentHash(images.shape)
+    for chunk in (images[:3], images[3:4], images[4:]):
+        digest.update(chunk)
+    assert digest.hexdigest(labels, splits) == datasets.checksum(images, labels, splits)
+
+
+def test_images_of_the_wrong_shape_are_rejected(tmp_path):
+    table, meta = datasets.materialise("noise", SMALL["noise"], seed=0)
+    path = tmp_path / "shape.parquet"
+    datasets.save(table, {**meta, "shape": [28, 28, 3]}, path)  # 1-channel bytes, says RGB
+    with pytest.raises(ArtefactError, match=r"image column is .*expected 28x28x3"):
+        datasets.load(path)

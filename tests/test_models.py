@@ -3,15 +3,17 @@ import torch
 
 from stealbench import config, models
 
+SMALL = [a for a in models.ARCHITECTURES if a not in models.TORCHVISION_MODELS]
+
 
 def test_registry_agrees_with_config_schema():
     schema = config.load_schema()
     assert set(schema["definitions"]["arch"]["enum"]) == set(models.ARCHITECTURES)
 
 
-@pytest.mark.parametrize("arch", sorted(models.ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(SMALL))
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 28, 28), (3, 32, 32), (1, 64, 48)])
-def test_every_architecture_takes_any_image_shape(arch, shape):
+def test_small_architectures_take_any_image_shape(arch, shape):
     torch.manual_seed(0)
     model = models.create_model(arch, num_classes=7).eval()
     with torch.no_grad():
@@ -20,8 +22,39 @@ def test_every_architecture_takes_any_image_shape(arch, shape):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("arch", models.TORCHVISION_MODELS)
+def test_torchvision_models_by_name_without_weights(arch):
+    # weights=None: nothing is downloaded; a smaller input keeps the test fast
+    model = models.create_model(arch, num_classes=5, input_size=64).eval()
+    assert model.adapter.channels == 3
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, 28, 28))  # greyscale digits are adapted to RGB
+    assert out.shape == (2, 5)
+
+
+def test_pretrained_weights_load_through_torchvision_weights_api(tmp_path, monkeypatch):
+    """The real weights path, fed from a local checkpoint cache instead of the network."""
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    torch.manual_seed(1)
+    reference = resnet18(weights=None)
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(reference.state_dict(), checkpoints / ResNet18_Weights.DEFAULT.url.split("/")[-1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    model = models.create_model("resnet18", num_classes=4, pretrained=True)
+    assert torch.equal(model.net.conv1.weight, reference.conv1.weight)
+    assert model.net.fc.out_features == 4  # the ImageNet head is replaced
+
+
+def test_small_models_refuse_pretrained():
+    with pytest.raises(ValueError, match="has no pretrained weights"):
+        models.create_model("lenet", 10, pretrained=True)
+
+
 def test_unknown_architecture_lists_allowed():
-    with pytest.raises(ValueError, match="allowed: lenet, resnet8"):
+    with pytest.raises(ValueError, match="allowed: cnn5, cnn9, densenet121"):
         models.create_model("vgg99", 10)
 
 

@@ -67,3 +67,46 @@ def test_query_accounting():
     assert (table["cells"] == 12).all()
     assert (table["passes_without_cache"] == 2 * 2 * (10 + 100 + 1000)).all()
     assert np.allclose(table["cache_saving"], 4.44)
+
+
+def test_ci95_is_student_t_half_width():
+    values = [0.5, 0.6, 0.7]
+    # t(0.975, 2) = 4.302653; sd = 0.1; n = 3
+    assert np.isclose(report.ci95(values), 4.302653 * 0.1 / np.sqrt(3), rtol=1e-6)
+    assert np.isnan(report.ci95([0.4]))
+
+
+def test_summarise_groups_over_seeds_only():
+    cells = _cells().assign(kl_divergence=0.1)
+    summary = report.summarise(cells)
+    assert len(summary) == len(cells) / 2 and (summary["seeds"] == 2).all()
+    first = summary.iloc[0]
+    same = cells[
+        (cells["attack"] == first["attack"])
+        & (cells["granularity"] == first["granularity"])
+        & (cells["budget"] == first["budget"])
+    ]
+    assert np.isclose(first["test_acc_mean"], same["test_acc"].mean())
+
+
+def test_per_class_table_explodes_and_names_classes():
+    cells = _cells().head(4).assign(class_acc=[[1.0, 0.5]] * 4, victim_class_acc=[[1.0, 1.0]] * 4)
+    table = report.per_class_table(cells, {"d": ["zero", "one"]})
+    assert list(table["class_name"].unique()) == ["zero", "one"]
+    assert np.allclose(table.loc[table["class"] == 1, "drop"], 0.5)
+
+
+def test_claim_tables_put_the_paper_beside_matching_victims():
+    summary = report.summarise(_cells().assign(kl_divergence=0.1))
+    table = report.reproduction_table(summary, {"v": "cifar10-rn34"})
+    assert (table["paper_victim_acc"] == 94.6).all()
+    assert np.allclose(table["paper_recovery"], 88.2 / 94.6)
+    assert (table["budget"] == 1000).all() and set(table["adversary"]) == {
+        "realistic",
+        "out-of-distribution",
+    }
+    unmatched = report.reproduction_table(summary, {})
+    assert unmatched["paper_victim_acc"].isna().all()
+    wide = report.granularity_table(summary, {"v": "cifar10-rn34"})
+    assert list(wide.columns[4:8]) == ["probs_acc", "probs_ci95", "label_acc", "label_ci95"]
+    assert (wide["paper_label"] == 84.4).all()

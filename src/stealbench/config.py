@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,32 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 class ConfigError(ValueError):
     """The config is invalid; the message says which key and how to fix it."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that rejects a key given twice in one mapping (YAML keeps the last)."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"duplicate key '{key}' (lines {seen[key] + 1} and {key_node.start_mark.line + 1}"
+                f" of {key_node.start_mark.name}); every name must be unique"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def check_duplicate_keys(path: str | Path) -> None:
+    """Fail on duplicate names in a config file, which a plain YAML load silently drops."""
+    with open(path) as handle:
+        yaml.load(handle, Loader=_StrictLoader)  # a SafeLoader subclass: no code runs
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -96,6 +123,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     if errors:
         raise ConfigError("\n".join(_message(e) for e in errors))
     _fill_defaults(config, schema, schema)
+    _fill_dataset_defaults(config, schema)
     # Defaults of nested training blocks: a partial block inherits the rest.
     base = _resolve(schema["properties"]["victim_training"], schema)["default"]
     config["victim_training"] = {**base, **config["victim_training"]}
@@ -104,20 +132,31 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     surrogate_base = schema["properties"]["surrogates"]["properties"]["training"]["default"]
     config["surrogates"]["training"] = {**surrogate_base, **config["surrogates"]["training"]}
     _check_references(config)
-    return config
+    return canonical(config)
+
+
+def canonical(value):
+    """Dicts with sorted keys, recursively. Snakemake compares rule params by their text, so
+    reordering keys in a YAML file must not look like a change that reruns jobs."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
 
 
 def split_sizes(dataset_spec: dict, builder_sizes: dict[str, int] | None = None) -> dict:
-    """Images per split, as far as the config tells (``-1`` is resolved with known sizes)."""
-    sizes = builder_sizes or DEFAULT_SIZES
-    splits = dataset_spec["splits"]
-    if -1 not in splits.values():
-        return dict(splits)
-    total = dataset_spec.get("options", {}).get("size", sizes.get(dataset_spec["source"]))
-    if total is None:
-        return {k: v for k, v in splits.items() if v != -1}
-    fixed = sum(v for v in splits.values() if v != -1)
-    return {k: (total - fixed if v == -1 else v) for k, v in splits.items()}
+    """Images per split, as far as the config tells: an int, or None where only the data
+    can tell (an ImageFolder tree; -1 or a fraction of a part of unknown size).
+
+    Checks that need a size skip the splits whose size is None; the jobs then fail with a
+    clear message if the data turns out too small (e.g. a pool smaller than the budget).
+    """
+    return {
+        split: count
+        for _, counts, _, _ in _split_parts(dataset_spec, builder_sizes or DEFAULT_SIZES)
+        for split, count in counts.items()
+    }
 
 
 # Images each builder makes with its default options (used to check budgets before any job).
@@ -129,21 +168,180 @@ DEFAULT_SIZES = {
     "noise": 1000,
 }
 
+# Real datasets (stealbench.realdata): read from disk, streamed into Parquet.
+REAL_SOURCES = ("torchvision", "imagefolder")
+# Their default splits: the source's train part, 10% of it carved for val, its test part.
+REAL_SOURCE_SPLITS = {"train": -1, "val": 0.1, "test": -1}
+# (train, test) images of each torchvision dataset as published. Caltech256 has no test
+# split: Knockoff nets drop its clutter class (29,780 images left in 256 classes) and keep
+# test_per_class (25) images per class for test.
+TORCHVISION_SIZES = {
+    "MNIST": (60000, 10000),
+    "FashionMNIST": (60000, 10000),
+    "KMNIST": (60000, 10000),
+    "CIFAR10": (50000, 10000),
+    "CIFAR100": (50000, 10000),
+    "SVHN": (73257, 26032),
+    "GTSRB": (26640, 12630),
+    "STL10": (5000, 8000),
+    "Caltech256": None,
+}
+CALTECH256_IMAGES, CALTECH256_CLASSES, CALTECH256_TEST_PER_CLASS = 29780, 256, 25
+# ImageFolder layouts whose test part comes with the data (the others need test_per_class
+# or test_fraction), and those whose test part may be drawn per class.
+TEST_PART_LAYOUTS = ("caltech256", "cub200", "indoor67", "train_test")
+PER_CLASS_TEST_LAYOUTS = ("generic", "caltech256")
+
+
+def _options_schema(source: str, schema: dict) -> dict | None:
+    """The schema of ``options`` for a real source (from the datasets' allOf branches)."""
+    entry = schema["properties"]["datasets"]["additionalProperties"]
+    for branch in entry.get("allOf", []):
+        condition = branch.get("if", {}).get("properties", {}).get("source", {})
+        options = branch.get("then", {}).get("properties", {}).get("options")
+        if condition.get("const") == source and options is not None:
+            return options
+    return None
+
+
+def source_options(dataset_spec: dict, schema: dict | None = None) -> dict:
+    """The options of a dataset with the schema's defaults filled in (real sources)."""
+    options = copy.deepcopy(dataset_spec.get("options", {}))
+    sub = _options_schema(dataset_spec["source"], schema or load_schema())
+    for key, prop in (sub or {}).get("properties", {}).items():
+        if key not in options and "default" in prop:
+            options[key] = copy.deepcopy(prop["default"])
+    return options
+
+
+def has_test_part(dataset_spec: dict) -> bool:
+    """Whether a source has a test part of its own (a torchvision test split, a layout's
+    test list, per-class test images); builders have none."""
+    source, options = dataset_spec["source"], dataset_spec.get("options", {})
+    if source == "torchvision":
+        return True
+    if source == "imagefolder":
+        return (
+            options.get("layout", "generic") in TEST_PART_LAYOUTS
+            or "test_per_class" in options
+            or "test_fraction" in options
+        )
+    return False
+
+
+def _part_sizes(spec: dict, sizes: dict[str, int]) -> dict[str, int | None]:
+    """Images in each part of a source ("all", and "train"/"test" where it has a test part)."""
+    source, options = spec["source"], spec.get("options", {})
+    if source == "imagefolder":
+        return {"all": None, "train": None, "test": None}
+    if source == "torchvision":
+        known = TORCHVISION_SIZES.get(options.get("name"))
+        if options.get("name") == "Caltech256":
+            per_class = options.get("test_per_class", CALTECH256_TEST_PER_CLASS)
+            test = min(CALTECH256_IMAGES, per_class * CALTECH256_CLASSES)
+            known = (CALTECH256_IMAGES - test, test)
+        if known is None:
+            return {"all": None, "train": None, "test": None}
+        return {"all": sum(known), "train": known[0], "test": known[1]}
+    return {"all": options.get("size", sizes.get(source))}
+
+
+def _count(value: float, n: int | None) -> int | None:
+    if isinstance(value, float) and not value.is_integer():  # a fraction of the part
+        return None if n is None else math.floor(value * n + 0.5)
+    return int(value)
+
+
+def _split_parts(spec: dict, sizes: dict[str, int]) -> list[tuple[dict, dict, int | None, str]]:
+    """Each part of a source with the splits drawn from it: (requested, counts, part size,
+    part name); counts are resolved (fractions, -1) where the part's size is known, else None.
+    """
+    splits = spec.get("splits") or REAL_SOURCE_SPLITS
+    parts = _part_sizes(spec, sizes)
+    if has_test_part(spec) and "test" in splits:
+        groups = [
+            ({k: v for k, v in splits.items() if k != "test"}, parts["train"], "train"),
+            ({"test": splits["test"]}, parts["test"], "test"),
+        ]
+    else:
+        groups = [(dict(splits), parts["all"], "all")]
+    out = []
+    for requested, n, part in groups:
+        counts = {k: _count(v, n) for k, v in requested.items()}
+        fixed = [c for c in counts.values() if c != -1]
+        rest = None if n is None or None in fixed else n - sum(fixed)
+        out.append((requested, {k: (rest if c == -1 else c) for k, c in counts.items()}, n, part))
+    return out
+
+
+def _check_dataset(name: str, spec: dict) -> list[str]:
+    """Errors of one dataset entry: split values, -1s, known sizes, real-source options."""
+    errors, key = [], f"config key 'datasets.{name}"
+    source, options = spec["source"], spec.get("options", {})
+    if "splits" not in spec:
+        return [
+            f"{key}.splits': source '{source}' with layout "
+            f"'{options.get('layout', 'generic')}' has no test part of its own, so the "
+            f"default splits do not apply; give splits (e.g. {{pool: -1}}) or set "
+            f"datasets.{name}.options.test_per_class or test_fraction"
+        ]
+    for split, value in spec["splits"].items():
+        if isinstance(value, float) and not value.is_integer() and not 0 < value < 1:
+            errors.append(
+                f"{key}.splits.{split}': {value} is neither a count (-1 for the rest, 0, 1, "
+                f"...) nor a fraction between 0 and 1"
+            )
+    if errors:
+        return errors
+    if source == "imagefolder":
+        layout = options.get("layout", "generic")
+        given = [k for k in ("test_per_class", "test_fraction") if k in options]
+        if len(given) > 1:
+            errors.append(f"{key}.options': set test_per_class or test_fraction, not both")
+        if given and layout not in PER_CLASS_TEST_LAYOUTS:
+            errors.append(
+                f"{key}.options.{given[0]}': layout '{layout}' has its own test part; "
+                f"per-class test images apply to layouts {', '.join(PER_CLASS_TEST_LAYOUTS)}"
+            )
+    if source == "torchvision" and "test_per_class" in options:
+        if options.get("name") != "Caltech256":
+            errors.append(
+                f"{key}.options.test_per_class': applies to Caltech256 only; "
+                f"{options.get('name')} has a test split of its own"
+            )
+    groups = _split_parts(spec, DEFAULT_SIZES)
+    for requested, counts, n, part in groups:
+        if list(requested.values()).count(-1) > 1:
+            errors.append(
+                f"{key}.splits': only one split may be -1"
+                + (f" among {', '.join(requested)} (the {part} part)" if len(groups) > 1 else "")
+            )
+        need = sum(counts[k] for k, v in requested.items() if v != -1 and counts[k] is not None)
+        if n is not None and need > n:
+            what = (
+                f"torchvision {options['name']}"
+                if source == "torchvision"
+                else f"source '{source}'"
+            )
+            has = f"makes {n}" if len(groups) == 1 else f"has {n} in its {part} part"
+            errors.append(f"{key}.splits': {spec['splits']} needs {need} images but {what} {has}")
+    return errors
+
+
+def _fill_dataset_defaults(config: dict, schema: dict) -> None:
+    """Options defaults of real sources (the schema's if/then branches), default splits."""
+    for spec in config["datasets"].values():
+        if spec["source"] in REAL_SOURCES:
+            spec["options"] = source_options(spec, schema)
+            if "splits" not in spec and has_test_part(spec):
+                spec["splits"] = dict(REAL_SOURCE_SPLITS)
+
 
 def _check_references(config: dict) -> None:
     errors = []
     datasets, attacks = config["datasets"], config["attacks"]
     for name, spec in datasets.items():
-        if list(spec["splits"].values()).count(-1) > 1:
-            errors.append(f"config key 'datasets.{name}.splits': only one split may be -1")
-        sizes = split_sizes(spec)
-        total = spec.get("options", {}).get("size", DEFAULT_SIZES.get(spec["source"]))
-        if total is not None and sum(sizes.values()) > total:
-            errors.append(
-                f"config key 'datasets.{name}.splits': {spec['splits']} needs "
-                f"{sum(sizes.values())} images but source '{spec['source']}' makes "
-                f"{total}"
-            )
+        errors.extend(_check_dataset(name, spec))
     for name, attack in attacks.items():
         if attack["pool"] not in datasets:
             errors.append(
@@ -170,20 +368,132 @@ def _check_references(config: dict) -> None:
                     f"config key 'victims.{name}.attacks': unknown attack "
                     f"'{attack}'; allowed: {', '.join(attacks)}"
                 )
+    for name, attack in attacks.items():
+        allowed = STRATEGY_OPTIONS[attack["strategy"]]
+        unknown = sorted(set(attack["options"]) - set(allowed))
+        if unknown:
+            errors.append(
+                f"config key 'attacks.{name}.options': unknown option(s) "
+                f"{', '.join(unknown)} for strategy '{attack['strategy']}'; allowed: "
+                f"{', '.join(allowed) or 'none'}"
+            )
+    for name, victim in config["victims"].items():
+        if victim["pretrained"] and victim["arch"] not in PRETRAINED_ARCHS:
+            errors.append(
+                f"config key 'victims.{name}.pretrained': '{victim['arch']}' has no "
+                f"pretrained weights; allowed with: {', '.join(PRETRAINED_ARCHS)}"
+            )
+    if config["surrogates"]["pretrained"]:
+        for pair in victim_attacks(config):
+            for arch in axes(config, pair[1])["archs"]:
+                if arch not in PRETRAINED_ARCHS:
+                    errors.append(
+                        f"config key 'surrogates.pretrained': surrogate arch '{arch}' "
+                        f"has no pretrained weights; allowed with: "
+                        f"{', '.join(PRETRAINED_ARCHS)}"
+                    )
     budget = max(config["surrogates"]["budgets"])
     for name, attack in attacks.items():
         pool = datasets.get(attack["pool"])
         if pool is None:
             continue
         available = split_sizes(pool).get("pool", 0)
+        if available is None:  # known only once materialised; the attack job checks it
+            continue
         if budget > available:
             errors.append(
                 f"config key 'surrogates.budgets': the largest budget {budget} exceeds "
                 f"the {available} images of the pool split of '{attack['pool']}' "
                 f"(attack '{name}'); lower the budget or enlarge the pool"
             )
+    if "defenses" in config:
+        errors.extend(_check_defenses(config))
     if errors:
-        raise ConfigError("\n".join(errors))
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
+
+
+def _check_defenses(config: dict) -> list[str]:
+    """Fill the defense stage's derived defaults and check its references."""
+    from .defenses import defense_parameters
+
+    errors = []
+    d, datasets = config["defenses"], config["datasets"]
+    out = d["detector"].get("out")
+    if out is None:
+        errors.append(
+            "config key 'defenses.detector.out': missing; name the dataset whose train "
+            f"split is the defender's out-of-distribution data ({', '.join(datasets)})"
+        )
+    elif out not in datasets:
+        errors.append(
+            f"config key 'defenses.detector.out': unknown dataset '{out}'; allowed: "
+            f"{', '.join(datasets)}"
+        )
+    elif split_sizes(datasets[out]).get("train", 0) == 0:
+        errors.append(
+            f"config key 'datasets.{out}.splits': the detector's out dataset needs a "
+            f"non-empty 'train' split (the defender's OOD images)"
+        )
+    for source in d["benign"]["sources"]:
+        if source not in datasets:
+            errors.append(
+                f"config key 'defenses.benign.sources': unknown dataset '{source}'; "
+                f"allowed: {', '.join(datasets)}"
+            )
+    defended = d["defended"]
+    defended.setdefault("attacks", list(config["attacks"]))
+    defended.setdefault("archs", config["surrogates"]["archs"][:1])
+    defended.setdefault("seeds", config["surrogates"]["seeds"])
+    defended.setdefault("budgets", [max(config["surrogates"]["budgets"])])
+    for budget in defended["budgets"]:
+        if budget > max(config["surrogates"]["budgets"]):
+            errors.append(
+                f"config key 'defenses.defended.budgets': {budget} exceeds the largest "
+                f"budget of surrogates.budgets, which sizes the query caches"
+            )
+    for attack in defended["attacks"]:
+        if attack not in config["attacks"]:
+            errors.append(
+                f"config key 'defenses.defended.attacks': unknown attack '{attack}'; "
+                f"allowed: {', '.join(config['attacks'])}"
+            )
+    for name, params in defended["params"].items():
+        allowed = defense_parameters(name)
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            errors.append(
+                f"config key 'defenses.defended.params.{name}': unknown parameter(s) "
+                f"{', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}"
+            )
+    return errors
+
+
+# Keyword options of each strategy (stealbench.attacks; a test checks they agree), so that a
+# misspelled option fails here rather than in a job.
+STRATEGY_OPTIONS = {
+    "random": ("augment",),
+    "adaptive": (
+        "batch_size",
+        "policy_lr",
+        "rewards",
+        "hierarchy",
+        "surrogate",
+        "surrogate_lr",
+        "train_steps",
+        "recent",
+    ),
+    "jbda": ("seed_size", "step", "tau", "substitute", "epochs", "batch_size", "lr"),
+}
+# Architectures with ImageNet weights (the torchvision ones of stealbench.models).
+PRETRAINED_ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "vgg16",
+    "densenet121",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+)
 
 
 # ------------------------------------------------------------------------- the grid
@@ -204,13 +514,51 @@ def victim_attacks(config: dict) -> list[tuple[str, str]]:
     return [(v, a) for v, spec in config["victims"].items() for a in spec["attacks"]]
 
 
+AXES = ("granularities", "archs", "seeds")
+
+
+def axes(config: dict, attack: str) -> dict:
+    """The surrogate axes of one attack: its own overrides, else the surrogates' defaults."""
+    spec = config["attacks"][attack]
+    return {axis: spec.get(axis, config["surrogates"][axis]) for axis in AXES}
+
+
+def surrogate_jobs(config: dict) -> list[tuple[str, str, str, int]]:
+    """(victim, attack, arch, seed): one training job, sweeping granularities x budgets."""
+    return [
+        (v, a, arch, seed)
+        for v, a in victim_attacks(config)
+        for arch in axes(config, a)["archs"]
+        for seed in axes(config, a)["seeds"]
+    ]
+
+
+def surrogate_parts(config: dict, attack: str) -> list[str]:
+    """The training jobs of one (victim, attack, arch, seed): ``all`` cells in one job, or one
+    job per cell named ``{granularity}-b{budget}`` (``surrogates.job_size``)."""
+    if config["surrogates"]["job_size"] == "sweep":
+        return ["all"]
+    return [
+        f"{g}-b{b}"
+        for g in axes(config, attack)["granularities"]
+        for b in sorted(config["surrogates"]["budgets"])
+    ]
+
+
+def part_cells(config: dict, attack: str, part: str) -> tuple[list[str], list[int]]:
+    """The granularities and budgets one training job covers."""
+    if part == "all":
+        return axes(config, attack)["granularities"], sorted(config["surrogates"]["budgets"])
+    granularity, budget = part.rsplit("-b", 1)
+    return [granularity], [int(budget)]
+
+
 def cells(config: dict) -> list[Cell]:
-    s = config["surrogates"]
+    budgets = sorted(config["surrogates"]["budgets"])
     return [
         Cell(v, a, g, b, arch, seed)
-        for (v, a), g, b, arch, seed in itertools.product(
-            victim_attacks(config), s["granularities"], sorted(s["budgets"]), s["archs"], s["seeds"]
-        )
+        for v, a, arch, seed in surrogate_jobs(config)
+        for g, b in itertools.product(axes(config, a)["granularities"], budgets)
     ]
 
 
@@ -219,3 +567,17 @@ def is_realistic(config: dict, victim: str, attack: str) -> bool:
     task = config["datasets"][config["victims"][victim]["dataset"]].get("task")
     pool_task = config["datasets"][config["attacks"][attack]["pool"]].get("task")
     return task is not None and task == pool_task
+
+
+def defended_jobs(config: dict) -> list[tuple[str, str, str, int]]:
+    """(victim, attack, arch, seed): one job training surrogates on every defense's answers."""
+    if "defenses" not in config:
+        return []
+    d = config["defenses"]["defended"]
+    return [
+        (v, a, arch, seed)
+        for v, a in victim_attacks(config)
+        if a in d["attacks"]
+        for arch in d["archs"]
+        for seed in d["seeds"]
+    ]

@@ -93,8 +93,9 @@ def read_parquet(path: str | os.PathLike, kind: str | None = None) -> tuple[pa.T
     return table, meta
 
 
-def read_meta(table: pa.Table, path: str | os.PathLike = "<table>") -> dict:
-    raw = (table.schema.metadata or {}).get(META_KEY)
+def read_meta(table: pa.Table | pa.Schema, path: str | os.PathLike = "<table>") -> dict:
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    raw = (schema.metadata or {}).get(META_KEY)
     if raw is None:
         raise ArtefactError(
             f"{path}: Parquet file has no stealbench metadata; it was not written by stealbench"
@@ -114,3 +115,18 @@ def load_state_dict(path: str | os.PathLike) -> dict:
 
     # weights_only=True: a checkpoint is data, never code to unpickle.
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write_dataframe(frame, path: str | os.PathLike, meta: dict | None = None) -> None:
+    """A pandas DataFrame as a stealbench Parquet artefact (atomic, with metadata)."""
+    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path, meta)
+
+
+def read_parquet_meta(path: str | os.PathLike) -> dict:
+    """Only the stealbench metadata of a Parquet file (reads the footer, not the data)."""
+    return read_meta(pq.read_schema(path), path)
+
+
+def provenance(paths, **values) -> dict:
+    """What an artefact was built from: the SHA-256 of every input file, and config values."""
+    return {"inputs": {str(p): sha256_file(p) for p in paths}, **values}

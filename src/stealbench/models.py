@@ -6,8 +6,13 @@ architecture expects (channels, resolution, normalisation). So a pool of photogr
 sent to a digit victim, and any surrogate can be trained on any pool.
 
 Add an architecture with ``@register("name", channels=..., size=...)`` on a function
-``(num_classes) -> nn.Module``, and add the name to the ``arch`` enum of
+``(num_classes, pretrained) -> nn.Module``, and add the name to the ``arch`` enum of
 ``workflow/schemas/config.schema.yaml`` (a test checks that the two agree).
+
+Small CNNs for the offline default (``lenet``, ``cnn5``, ``cnn9``, ``resnet8``) train from
+scratch; torchvision models (``resnet18/34/50``, ``vgg16``, ``densenet121``,
+``mobilenet_v3_small/large``) can start from ImageNet weights through torchvision's weights API
+(``pretrained=True``), as the paper's victims and surrogates do.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ArchSpec:
-    build: Callable[[int], nn.Module]
+    build: Callable[[int, bool], nn.Module]
     channels: int  # input channels the network expects
     size: int  # input resolution (square) the network expects
     mean: tuple[float, ...]
@@ -32,8 +37,12 @@ class ArchSpec:
 ARCHITECTURES: dict[str, ArchSpec] = {}
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 def register(name: str, channels: int = 1, size: int = 28, mean=(0.5,), std=(0.5,)):
-    def decorate(fn: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+    def decorate(fn: Callable[[int, bool], nn.Module]) -> Callable[[int, bool], nn.Module]:
         ARCHITECTURES[name] = ArchSpec(fn, channels, size, tuple(mean), tuple(std))
         return fn
 
@@ -67,12 +76,14 @@ class InputAdapter(nn.Module):
 class Classifier(nn.Module):
     """An architecture from the registry behind its input adapter."""
 
-    def __init__(self, arch: str, num_classes: int):
+    def __init__(
+        self, arch: str, num_classes: int, pretrained: bool = False, input_size: int | None = None
+    ):
         super().__init__()
         spec = get_spec(arch)
         self.arch = arch
-        self.adapter = InputAdapter(spec.channels, spec.size, spec.mean, spec.std)
-        self.net = spec.build(num_classes)
+        self.adapter = InputAdapter(spec.channels, input_size or spec.size, spec.mean, spec.std)
+        self.net = spec.build(num_classes, pretrained)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.adapter(x))
@@ -85,8 +96,32 @@ def get_spec(arch: str) -> ArchSpec:
     return ARCHITECTURES[arch]
 
 
-def create_model(arch: str, num_classes: int, device: str = "cpu") -> Classifier:
-    return Classifier(arch, num_classes).to(device)
+def create_model(
+    arch: str,
+    num_classes: int,
+    device: str = "cpu",
+    pretrained: bool = False,
+    input_size: int | None = None,
+    seed: int | None = None,
+) -> Classifier:
+    """A model from the registry; ``input_size`` overrides the resolution it is fed.
+
+    With ``seed``, the initial weights depend on that seed alone, not on what the process
+    drew from torch's global generator before.
+    """
+    if seed is None:
+        return Classifier(arch, num_classes, pretrained, input_size).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Classifier(arch, num_classes, pretrained, input_size).to(device)
+
+
+def _scratch_only(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise ValueError(
+            f"architecture {name!r} has no pretrained weights; set pretrained: false "
+            f"or use a torchvision model ({', '.join(TORCHVISION_MODELS)})"
+        )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -97,8 +132,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @register("lenet")
-def lenet(num_classes: int) -> nn.Module:
+def lenet(num_classes: int, pretrained: bool = False) -> nn.Module:
     """LeNet-5-like: two conv/pool stages and two dense layers."""
+    _scratch_only("lenet", pretrained)
     return nn.Sequential(
         nn.Conv2d(1, 16, 5),
         nn.ReLU(),
@@ -156,6 +192,96 @@ class NarrowResNet(nn.Module):
 
 
 @register("resnet8")
-def resnet8(num_classes: int) -> nn.Module:
+def resnet8(num_classes: int, pretrained: bool = False) -> nn.Module:
     """ResNet-8, narrow (8/16/32 channels): a residual network that trains fast on a CPU."""
+    _scratch_only("resnet8", pretrained)
     return NarrowResNet(num_classes, widths=(8, 16, 32), blocks=1)
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+@register("cnn5", channels=3, size=32)
+def cnn5(num_classes: int, pretrained: bool = False) -> nn.Module:
+    """A 5-layer CNN (3 conv + 2 dense) in the spirit of Atli et al.'s GTSRB-5L victim.
+
+    Like cnn9 it sees 32x32 RGB, as GTSRB and CIFAR-10 are; other images are adapted."""
+    _scratch_only("cnn5", pretrained)
+    return nn.Sequential(
+        *_conv(3, 16),
+        nn.MaxPool2d(2),
+        *_conv(16, 32),
+        nn.MaxPool2d(2),
+        *_conv(32, 64),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+@register("cnn9", channels=3, size=32)
+def cnn9(num_classes: int, pretrained: bool = False) -> nn.Module:
+    """A 9-layer CNN (7 conv + 2 dense) in the spirit of Atli et al.'s CIFAR10-9L victim."""
+    _scratch_only("cnn9", pretrained)
+    return nn.Sequential(
+        *_conv(3, 16),
+        *_conv(16, 16),
+        nn.MaxPool2d(2),
+        *_conv(16, 32),
+        *_conv(32, 32),
+        nn.MaxPool2d(2),
+        *_conv(32, 64),
+        *_conv(64, 64),
+        *_conv(64, 64),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+# torchvision models, fed 3-channel 224x224 ImageNet-normalised inputs by the adapter.
+TORCHVISION_MODELS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "vgg16",
+    "densenet121",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+)
+
+
+def _replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the last Linear layer for one with ``num_classes`` outputs (fine-tuning)."""
+    parent, name, last = None, None, None
+    for _, module in model.named_modules():
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.Linear):
+                parent, name, last = module, child_name, child
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no Linear layer to replace")
+    setattr(parent, name, nn.Linear(last.in_features, num_classes))
+    return model
+
+
+def _torchvision(name: str):
+    def build(num_classes: int, pretrained: bool = False) -> nn.Module:
+        from torchvision.models import get_model, get_model_weights
+
+        if not pretrained:
+            return get_model(name, weights=None, num_classes=num_classes)
+        # The weights API downloads into $TORCH_HOME/hub/checkpoints, or reuses what is there.
+        model = get_model(name, weights=get_model_weights(name).DEFAULT)
+        return _replace_head(model, num_classes)
+
+    build.__doc__ = f"torchvision's {name}, optionally from ImageNet weights."
+    return build
+
+
+for _name in TORCHVISION_MODELS:
+    register(_name, channels=3, size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)(_torchvision(_name))

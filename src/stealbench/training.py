@@ -2,6 +2,8 @@
 
 Images stay uint8 in memory and are converted per batch, so a transfer set costs 1 byte per
 pixel. Batches are drawn with a seeded generator: the same seed gives the same model on CPU.
+``images`` may also be a lazy :class:`stealbench.datasets.ImageStore` (anything indexable by
+an integer array that returns uint8 (k, H, W, C)); :func:`fit` then follows its block order.
 """
 
 from __future__ import annotations
@@ -118,7 +120,11 @@ def fit(
     progress = _progress(epochs, desc)
     for epoch in range(1, epochs + 1):
         model.train()
-        order = torch.randperm(n, generator=generator)
+        # A lazy ImageStore gives a block-shuffled order that reads each row group ~once.
+        if hasattr(images, "epoch_order"):
+            order = torch.from_numpy(images.epoch_order(generator))
+        else:
+            order = torch.randperm(n, generator=generator)
         total = 0.0
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]

@@ -14,7 +14,15 @@ from .training import FitResult, TrainConfig, fit, predict_proba
 log = logging.getLogger(__name__)
 
 
-def train_victim(dataset: Dataset, arch: str, cfg: TrainConfig, seed: int, device: str = "cpu"):
+def train_victim(
+    dataset: Dataset,
+    arch: str,
+    cfg: TrainConfig,
+    seed: int,
+    device: str = "cpu",
+    pretrained: bool = False,
+    input_size: int | None = None,
+):
     """Train ``arch`` on the train split, select on val, report on test."""
     num_classes = len(dataset.classes)
     x_train, y_train = dataset.split("train")
@@ -25,7 +33,7 @@ def train_victim(dataset: Dataset, arch: str, cfg: TrainConfig, seed: int, devic
             f"dataset '{dataset.name}' needs non-empty train, val and test splits to train a "
             f"victim; it has {dataset.meta['split_counts']}"
         )
-    model = create_model(arch, num_classes, device)
+    model = create_model(arch, num_classes, device, pretrained, input_size, seed=seed)
     targets = np.eye(num_classes, dtype=np.float32)[y_train]
     result: FitResult = fit(
         model, x_train, targets, x_val, y_val, cfg, seed, desc=f"victim {arch}/{dataset.name}"

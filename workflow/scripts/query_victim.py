@@ -13,7 +13,13 @@ if io.sha256_file(sm.input.model) != victim_meta["model_sha256"]:
         f"{sm.input.model} does not match {sm.input.victim_metrics}; "
         "delete the victim's folder and rerun"
     )
-model = create_model(victim_meta["arch"], victim_meta["num_classes"], sm.params.device)
+# The weights come from the state dict: never fetch pretrained ones again.
+model = create_model(
+    victim_meta["arch"],
+    victim_meta["num_classes"],
+    sm.params.device,
+    input_size=victim_meta["input_size"],
+)
 model.load_state_dict(io.load_state_dict(sm.input.model))
 pool = datasets.load(sm.input.pool)
 blackbox = Blackbox(model)
@@ -27,7 +33,10 @@ log.info(
     sm.params.budget,
     pool.name,
 )
-queries = attacks.run_attack(attack["strategy"], blackbox, pool, sm.params.budget, seed)
+options = dict(attack["options"])
+if attack["strategy"] in ("adaptive", "jbda"):
+    options.setdefault("device", sm.params.device)
+queries = attacks.run_attack(attack["strategy"], blackbox, pool, sm.params.budget, seed, **options)
 attacks.save_cache(
     queries,
     sm.output[0],
@@ -36,6 +45,7 @@ attacks.save_cache(
         "victim_sha256": victim_meta["model_sha256"],
         "attack": sm.wildcards.attack,
         "strategy": attack["strategy"],
+        "options": attack["options"],
         "pool": pool.name,
         "pool_checksum": pool.checksum,
         "seed": seed,

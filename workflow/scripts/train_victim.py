@@ -14,7 +14,9 @@ spec = sm.params.victim
 dataset = datasets.load(sm.input.dataset)
 seed = derive_seed(sm.params.seed, "victim", sm.wildcards.victim)
 cfg = TrainConfig.from_dict(spec["training"])
-model, fit, test_probs, test_acc = train_victim(dataset, spec["arch"], cfg, seed, sm.params.device)
+model, fit, test_probs, test_acc = train_victim(
+    dataset, spec["arch"], cfg, seed, sm.params.device, spec["pretrained"], spec["input_size"]
+)
 
 io.save_state_dict(model.state_dict(), sm.output.model)
 test_ids = dataset.ids("test")
@@ -32,6 +34,8 @@ io.write_json(
     {
         "victim": sm.wildcards.victim,
         "arch": spec["arch"],
+        "pretrained": spec["pretrained"],
+        "input_size": spec["input_size"],
         "dataset": dataset.name,
         "dataset_checksum": dataset.checksum,
         "num_classes": len(dataset.classes),

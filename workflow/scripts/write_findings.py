@@ -8,6 +8,7 @@ from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 setup(sm, use_torch=False)
-text = report.findings(pd.read_parquet(sm.input.cells), pd.read_parquet(sm.input.queries))
+tables = {name: pd.read_parquet(path) for name, path in sm.input.items()}
+text = report.findings(**tables)
 with atomic_path(sm.output[0]) as tmp:
     tmp.write_text(text)

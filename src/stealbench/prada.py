@@ -1,0 +1,301 @@
+"""PRADA: a stateful detector of model-extraction query streams (Juuti et al., EuroS&P 2019).
+
+PRADA watches one client's queries. For every query ``x`` with the victim's predicted class
+``c`` it records ``d``, the smallest L2 distance (raw input space) from ``x`` to the client's
+*growing set* ``G_c`` of class ``c``:
+
+1. ``d`` is appended to the distances ``D_c`` of class ``c``.
+2. If ``d > T_c``, ``x`` joins ``G_c`` and ``T_c = max(T_c, mean(D_c) - std(D_c))``.
+3. Every ``check_every`` queries, once the distances pooled over the classes that hold at least
+   ``min_per_class`` of them number more than ``min_distances``, values beyond 3 standard
+   deviations of the pooled mean are dropped and a Shapiro-Wilk test runs on the rest; the
+   client is flagged when its statistic ``W < delta``.
+
+Benign traffic is expected to give roughly normal distances; synthetic queries (small
+perturbations of a few seeds, as in Jacobian-based augmentation) do not.
+
+Conventions chosen here, where the paper leaves room:
+
+- The first query of a class finds ``G_c`` empty: it joins ``G_c`` and records no distance
+  (as the reference implementation does), so ``D_c`` holds one distance fewer than the
+  class has queries. ``T_c`` starts at 0, so any later query at a positive distance joins.
+- ``std`` is the population standard deviation (``ddof=0``), for ``T_c`` and the 3-sigma cut.
+- uint8 images are scaled to [0, 1] (what the models see, :func:`stealbench.training.to_tensor`);
+  float images are taken as they are. ``W`` does not depend on that scale, nor does the
+  flag: the threshold rule and the 3-sigma cut scale with the distances.
+- If the distances left after the cut are all equal, ``W`` is reported as 0: Shapiro-Wilk is
+  undefined there (scipy returns 1), yet identical distances are the most synthetic stream
+  there is (every query one fixed-size step from the last).
+- The ``W`` trace does not depend on ``delta``, so a replay never stops at the first flag: one
+  replay serves a whole sweep of ``delta`` (:func:`detection_curve`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+WTrace = list[tuple[int, float]]
+
+
+class _GrowingRows:
+    """A float32 matrix that grows by doubling, so appending a row is amortised O(1)."""
+
+    def __init__(self, width: int, capacity: int = 64):
+        self.rows = np.empty((capacity, width), dtype=np.float32)
+        self.size = 0
+
+    def append(self, row: np.ndarray) -> None:
+        if self.size == len(self.rows):
+            grown = np.empty((2 * len(self.rows), self.rows.shape[1]), dtype=np.float32)
+            grown[: self.size] = self.rows[: self.size]
+            self.rows = grown
+        self.rows[self.size] = row
+        self.size += 1
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.rows[: self.size]
+
+
+class _GrowingVector:
+    """A float64 vector that grows by doubling."""
+
+    def __init__(self, capacity: int = 64):
+        self.data = np.empty(capacity, dtype=np.float64)
+        self.size = 0
+
+    def append(self, value: float) -> None:
+        if self.size == len(self.data):
+            self.data = np.concatenate([self.data, np.empty_like(self.data)])
+        self.data[self.size] = value
+        self.size += 1
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.data[: self.size]
+
+
+def _as_flat_float(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    flat = image.reshape(-1).astype(np.float32)
+    if image.dtype == np.uint8:
+        flat /= 255.0
+    return flat
+
+
+def shapiro_w(distances: np.ndarray, sigmas: float = 3.0) -> float:
+    """Shapiro-Wilk ``W`` of ``distances`` after dropping values beyond ``sigmas`` std devs."""
+    distances = np.asarray(distances, dtype=np.float64)
+    if len(distances) < 3:
+        raise ValueError(f"Shapiro-Wilk needs at least 3 distances, got {len(distances)}")
+    mean, std = distances.mean(), distances.std()
+    # By Chebyshev at most 1/sigmas^2 of the values are cut: at 3 sigma, 3 or more stay.
+    kept = distances[np.abs(distances - mean) <= sigmas * std] if std > 0 else distances
+    if np.ptp(kept) == 0:
+        return 0.0
+    with warnings.catch_warnings():
+        # scipy warns that its p-value is approximate beyond 5000 values; PRADA uses only W.
+        warnings.simplefilter("ignore", UserWarning)
+        return float(stats.shapiro(kept).statistic)
+
+
+class Prada:
+    """PRADA's state for one client; feed it the client's queries in order with :meth:`observe`.
+
+    ``delta``: flag when ``W < delta``. ``check_every``: run the test every this many queries.
+    ``min_distances``: test only once more than this many distances are pooled.
+    ``min_per_class``: pool only classes that hold at least this many distances.
+    """
+
+    def __init__(
+        self,
+        delta: float = 0.9,
+        check_every: int = 10,
+        min_distances: int = 100,
+        min_per_class: int = 10,
+    ):
+        if not 0.0 <= delta <= 1.0:
+            raise ValueError(
+                f"delta must lie in [0, 1] (W is a Shapiro-Wilk statistic), got {delta}"
+            )
+        if check_every < 1:
+            raise ValueError(f"check_every must be at least 1, got {check_every}")
+        if min_distances < 2 or min_per_class < 1:
+            raise ValueError(
+                f"min_distances must be at least 2 and min_per_class at least 1, got "
+                f"{min_distances} and {min_per_class}"
+            )
+        self.delta = delta
+        self.check_every = check_every
+        self.min_distances = min_distances
+        self.min_per_class = min_per_class
+        self.queries = 0
+        self.flagged_at: int | None = None
+        self.w_trace: WTrace = []
+        self._growing: dict[int, _GrowingRows] = {}
+        self._distances: dict[int, _GrowingVector] = {}
+        self._thresholds: dict[int, float] = {}
+        self._width: int | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return self.flagged_at is not None
+
+    def threshold(self, predicted_class: int) -> float:
+        """``T_c`` of a class (0 before its first query)."""
+        return self._thresholds.get(int(predicted_class), 0.0)
+
+    def growing_set(self, predicted_class: int) -> np.ndarray:
+        """A copy of ``G_c``: one flattened float32 image per row."""
+        rows = self._growing.get(int(predicted_class))
+        return rows.values.copy() if rows is not None else np.empty((0, self._width or 0))
+
+    def distances(self, predicted_class: int | None = None) -> np.ndarray:
+        """``D_c`` in query order, or, with no class, every recorded distance (class order)."""
+        if predicted_class is None:
+            parts = [self._distances[c].values for c in sorted(self._distances)]
+            return np.concatenate(parts) if parts else np.empty(0)
+        vector = self._distances.get(int(predicted_class))
+        return vector.values.copy() if vector is not None else np.empty(0)
+
+    def pooled_distances(self) -> np.ndarray:
+        """The distances the test sees: those of classes with at least ``min_per_class``."""
+        parts = [
+            v.values for _, v in sorted(self._distances.items()) if v.size >= self.min_per_class
+        ]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def observe(self, image: np.ndarray, predicted_class: int) -> float | None:
+        """Record one query; return ``W`` when the normality test ran on it, else None."""
+        x = _as_flat_float(image)
+        if self._width is None:
+            self._width = x.size
+        elif x.size != self._width:
+            raise ValueError(
+                f"query {self.queries + 1} has {x.size} values but earlier queries had "
+                f"{self._width}; one PRADA state serves one input shape"
+            )
+        c = int(predicted_class)
+        self.queries += 1
+        growing = self._growing.get(c)
+        if growing is None:
+            growing = self._growing[c] = _GrowingRows(x.size)
+            self._distances[c] = _GrowingVector()
+            self._thresholds[c] = 0.0
+        if growing.size == 0:
+            growing.append(x)
+        else:
+            # Differences, not the |g|^2 - 2 g.x + |x|^2 expansion: float32 cancellation there
+            # would swamp the small distances that mark synthetic queries.
+            diff = growing.values - x
+            d = float(np.sqrt(np.einsum("ij,ij->i", diff, diff).min()))
+            class_distances = self._distances[c]
+            class_distances.append(d)
+            if d > self._thresholds[c]:
+                growing.append(x)
+                recorded = class_distances.values
+                self._thresholds[c] = max(
+                    self._thresholds[c], float(recorded.mean() - recorded.std())
+                )
+        if self.queries % self.check_every:
+            return None
+        pooled = self.pooled_distances()
+        if len(pooled) <= self.min_distances:
+            return None
+        w = shapiro_w(pooled)
+        self.w_trace.append((self.queries, w))
+        if w < self.delta and self.flagged_at is None:
+            self.flagged_at = self.queries
+        return w
+
+    def result(self) -> PradaResult:
+        """What the stream has shown so far."""
+        return PradaResult(self.flagged, self.flagged_at, list(self.w_trace), self.queries)
+
+
+@dataclass
+class PradaResult:
+    """The outcome of one replayed stream."""
+
+    flagged: bool
+    flagged_at: int | None  # 1-based index of the query whose test first gave W < delta
+    w_trace: WTrace = field(default_factory=list)  # (1-based query index, W) per test run
+    queries: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "flagged": self.flagged,
+            "flagged_at": self.flagged_at,
+            "queries": self.queries,
+            "w_trace": [[q, w] for q, w in self.w_trace],
+        }
+
+
+def replay(
+    images: np.ndarray, predicted_classes: Sequence[int] | np.ndarray, **params
+) -> PradaResult:
+    """Run a fresh :class:`Prada` (``params`` go to its constructor) over one client's stream.
+
+    ``images``: (N, H, W, C) in query order; ``predicted_classes``: the victim's top-1 per query.
+    """
+    predicted_classes = np.asarray(predicted_classes)
+    if len(images) != len(predicted_classes):
+        raise ValueError(
+            f"{len(images)} images but {len(predicted_classes)} predicted classes; "
+            f"give one class per query"
+        )
+    prada = Prada(**params)
+    for image, c in zip(images, predicted_classes, strict=True):
+        prada.observe(image, int(c))
+    return prada.result()
+
+
+def first_detection(w_trace: WTrace, delta: float) -> int | None:
+    """The query index of the first test with ``W < delta`` in a trace, or None."""
+    for query, w in w_trace:
+        if w < delta:
+            return int(query)
+    return None
+
+
+def _trace(stream: PradaResult | WTrace) -> WTrace:
+    return stream.w_trace if isinstance(stream, PradaResult) else stream
+
+
+def detection_curve(
+    attacker_traces: Iterable[PradaResult | WTrace],
+    benign_traces: Iterable[PradaResult | WTrace],
+    deltas: Iterable[float],
+) -> pd.DataFrame:
+    """Detection over a sweep of ``delta``, from ``W`` traces alone (no replay).
+
+    A stream is flagged at ``delta`` iff some ``W`` of its trace is below ``delta``, at the
+    first such test. One row per delta: ``detection_rate`` (share of attacker streams
+    flagged), ``false_positive_rate`` (share of benign streams flagged),
+    ``mean_queries_to_detection`` (over the flagged attacker streams; NaN if none) and the
+    stream counts. Rates of an empty side are NaN.
+    """
+    attackers = [_trace(t) for t in attacker_traces]
+    benign = [_trace(t) for t in benign_traces]
+    rows = []
+    for delta in sorted(float(d) for d in deltas):
+        hits = [first_detection(t, delta) for t in attackers]
+        false_alarms = [first_detection(t, delta) is not None for t in benign]
+        detected = [q for q in hits if q is not None]
+        rows.append(
+            {
+                "delta": delta,
+                "detection_rate": len(detected) / len(attackers) if attackers else np.nan,
+                "false_positive_rate": float(np.mean(false_alarms)) if benign else np.nan,
+                "mean_queries_to_detection": float(np.mean(detected)) if detected else np.nan,
+                "attacker_streams": len(attackers),
+                "benign_streams": len(benign),
+            }
+        )
+    return pd.DataFrame(rows)
