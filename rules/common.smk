@@ -16,7 +16,9 @@ ATTACKS = list(config["attacks"])
 PAIRS = stealbench_config.victim_attacks(config)
 S = config["surrogates"]
 BUDGETS = sorted(S["budgets"])
-ARCHS = sorted({a for v, a in PAIRS for a in stealbench_config.axes(config, a)["archs"]})
+ARCHS = sorted(
+    {a for v, a in PAIRS for a in stealbench_config.axes(config, a)["archs"]}
+)
 ENV = "../envs/stealbench.yaml"
 DEFENSES = config.get("defenses")
 DEFENSE_TABLES = ["detection", "prada", "prada_curve", "defended"]
@@ -75,7 +77,9 @@ def victim_attack_pools(wildcards):
 
 
 def benign_sources(wildcards):
-    task = config["datasets"][config["victims"][wildcards.victim]["dataset"]].get("task")
+    task = config["datasets"][config["victims"][wildcards.victim]["dataset"]].get(
+        "task"
+    )
     return [
         d
         for d in DEFENSES["benign"]["sources"]
@@ -105,7 +109,11 @@ def final_outputs():
         "results/findings.md",
         *(
             [
-                *expand("results/tables/{table}.{ext}", table=DEFENSE_TABLES, ext=["parquet", "csv"]),
+                *expand(
+                    "results/tables/{table}.{ext}",
+                    table=DEFENSE_TABLES,
+                    ext=["parquet", "csv"],
+                ),
                 *expand("results/figures/defense_tradeoff.{ext}", ext=["png", "svg"]),
             ]
             if DEFENSES

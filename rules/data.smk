@@ -4,16 +4,16 @@
 rule materialise_dataset:
     output:
         "results/data/{dataset}.parquet",
-    params:
-        spec=lambda wildcards: config["datasets"][wildcards.dataset],
-        seed=config["seed"],
     log:
         "results/logs/data/{dataset}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        spec=lambda wildcards: config["datasets"][wildcards.dataset],
+        seed=config["seed"],
     script:
         "../workflow/scripts/materialise_dataset.py"

@@ -9,21 +9,21 @@ rule train_detector:
     output:
         model="results/defenses/{victim}/detector.pt",
         info="results/defenses/{victim}/detector.json",
-    params:
-        detector=lambda wildcards: DEFENSES["detector"],
-        seed=config["seed"],
-        device=config["device"],
     log:
         "results/logs/defenses/{victim}/train_detector.log",
     benchmark:
         "results/benchmarks/defenses/{victim}/train_detector.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=GPUS,
-    conda:
-        ENV
+    params:
+        detector=lambda wildcards: DEFENSES["detector"],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../workflow/scripts/train_detector.py"
 
@@ -37,6 +37,15 @@ rule evaluate_detector:
         attack_pools=victim_attack_pools,
     output:
         "results/defenses/{victim}/detection.parquet",
+    log:
+        "results/logs/defenses/{victim}/evaluate_detector.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=GPUS,
     params:
         attacks=lambda wildcards: config["victims"][wildcards.victim]["attacks"],
         pool_names=POOL_DATASETS,
@@ -44,15 +53,6 @@ rule evaluate_detector:
         victim=lambda wildcards: config["victims"][wildcards.victim],
         out=lambda wildcards: DEFENSES["detector"]["out"],
         device=config["device"],
-    log:
-        "results/logs/defenses/{victim}/evaluate_detector.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=GPUS,
-    conda:
-        ENV
     script:
         "../workflow/scripts/evaluate_detector.py"
 
@@ -65,9 +65,20 @@ rule run_prada:
         victim_test="results/victims/{victim}/test_outputs.parquet",
         queries=victim_caches,
         attack_pools=victim_attack_pools,
-        benign_sources=lambda wildcards: [dataset_path(d) for d in benign_sources(wildcards)],
+        benign_sources=lambda wildcards: [
+            dataset_path(d) for d in benign_sources(wildcards)
+        ],
     output:
         "results/defenses/{victim}/prada.parquet",
+    log:
+        "results/logs/defenses/{victim}/prada.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS,
     params:
         attacks=lambda wildcards: config["victims"][wildcards.victim]["attacks"],
         strategies={name: spec["strategy"] for name, spec in config["attacks"].items()},
@@ -75,15 +86,6 @@ rule run_prada:
         benign=lambda wildcards: DEFENSES["benign"],
         seed=config["seed"],
         device=config["device"],
-    log:
-        "results/logs/defenses/{victim}/prada.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=GPUS,
-    conda:
-        ENV
     script:
         "../workflow/scripts/run_prada.py"
 
@@ -98,6 +100,17 @@ rule train_defended_surrogates:
         detector="results/defenses/{victim}/detector.pt",
     output:
         cells="results/defended/{victim}/{attack}/{arch}/s{seed}/cells.parquet",
+    log:
+        "results/logs/defended/{victim}/{attack}/{arch}/s{seed}.log",
+    benchmark:
+        "results/benchmarks/defended/{victim}/{attack}/{arch}/s{seed}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPUS,
     params:
         defended=lambda wildcards: DEFENSES["defended"],
         victim=lambda wildcards: config["victims"][wildcards.victim],
@@ -108,17 +121,6 @@ rule train_defended_surrogates:
         surrogates=S,
         seed=config["seed"],
         device=config["device"],
-    log:
-        "results/logs/defended/{victim}/{attack}/{arch}/s{seed}.log",
-    benchmark:
-        "results/benchmarks/defended/{victim}/{attack}/{arch}/s{seed}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
-    conda:
-        ENV
     script:
         "../workflow/scripts/train_defended_surrogates.py"
 
@@ -139,17 +141,17 @@ rule aggregate_defenses:
             for name in DEFENSE_TABLES
         },
         **{f"{name}_csv": f"results/tables/{name}.csv" for name in DEFENSE_TABLES},
-    params:
-        deltas=lambda wildcards: DEFENSES["prada"]["deltas"],
-        victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
     log:
         "results/logs/report/aggregate_defenses.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        deltas=lambda wildcards: DEFENSES["prada"]["deltas"],
+        victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
     script:
         "../workflow/scripts/aggregate_defenses.py"
 
@@ -167,11 +169,11 @@ rule plot_defense_tradeoff:
         svg="results/figures/defense_tradeoff.svg",
     log:
         "results/logs/report/defense_tradeoff.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     script:
         "../workflow/scripts/plot_defense_tradeoff.py"

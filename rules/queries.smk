@@ -9,20 +9,20 @@ rule query_victim:
         pool=attack_pool,
     output:
         "results/queries/{victim}/{attack}.parquet",
+    log:
+        "results/logs/queries/{victim}/{attack}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS,
     params:
         victim=lambda wildcards: config["victims"][wildcards.victim],
         attack=lambda wildcards: config["attacks"][wildcards.attack],
         budget=max(BUDGETS),
         seed=config["seed"],
         device=config["device"],
-    log:
-        "results/logs/queries/{victim}/{attack}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=GPUS,
-    conda:
-        ENV
     script:
         "../workflow/scripts/query_victim.py"

@@ -1,11 +1,24 @@
 # Stage 5: one tidy table of every cell, summaries over seeds, one table per claim of the
 # paper, the query accounting, figures and findings.
 
-TABLES = ["victims", "cells", "summary", "per_class", "queries", "reproduction", "granularity",
-          "architecture"]
+TABLES = [
+    "victims",
+    "cells",
+    "summary",
+    "per_class",
+    "queries",
+    "reproduction",
+    "granularity",
+    "architecture",
+]
 # The report's category of each table (snakemake --report): victims, attacks, claims.
-TABLE_CATEGORY = {"victims": "Victims", "per_class": "Victims", "reproduction": "Claims",
-                  "granularity": "Claims", "architecture": "Claims"}
+TABLE_CATEGORY = {
+    "victims": "Victims",
+    "per_class": "Victims",
+    "reproduction": "Claims",
+    "granularity": "Claims",
+    "architecture": "Claims",
+}
 
 
 rule aggregate_cells:
@@ -27,16 +40,16 @@ rule aggregate_cells:
             for name in TABLES
         },
         **{f"{name}_csv": f"results/tables/{name}.csv" for name in TABLES},
-    params:
-        victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
     log:
         "results/logs/report/aggregate_cells.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
     script:
         "../workflow/scripts/aggregate_cells.py"
 
@@ -55,37 +68,41 @@ rule plot_accuracy_vs_budget:
         svg="results/figures/accuracy_vs_budget/{victim}.svg",
     log:
         "results/logs/report/accuracy_vs_budget/{victim}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     script:
         "../workflow/scripts/plot_accuracy_vs_budget.py"
 
 
 rule write_findings:
     input:
-        cells="results/tables/cells.parquet",
-        queries="results/tables/queries.parquet",
-        summary="results/tables/summary.parquet",
-        reproduction="results/tables/reproduction.parquet",
-        architecture="results/tables/architecture.parquet",
         **(
             {name: f"results/tables/{name}.parquet" for name in DEFENSE_TABLES}
             if DEFENSES
             else {}
         ),
+        cells="results/tables/cells.parquet",
+        queries="results/tables/queries.parquet",
+        summary="results/tables/summary.parquet",
+        reproduction="results/tables/reproduction.parquet",
+        architecture="results/tables/architecture.parquet",
     output:
-        report("results/findings.md", caption="../report/findings.rst", category="Findings"),
+        report(
+            "results/findings.md",
+            caption="../report/findings.rst",
+            category="Findings",
+        ),
     log:
         "results/logs/report/findings.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     script:
         "../workflow/scripts/write_findings.py"

@@ -12,7 +12,27 @@ rule train_surrogates:
         victim_test="results/victims/{victim}/test_outputs.parquet",
         victim_metrics="results/victims/{victim}/metrics.json",
     output:
+        **(
+            {
+                "models": directory(
+                    "results/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.models"
+                )
+            }
+            if S["save_models"]
+            else {}
+        ),
         cells="results/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.parquet",
+    log:
+        "results/logs/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.log",
+    benchmark:
+        "results/benchmarks/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPUS,
     params:
         cells=lambda wildcards: stealbench_config.part_cells(
             config, wildcards.attack, wildcards.part
@@ -24,16 +44,5 @@ rule train_surrogates:
         ),
         surrogates=S,
         device=config["device"],
-    log:
-        "results/logs/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.log",
-    benchmark:
-        "results/benchmarks/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
-    conda:
-        ENV
     script:
         "../workflow/scripts/train_surrogates.py"

@@ -8,20 +8,20 @@ rule train_victim:
         model="results/victims/{victim}/model.pt",
         metrics="results/victims/{victim}/metrics.json",
         test_outputs="results/victims/{victim}/test_outputs.parquet",
-    params:
-        victim=lambda wildcards: config["victims"][wildcards.victim],
-        seed=config["seed"],
-        device=config["device"],
     log:
         "results/logs/victims/{victim}.log",
     benchmark:
         "results/benchmarks/victims/{victim}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
-    conda:
-        ENV
+    params:
+        victim=lambda wildcards: config["victims"][wildcards.victim],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../workflow/scripts/train_victim.py"

@@ -1,7 +1,9 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +49,19 @@ def smoke_workdir(tmp_path_factory) -> Path:
     run = run_snakemake(workdir, "--cores", "2")
     assert run.returncode == 0, run.stderr[-4000:]
     return workdir
+
+
+TIMING = re.compile(r"seconds|_time$")  # columns that measure the machine, not the science
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    """Every result table of two runs is equal, up to the columns that time the machine."""
+    names = sorted(p.stem for p in (a / "results/tables").glob("*.parquet"))
+    assert names == sorted(p.stem for p in (b / "results/tables").glob("*.parquet"))
+    assert "cells" in names
+    for name in names:
+        left, right = (pd.read_parquet(d / f"results/tables/{name}.parquet") for d in (a, b))
+        left, right = (
+            t.drop(columns=[c for c in t.columns if TIMING.search(c)]) for t in (left, right)
+        )
+        pd.testing.assert_frame_equal(left, right, check_exact=True, obj=name)

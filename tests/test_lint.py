@@ -17,7 +17,7 @@ def _tool(name):
 def test_ruff(root):
     for args in (["check"], ["format", "--check"]):
         run = subprocess.run(
-            [_tool("ruff"), *args, "src", "tests", "workflow"],
+            [_tool("ruff"), *args, "src", "tests", "workflow", "benchmarks"],
             cwd=root,
             capture_output=True,
             text=True,
@@ -34,3 +34,14 @@ def test_snakemake_lint(root):
         timeout=120,
     )
     assert run.returncode == 0 and "good condition" in run.stdout + run.stderr, run.stdout
+
+
+@pytest.mark.skipif(_tool("snakefmt") is None, reason="snakefmt is installed by `make test`")
+def test_snakefmt(root):
+    run = subprocess.run(
+        [_tool("snakefmt"), "--check", "Snakefile", "rules"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -24,9 +24,11 @@ for granularity in granularities:
             budget,
             len(inputs.cache),
         )
-        _, metrics = surrogates.train_surrogate(
+        model, metrics = surrogates.train_surrogate(
             inputs.cache, inputs.pool, inputs.test, granularity, budget, spec, seed
         )
+        if "models" in sm.output.keys():
+            io.save_state_dict(model.state_dict(), f"{sm.output.models}/{granularity}-b{budget}.pt")
         rows.append({**axes, "granularity": granularity, "budget": budget, **metrics})
 io.write_dataframe(
     pd.DataFrame(rows),
