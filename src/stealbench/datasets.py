@@ -29,7 +29,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import META_KEY, ArtefactError, _json_default, atomic_path, read_parquet, write_parquet
+from .io import (
+    META_KEY,
+    ArtefactError,
+    _json_default,
+    atomic_path,
+    open_parquet,
+    read_parquet,
+    write_parquet,
+)
 
 SPLITS = ("train", "val", "test", "pool")
 IMAGE_SIZE = 28  # the embedded default datasets are 28x28 greyscale, framed like MNIST
@@ -562,27 +570,8 @@ def load(path: str | Path, verify: bool = True, lazy: bool | None = None) -> Dat
 
 
 def _parquet_file(path: str | Path) -> tuple[pq.ParquetFile, dict]:
-    """Open a dataset file without reading its rows (same checks as io.read_parquet)."""
-    path = Path(path)
-    if not path.exists():
-        raise ArtefactError(f"{path}: file not found")
-    try:
-        file = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise ArtefactError(
-            f"{path}: not a readable Parquet file ({err}); delete it and rerun the workflow"
-        ) from err
-    raw = (file.schema_arrow.metadata or {}).get(META_KEY)
-    if raw is None:
-        raise ArtefactError(
-            f"{path}: Parquet file has no stealbench metadata; it was not written by stealbench"
-        )
-    meta = json.loads(raw)
-    if meta.get("kind") != "dataset":
-        raise ArtefactError(
-            f"{path}: expected a stealbench 'dataset' artefact, found '{meta.get('kind')}'"
-        )
-    return file, meta
+    """Open a dataset file without reading its rows."""
+    return open_parquet(path, kind="dataset")
 
 
 def _numpy_rng(generator) -> np.random.Generator:

@@ -74,23 +74,35 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, meta: dict | None = 
         pq.write_table(table, tmp, compression="zstd")
 
 
-def read_parquet(path: str | os.PathLike, kind: str | None = None) -> tuple[pa.Table, dict]:
-    """Read a stealbench Parquet file and its metadata; reject foreign or truncated files."""
+def open_parquet(path: str | os.PathLike, kind: str | None = None) -> tuple[pq.ParquetFile, dict]:
+    """Open a stealbench Parquet file without reading its rows; reject foreign or truncated
+    files, and (with ``kind``) files of another kind of artefact."""
     path = Path(path)
     if not path.exists():
         raise ArtefactError(f"{path}: file not found")
     try:
-        table = pq.read_table(path)
+        file = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise ArtefactError(
             f"{path}: not a readable Parquet file ({err}); delete it and rerun the workflow"
         ) from err
-    meta = read_meta(table, path)
+    meta = read_meta(file.schema_arrow, path)
     if kind is not None and meta.get("kind") != kind:
         raise ArtefactError(
             f"{path}: expected a stealbench '{kind}' artefact, found '{meta.get('kind')}'"
         )
-    return table, meta
+    return file, meta
+
+
+def read_parquet(path: str | os.PathLike, kind: str | None = None) -> tuple[pa.Table, dict]:
+    """Read a stealbench Parquet file and its metadata (checked as by :func:`open_parquet`)."""
+    file, meta = open_parquet(path, kind)
+    try:
+        return file.read(), meta
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ArtefactError(
+            f"{path}: not a readable Parquet file ({err}); delete it and rerun the workflow"
+        ) from err
 
 
 def read_meta(table: pa.Table | pa.Schema, path: str | os.PathLike = "<table>") -> dict:

@@ -219,15 +219,24 @@ def write_table(frame: pd.DataFrame, parquet_path, csv_path, meta: dict | None =
         frame.to_csv(tmp, index=False)
 
 
+def save_figure(figure, paths) -> None:
+    """Write ``figure`` atomically to every path (format from the suffix), then close it."""
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    for path in paths:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format=Path(path).suffix.lstrip("."), bbox_inches="tight", dpi=150)
+    plt.close(figure)
+
+
 def plot_accuracy_vs_budget(cells: pd.DataFrame, victim: str, paths) -> None:
     """Test accuracy vs budget: columns granularity, rows surrogate arch, hue attack."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from .io import atomic_path
 
     data = cells[cells["victim"] == victim]
     sns.set_theme(style="whitegrid", context="paper")
@@ -254,12 +263,7 @@ def plot_accuracy_vs_budget(cells: pd.DataFrame, victim: str, paths) -> None:
         ax.set_ylim(0, 1)
     grid.set_axis_labels("queries (budget)", "surrogate test accuracy")
     grid.figure.suptitle(f"{victim} (victim accuracy {victim_acc:.3f}, dashed)", y=1.02)
-    for path in paths:
-        with atomic_path(path) as tmp:
-            grid.figure.savefig(
-                tmp, format=Path(path).suffix.lstrip("."), bbox_inches="tight", dpi=150
-            )
-    plt.close(grid.figure)
+    save_figure(grid.figure, paths)
 
 
 # ------------------------------------------------------------------------- findings
@@ -532,10 +536,7 @@ def plot_defense_tradeoff(defended: pd.DataFrame, paths) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from .io import atomic_path
 
     top = defended[
         (defended["budget"] == defended["budget"].max())
@@ -566,12 +567,7 @@ def plot_defense_tradeoff(defended: pd.DataFrame, paths) -> None:
         f"({top['granularity'].iloc[0]}); one point per seed",
         y=1.03,
     )
-    for path in paths:
-        with atomic_path(path) as tmp:
-            grid.figure.savefig(
-                tmp, format=Path(path).suffix.lstrip("."), bbox_inches="tight", dpi=150
-            )
-    plt.close(grid.figure)
+    save_figure(grid.figure, paths)
 
 
 def detector_finding(detection: pd.DataFrame) -> tuple[str, dict]:
