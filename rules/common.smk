@@ -16,11 +16,17 @@ ATTACKS = list(config["attacks"])
 PAIRS = stealbench_config.victim_attacks(config)
 S = config["surrogates"]
 BUDGETS = sorted(S["budgets"])
-ARCHS = sorted(
-    {a for v, a in PAIRS for a in stealbench_config.axes(config, a)["archs"]}
-)
 ENV = "../envs/stealbench.yaml"
 DEFENSES = config.get("defenses")
+# Every surrogate architecture of the grid, the defended surrogates' included.
+ARCHS = sorted(
+    {
+        arch
+        for _, attack in PAIRS
+        for arch in stealbench_config.axes(config, attack)["archs"]
+    }
+    | set(DEFENSES["defended"]["archs"] if DEFENSES else [])
+)
 DEFENSE_TABLES = ["detection", "prada", "prada_curve", "defended"]
 # Datasets an attacker could query: the detector is scored on every one of them.
 POOL_DATASETS = [

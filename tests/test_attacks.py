@@ -57,8 +57,8 @@ def test_unknown_strategy_lists_allowed():
 def test_cache_round_trip_and_budget_prefixes(tmp_path):
     log = attacks.run_attack("random", CountingVictim(), _pool(), 30, seed=0)
     path = tmp_path / "cache.parquet"
-    attacks.save_cache(log, path, {"victim_sha256": "v", "pool_checksum": "p"})
-    cache = attacks.load_cache(path, expect={"victim_sha256": "v", "pool_checksum": "p"})
+    attacks.save_cache(log, path, {"victim_checksum": "v", "pool_checksum": "p"})
+    cache = attacks.load_cache(path, expect={"victim_checksum": "v", "pool_checksum": "p"})
     assert len(cache) == 30
     for budget in (1, 10, 30):
         ids, probs = cache.prefix(budget)
@@ -71,9 +71,9 @@ def test_cache_round_trip_and_budget_prefixes(tmp_path):
 def test_stale_cache_is_rejected(tmp_path):
     log = attacks.run_attack("random", CountingVictim(), _pool(), 5, seed=0)
     path = tmp_path / "cache.parquet"
-    attacks.save_cache(log, path, {"victim_sha256": "old", "pool_checksum": "p"})
-    with pytest.raises(ArtefactError, match="stale query cache: victim_sha256"):
-        attacks.load_cache(path, expect={"victim_sha256": "new"})
+    attacks.save_cache(log, path, {"victim_checksum": "old", "pool_checksum": "p"})
+    with pytest.raises(ArtefactError, match="stale query cache: victim_checksum"):
+        attacks.load_cache(path, expect={"victim_checksum": "new"})
 
 
 def test_blackbox_with_real_model_matches_counts():

@@ -68,3 +68,19 @@ def test_state_dict_round_trip_with_weights_only(tmp_path):
     x = torch.rand(3, 1, 28, 28)
     model.eval(), other.eval()
     assert torch.equal(model(x), other(x))
+
+
+def test_weights_checksum_ignores_the_checkpoint_files_random_id(tmp_path):
+    from stealbench.io import load_state_dict, save_state_dict, sha256_file, state_dict_checksum
+
+    model = models.create_model("lenet", 10, seed=3)
+    save_state_dict(model.state_dict(), tmp_path / "a.pt")
+    save_state_dict(model.state_dict(), tmp_path / "b.pt")
+    a, b = load_state_dict(tmp_path / "a.pt"), load_state_dict(tmp_path / "b.pt")
+    assert (
+        state_dict_checksum(a) == state_dict_checksum(b) == state_dict_checksum(model.state_dict())
+    )
+    other = models.create_model("lenet", 10, seed=4)
+    assert state_dict_checksum(other.state_dict()) != state_dict_checksum(a)
+    # the reason for the weights checksum: the files themselves differ
+    assert sha256_file(tmp_path / "a.pt") != sha256_file(tmp_path / "b.pt")

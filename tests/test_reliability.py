@@ -81,11 +81,11 @@ def test_two_clean_runs_give_identical_metrics(smoke_workdir, tmp_path):
 def test_artefacts_record_their_provenance(smoke_workdir):
     results = smoke_workdir / "results"
     cache = io.read_parquet_meta(next(results.glob("queries/*/*.parquet")))
-    assert {"victim_sha256", "pool_checksum", "strategy", "seed", "options"} <= set(cache)
+    assert {"victim_checksum", "pool_checksum", "strategy", "seed", "options"} <= set(cache)
     victim = io.read_json(next(results.glob("victims/*/metrics.json")))
-    assert {"dataset_checksum", "model_sha256", "training", "seed"} <= set(victim)
+    assert {"dataset_checksum", "weights_checksum", "training", "seed"} <= set(victim)
     cells = io.read_parquet_meta(next(results.glob("surrogates/*/*/*/*/all.parquet")))
-    assert {"victim_sha256", "pool_checksum", "query_cache", "training"} <= set(cells)
+    assert {"victim_checksum", "pool_checksum", "query_cache", "training"} <= set(cells)
     table = io.read_parquet_meta(results / "tables/cells.parquet")
     inputs = table["inputs"]
     assert len(inputs) > 10 and all(len(h) == 64 for h in inputs.values())

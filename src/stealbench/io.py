@@ -142,3 +142,19 @@ def read_parquet_meta(path: str | os.PathLike) -> dict:
 def provenance(paths, **values) -> dict:
     """What an artefact was built from: the SHA-256 of every input file, and config values."""
     return {"inputs": {str(p): sha256_file(p) for p in paths}, **values}
+
+
+def state_dict_checksum(state_dict: dict) -> str:
+    """SHA-256 of a model's weights (names, dtypes, shapes, values).
+
+    Not of the checkpoint file: torch.save writes a random serialization id into every file,
+    so identical weights saved twice differ byte for byte.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -179,7 +179,7 @@ def victims_table(metrics: list[dict]) -> pd.DataFrame:
         "epochs",
         "train_seconds",
         "dataset_checksum",
-        "model_sha256",
+        "weights_checksum",
     ]
     return pd.DataFrame(metrics).reindex(columns=columns).sort_values("victim")
 

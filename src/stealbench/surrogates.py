@@ -177,7 +177,7 @@ def load_attack_inputs(paths) -> AttackInputs:
     victim_meta = read_json(paths.victim_metrics)
     cache = load_cache(
         paths.queries,
-        expect={"pool_checksum": pool.checksum, "victim_sha256": victim_meta["model_sha256"]},
+        expect={"pool_checksum": pool.checksum, "victim_checksum": victim_meta["weights_checksum"]},
     )
     return AttackInputs(
         pool,

@@ -8,7 +8,8 @@ from stealbench.runtime import derive_seed, setup
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
 victim_meta = io.read_json(sm.input.victim_metrics)
-if io.sha256_file(sm.input.model) != victim_meta["model_sha256"]:
+state_dict = io.load_state_dict(sm.input.model)
+if io.state_dict_checksum(state_dict) != victim_meta["weights_checksum"]:
     raise io.ArtefactError(
         f"{sm.input.model} does not match {sm.input.victim_metrics}; "
         "delete the victim's folder and rerun"
@@ -20,7 +21,7 @@ model = create_model(
     sm.params.device,
     input_size=victim_meta["input_size"],
 )
-model.load_state_dict(io.load_state_dict(sm.input.model))
+model.load_state_dict(state_dict)
 pool = datasets.load(sm.input.pool)
 blackbox = Blackbox(model)
 attack = sm.params.attack
@@ -42,7 +43,7 @@ attacks.save_cache(
     sm.output[0],
     {
         "victim": sm.wildcards.victim,
-        "victim_sha256": victim_meta["model_sha256"],
+        "victim_checksum": victim_meta["weights_checksum"],
         "attack": sm.wildcards.attack,
         "strategy": attack["strategy"],
         "options": attack["options"],

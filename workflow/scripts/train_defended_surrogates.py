@@ -65,7 +65,7 @@ io.write_dataframe(
     sm.output.cells,
     {
         "kind": "defended_cells",
-        "victim_sha256": inputs.victim_meta["model_sha256"],
+        "victim_checksum": inputs.victim_meta["weights_checksum"],
         "pool_checksum": inputs.pool.checksum,
         "defenses": d["defenses"],
         "params": d["params"],

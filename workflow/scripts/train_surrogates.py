@@ -35,7 +35,7 @@ io.write_dataframe(
     sm.output.cells,
     {
         "kind": "surrogate_cells",
-        "victim_sha256": inputs.victim_meta["model_sha256"],
+        "victim_checksum": inputs.victim_meta["weights_checksum"],
         "pool_checksum": inputs.pool.checksum,
         "query_cache": inputs.cache.meta,
         "training": p.surrogates["training"],

@@ -46,7 +46,7 @@ io.write_json(
         "train_seconds": fit.seconds,
         "seed": seed,
         "training": spec["training"],
-        "model_sha256": io.sha256_file(sm.output.model),
+        "weights_checksum": io.state_dict_checksum(model.state_dict()),
     },
     sm.output.metrics,
 )
