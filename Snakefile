@@ -11,11 +11,12 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 
-# The embedded default, unless the command line names a config: Snakemake would otherwise
-# merge the two, and a grid given with --configfile would inherit the default's victims.
+# The embedded default (found from any --directory), unless the command line names a config:
+# Snakemake would otherwise merge the two, and a grid given with --configfile would inherit
+# the default's victims.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: str(Path(workflow.basedir) / "config.yaml")
 
 
 include: "rules/common.smk"

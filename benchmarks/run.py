@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,20 +52,22 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> list
 
 def run_sampled(cmd: list[str]) -> tuple[float, float, int]:
     """Wall seconds, peak total RSS (MiB) of the process tree sampled every 0.2 s, exit code."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    parent, peak = psutil.Process(proc.pid), 0.0
-    while proc.poll() is None:
-        try:
-            tree = [parent, *parent.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
-    stderr = proc.stderr.read()
-    if proc.returncode:
-        print(stderr[-3000:], file=sys.stderr)
-    return time.perf_counter() - start, peak, proc.returncode
+    with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a full pipe blocks
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        parent, peak = psutil.Process(proc.pid), 0.0
+        while proc.poll() is None:
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree) / 2**20)
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+        wall = time.perf_counter() - start
+        if proc.returncode:
+            log.seek(0)
+            print(log.read()[-3000:], file=sys.stderr)
+    return wall, peak, proc.returncode
 
 
 def default_pipeline(workdir: Path) -> dict:
@@ -135,8 +138,8 @@ def job_overhead(workdir: Path, wall: float, cores: int = 2) -> dict:
 
     results = workdir / "results"
     model_seconds = pd.read_parquet(results / "tables/cells.parquet")["train_seconds"].sum()
-    if (results / "tables/defended.parquet").exists():
-        model_seconds += pd.read_parquet(results / "tables/defended.parquet")["train_seconds"].sum()
+    for path in results.glob("defended/**/*.parquet"):
+        model_seconds += pd.read_parquet(path)["train_seconds"].sum()
     for path in results.glob("victims/*/metrics.json"):
         model_seconds += json.loads(path.read_text())["train_seconds"]
     for path in results.glob("defenses/*/detector.json"):
@@ -234,7 +237,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "pipeline" in only:
-            workdir = tmp / "default"
+            workdir = ROOT / "benchmarks" / "out" / "default"  # kept for inspection (ignored)
+            shutil.rmtree(workdir, ignore_errors=True)
             pipe = default_pipeline(workdir)
             economy = query_economy(workdir)
             throughput = training_throughput(workdir)

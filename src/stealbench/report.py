@@ -525,6 +525,7 @@ def defended_table(paths, victim_papers: dict[str, str]) -> pd.DataFrame:
         "kl_divergence",
         "benign_utility",
         "flagged_share",
+        "train_seconds",
     ]
     table = cells[keys + rest].sort_values(keys, kind="stable").reset_index(drop=True)
     table["paper_defended"] = _paper(victim_papers, table["victim"], "defended")
