@@ -17,7 +17,9 @@ def root() -> Path:
 
 
 def snakemake_cmd(workdir, *args, configfile=SMOKE) -> list[str]:
-    """The workflow on ``configfile`` in ``workdir``, as a list: no shell string."""
+    """The workflow on ``configfile`` (None: the embedded default) in ``workdir``, as a list:
+    no shell string."""
+    config = [] if configfile is None else ["--configfile", str(configfile)]
     return [
         sys.executable,
         "-m",
@@ -26,8 +28,7 @@ def snakemake_cmd(workdir, *args, configfile=SMOKE) -> list[str]:
         str(ROOT / "Snakefile"),
         "--directory",
         str(workdir),
-        "--configfile",
-        str(configfile),
+        *config,
         *args,
     ]
 

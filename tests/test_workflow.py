@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -230,20 +228,8 @@ def test_paper_grid_plans_with_placeholder_roots(root, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_default_config_plans_from_any_directory(root, tmp_path):
+def test_default_config_plans_from_any_directory(tmp_path):
     """The embedded default is found from any --directory, and alone: no merge with others."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(root / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "-n",
-        "--cores",
-        "2",
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    run = run_snakemake(tmp_path, "-n", "--cores", "2", configfile=None, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "train_surrogates" in run.stdout + run.stderr
