@@ -84,3 +84,22 @@ def test_weights_checksum_ignores_the_checkpoint_files_random_id(tmp_path):
     assert state_dict_checksum(other.state_dict()) != state_dict_checksum(a)
     # the reason for the weights checksum: the files themselves differ
     assert sha256_file(tmp_path / "a.pt") != sha256_file(tmp_path / "b.pt")
+
+
+def test_load_victim_checks_the_weights_against_its_metrics(tmp_path):
+    from stealbench.io import ArtefactError, save_state_dict, state_dict_checksum
+    from stealbench.victims import load_victim
+
+    model = models.create_model("lenet", 10, seed=0)
+    save_state_dict(model.state_dict(), tmp_path / "model.pt")
+    meta = {
+        "arch": "lenet",
+        "num_classes": 10,
+        "input_size": None,
+        "weights_checksum": state_dict_checksum(model.state_dict()),
+    }
+    loaded = load_victim(tmp_path / "model.pt", meta)
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded(x), model.eval()(x))
+    with pytest.raises(ArtefactError, match="does not match the victim's metrics.json"):
+        load_victim(tmp_path / "model.pt", {**meta, "weights_checksum": "0" * 64})

@@ -48,3 +48,22 @@ def train_victim(
         test_acc,
     )
     return model, result, test_probs, test_acc
+
+
+def load_victim(model_path, metrics: dict, device: str = "cpu"):
+    """A trained victim from its state dict, checked against the weights checksum in its
+    ``metrics.json``. The weights come from the file: pretrained ones are never fetched again.
+    """
+    from .io import ArtefactError, load_state_dict, state_dict_checksum
+
+    state_dict = load_state_dict(model_path)
+    if state_dict_checksum(state_dict) != metrics["weights_checksum"]:
+        raise ArtefactError(
+            f"{model_path} does not match the victim's metrics.json; delete the victim's folder "
+            "and rerun"
+        )
+    model = create_model(
+        metrics["arch"], metrics["num_classes"], device, input_size=metrics["input_size"]
+    )
+    model.load_state_dict(state_dict)
+    return model.eval()

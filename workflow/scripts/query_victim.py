@@ -2,26 +2,13 @@
 
 from stealbench import attacks, datasets, io
 from stealbench.blackbox import Blackbox
-from stealbench.models import create_model
 from stealbench.runtime import derive_seed, setup
+from stealbench.victims import load_victim
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
 victim_meta = io.read_json(sm.input.victim_metrics)
-state_dict = io.load_state_dict(sm.input.model)
-if io.state_dict_checksum(state_dict) != victim_meta["weights_checksum"]:
-    raise io.ArtefactError(
-        f"{sm.input.model} does not match {sm.input.victim_metrics}; "
-        "delete the victim's folder and rerun"
-    )
-# The weights come from the state dict: never fetch pretrained ones again.
-model = create_model(
-    victim_meta["arch"],
-    victim_meta["num_classes"],
-    sm.params.device,
-    input_size=victim_meta["input_size"],
-)
-model.load_state_dict(state_dict)
+model = load_victim(sm.input.model, victim_meta, sm.params.device)
 pool = datasets.load(sm.input.pool)
 blackbox = Blackbox(model)
 attack = sm.params.attack

@@ -5,10 +5,10 @@ import pandas as pd
 
 from stealbench import attacks, datasets, io
 from stealbench.defense_eval import benign_streams, prada_rows
-from stealbench.models import create_model
 from stealbench.runtime import derive_seed, setup
 from stealbench.surrogates import load_victim_test
 from stealbench.training import predict_proba
+from stealbench.victims import load_victim
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
@@ -38,9 +38,7 @@ for attack, cache_path, pool_path in zip(
 rng = np.random.default_rng(derive_seed(p.seed, "benign", victim))
 benign = [("test", test.images, test.victim_probs.argmax(1))]
 if sm.input.benign_sources:
-    meta = io.read_json(sm.input.victim_metrics)
-    model = create_model(meta["arch"], meta["num_classes"], p.device, input_size=meta["input_size"])
-    model.load_state_dict(io.load_state_dict(sm.input.model))
+    model = load_victim(sm.input.model, io.read_json(sm.input.victim_metrics), p.device)
     for path in sm.input.benign_sources:
         source = datasets.load(path)
         images = source.split("pool")[0]
