@@ -25,11 +25,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A fixed training schedule: optimiser, learning rate and its step decay, epochs."""
+
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
     optimizer: str = "adam"
+    momentum: float = 0.9  # SGD only (Knockoff nets' reference code uses 0.5)
     weight_decay: float = 0.0
+    # Multiply the learning rate by lr_gamma every lr_step epochs (0: a constant rate).
+    lr_step: int = 0
+    lr_gamma: float = 0.1
     # Small transfer sets get at least this many gradient steps, so that a budget of 100
     # queries is not judged on an under-trained model.
     min_steps: int = 0
@@ -73,7 +79,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; allowed: adam, sgd")
 
@@ -98,20 +104,28 @@ def fit(
     model: nn.Module,
     images: np.ndarray,
     targets: np.ndarray,
-    val_images: np.ndarray,
-    val_labels: np.ndarray,
+    val_images: np.ndarray | None,
+    val_labels: np.ndarray | None,
     cfg: TrainConfig,
     seed: int,
     desc: str = "train",
 ) -> FitResult:
-    """Train ``model`` on (images, soft targets); keep the epoch with the best val accuracy.
+    """Train ``model`` on (images, soft targets) on a fixed schedule.
 
-    ``val_labels`` are whatever the trainer is allowed to know: true labels for the victim,
-    the victim's answers on a held-out slice of the transfer set for a surrogate.
+    With validation data, keep the epoch with the best validation accuracy (``val_labels``
+    are whatever the trainer may know: true labels for the victim, the victim's answers on a
+    held-out slice of the transfer set for a surrogate that asks for selection); without
+    (None or empty), keep the final model.
     """
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, cfg)
+    scheduler = (
+        torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
+        if cfg.lr_step
+        else None
+    )
+    validate = val_images is not None and len(val_images) > 0
     device = model_device(model)
     targets_t = torch.as_tensor(targets, dtype=torch.float32)
     n, epochs = len(images), cfg.epochs_for(len(images))
@@ -139,9 +153,11 @@ def fit(
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+        if scheduler is not None:
+            scheduler.step()
         val_acc = (
             float((predict_proba(model, val_images).argmax(1) == val_labels).mean())
-            if len(val_images)
+            if validate
             else float("nan")
         )
         history.append({"epoch": epoch, "loss": total / n, "val_acc": val_acc})
@@ -150,11 +166,14 @@ def fit(
             progress.set_postfix(loss=f"{total / n:.3f}", val_acc=f"{val_acc:.3f}")
             progress.update()
         # >= keeps the later epoch on ties; with no validation data, the last epoch wins.
-        if not (val_acc < best_acc):
+        if validate and not (val_acc < best_acc):
             best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val_acc, epoch
     if progress is not None:
         progress.close()
-    model.load_state_dict(best_state)
+    if validate:
+        model.load_state_dict(best_state)
+    else:
+        best_acc, best_epoch = float("nan"), epochs
     model.eval()
     return FitResult(best_epoch, best_acc, epochs, epochs * n, time.perf_counter() - start, history)
 

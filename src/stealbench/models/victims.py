@@ -6,9 +6,9 @@ import logging
 
 import numpy as np
 
-from .datasets import Dataset
-from .metrics import accuracy
-from .models import create_model
+from ..data.datasets import Dataset
+from ..metrics import accuracy
+from .architectures import create_model
 from .training import FitResult, TrainConfig, fit, predict_proba
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def load_victim(model_path, metrics: dict, device: str = "cpu"):
     """A trained victim from its state dict, checked against the weights checksum in its
     ``metrics.json``. The weights come from the file: pretrained ones are never fetched again.
     """
-    from .io import ArtefactError, load_state_dict, state_dict_checksum
+    from ..io import ArtefactError, load_state_dict, state_dict_checksum
 
     state_dict = load_state_dict(model_path)
     if state_dict_checksum(state_dict) != metrics["weights_checksum"]:

@@ -1,4 +1,4 @@
-"""Real datasets, streamed from disk into the Parquet layout of :mod:`stealbench.datasets`.
+"""Real datasets, streamed from disk into the Parquet layout of :mod:`stealbench.data.datasets`.
 
 Two sources (their options are documented in ``workflow/schemas/config.schema.yaml``):
 
@@ -33,7 +33,7 @@ and listed in the file metadata). A class folder without images is an error nami
 
 **Rows** are written split by split (train, val, test, pool), in a seeded random order within
 each split: a split is a contiguous run of row groups and each row group a random sample of
-its split, so :meth:`stealbench.datasets.ImageStore.epoch_order` is nearly a full shuffle.
+its split, so :meth:`stealbench.data.datasets.ImageStore.epoch_order` is nearly a full shuffle.
 Seeds: ``[seed, 0]`` draws per-class test images, ``[seed, 1]`` the splits, ``[seed, 2]`` the
 row order; changing split counts never changes the test part.
 """
@@ -86,7 +86,7 @@ class Plan:
 
 def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
     """Stream dataset ``name`` (a torchvision or imagefolder ``spec``) into ``path``."""
-    from .config import REAL_SOURCE_SPLITS, source_options
+    from ..config import REAL_SOURCE_SPLITS, source_options
 
     options = source_options(spec)
     spec = {**spec, "options": options, "splits": spec.get("splits") or dict(REAL_SOURCE_SPLITS)}

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .models import create_model
-from .training import model_device, soft_cross_entropy, to_tensor
+from ...models.architectures import create_model
+from ...models.training import model_device, soft_cross_entropy, to_tensor
+from ..api import response_to_targets
+from .registry import pool_candidates, register
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,9 @@ def exhaust(path: list[tuple[Node, int]]) -> None:
 # --------------------------------------------------------------------------- attack
 
 
+@register("adaptive", sequential=True)
 def run_adaptive(
-    blackbox,
+    api,
     pool,
     budget: int,
     rng: np.random.Generator,
@@ -172,9 +175,8 @@ def run_adaptive(
     train_steps: int = 2,
     recent: int = 50,
     device: str = "cpu",
-):
-    from .attacks import QueryLog, pool_candidates
-
+) -> np.ndarray:
+    """Query ``budget`` pool images chosen by the bandit; return their ids in query order."""
     unknown = set(rewards) - set(REWARDS)
     if unknown:
         raise ValueError(f"unknown rewards {sorted(unknown)}; allowed: {', '.join(REWARDS)}")
@@ -208,7 +210,7 @@ def run_adaptive(
             if not unused[label]:
                 exhaust(path)
         images = pool.images[np.asarray(batch_ids)]
-        probs = blackbox(images)
+        probs = api(images)  # the answers at the attacker's granularity
         if model is None:
             model = create_model(surrogate, probs.shape[1], device, seed=int(rng.integers(2**31)))
             optimizer = torch.optim.Adam(model.parameters(), lr=surrogate_lr)
@@ -244,7 +246,7 @@ def run_adaptive(
         len(sample_ids),
         np.round(root.bandit.preferences, 3).tolist(),
     )
-    return QueryLog(np.asarray(sample_ids, dtype=np.int64), np.asarray(answers, np.float32))
+    return np.asarray(sample_ids, dtype=np.int64)
 
 
 def _path_to(root: Node, label: int) -> list[tuple[Node, int]]:
@@ -263,15 +265,19 @@ def _path_to(root: Node, label: int) -> list[tuple[Node, int]]:
 def _train_online(
     model, optimizer, pool, sample_ids, answers, newest: int, steps: int, rng: np.random.Generator
 ) -> None:
-    """A few steps on the newest answers plus as many replayed older ones."""
+    """A few steps on the newest answers plus as many replayed older ones (answers with no
+    mass, e.g. rounded to nothing, teach nothing and are left out)."""
     model.train()
     device = model_device(model)
     for _ in range(steps):
         new = np.arange(len(sample_ids) - newest, len(sample_ids))
         old = rng.integers(0, len(sample_ids), size=newest)
         idx = np.concatenate([new, old])
-        x = to_tensor(pool.images[sample_ids[idx]]).to(device)
-        loss = soft_cross_entropy(model(x), torch.as_tensor(answers[idx]).to(device))
+        targets, kept = response_to_targets(answers[idx])
+        if not kept.any():
+            continue
+        x = to_tensor(pool.images[sample_ids[idx[kept]]]).to(device)
+        loss = soft_cross_entropy(model(x), torch.as_tensor(targets).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,8 +1,11 @@
-"""Training surrogates on the cached responses: the attacker's side.
+"""Training surrogates on what the API answered: the attacker's side.
 
-The attacker sees only its transfer set: the images it sent and the API's responses at one
-granularity. Model selection uses a held-out slice of that transfer set, labelled by the
-victim; the victim's test split is touched only to score the final model.
+The attacker sees only its transfer set: the images its seed sent and the API's answers at
+one granularity (through the defense it faced). By default it trains on all B queries with a
+fixed schedule and keeps the final model, as Knockoff nets' reference code and ART do; model
+selection on a held-out slice of the transfer set, labelled by the victim, is an option
+(``selection: transfer-val``). The victim's test split is touched only to score the final
+model, never to select it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attacks import QueryCache
-from .blackbox import apply_granularity, response_to_targets
-from .datasets import Dataset
-from .metrics import accuracy, agreement, kl_divergence, per_class_accuracy, recovery
-from .models import create_model
-from .training import TrainConfig, fit, predict_proba
+from ..data.datasets import Dataset
+from ..metrics import accuracy, agreement, kl_divergence, per_class_accuracy, recovery
+from ..models.architectures import create_model
+from ..models.training import TrainConfig, fit, predict_proba
+from .api import response_to_targets
+from .cache import QueryCache
 
 log = logging.getLogger(__name__)
 
@@ -44,28 +47,44 @@ class VictimTestSet:
         return per_class_accuracy(self.victim_probs.argmax(1), self.labels, self.num_classes)
 
 
+SELECTIONS = ("none", "transfer-val")
+
+
 @dataclass(frozen=True)
 class SurrogateSpec:
-    """How the attacker builds and trains its surrogate."""
+    """How the attacker builds and trains its surrogate.
+
+    ``init``: ``scratch``, ``imagenet`` (torchvision weights) or the name of a pretrained
+    backbone, whose weights are ``backbone`` (a state dict; its head is replaced).
+    ``selection``: ``none`` trains on all B queries and keeps the final model;
+    ``transfer-val`` holds out the last ``val_fraction`` of them to pick the epoch.
+    """
 
     arch: str
     training: TrainConfig
+    selection: str = "none"
     val_fraction: float = 0.1
-    pretrained: bool = False
+    init: str = "scratch"
+    backbone: dict | None = None
     input_size: int | None = None
     device: str = "cpu"
 
 
-def split_transfer_set(budget: int, val_fraction: float) -> tuple[slice, slice]:
-    """Train/val slices of the first ``budget`` queries (val: the last ones, at least one)."""
-    n_val = max(1, math.ceil(budget * val_fraction)) if val_fraction > 0 else 0
-    return slice(0, budget - n_val), slice(budget - n_val, budget)
+def split_transfer_set(n: int, selection: str, val_fraction: float) -> tuple[slice, slice]:
+    """Train/val slices of a transfer set of ``n`` queries (val: the last ones, at least one,
+    and only with ``selection: transfer-val``)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; allowed: {', '.join(SELECTIONS)}")
+    n_val = max(1, math.ceil(n * val_fraction)) if selection == "transfer-val" else 0
+    return slice(0, n - n_val), slice(n - n_val, n)
 
 
-def _rows(images, rows: slice):
-    """``images[rows]``, staying lazy when ``images`` is a lazy store (large transfer sets)."""
+def take(images, rows):
+    """``images[rows]`` (a slice or an index array), staying lazy for a lazy store."""
     if hasattr(images, "subset"):
-        return images.subset(np.arange(rows.start, rows.stop))
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(len(images)))
+        return images.subset(rows)
     return images[rows]
 
 
@@ -85,31 +104,51 @@ def score(model, test: VictimTestSet) -> dict:
     }
 
 
+def build_surrogate(spec: SurrogateSpec, num_classes: int, seed: int):
+    """A fresh surrogate of ``spec``, its initial weights drawn from ``seed`` (and the
+    backbone's or ImageNet's weights when it starts pretrained)."""
+    return create_model(
+        spec.arch,
+        num_classes,
+        spec.device,
+        pretrained=spec.init == "imagenet",
+        input_size=spec.input_size,
+        seed=seed,
+        backbone=spec.backbone,
+    )
+
+
 def train_surrogate(
     cache: QueryCache,
     pool: Dataset,
     test: VictimTestSet,
     granularity: str,
     budget: int,
+    attack_seed: int,
     spec: SurrogateSpec,
-    seed: int,
+    model_seed: int,
+    defense=None,
 ):
-    """Train one surrogate on the first ``budget`` cached queries; return (model, metrics)."""
-    _, probs = cache.prefix(budget)
-    response = apply_granularity(probs, granularity)
-    train, val = split_transfer_set(budget, spec.val_fraction)
-    images = cache.query_images(pool, budget)  # lazy for a pool too large for memory
-    model = create_model(
-        spec.arch, probs.shape[1], spec.device, spec.pretrained, spec.input_size, seed=seed
-    )
+    """Train one surrogate on seed ``attack_seed``'s first ``budget`` queries, answered at
+    ``granularity`` (through ``defense``); return (model, metrics).
+
+    Answers that carry no mass (rounded to nothing) are dropped from training.
+    """
+    rows = cache.transfer_set(attack_seed, budget)
+    images = cache.query_images(pool, rows)  # lazy for a pool too large for memory
+    answers = cache.answers(rows, granularity, images if defense is not None else None, defense)
+    targets, kept = response_to_targets(answers)
+    kept_rows = np.flatnonzero(kept)
+    train, val = split_transfer_set(len(kept_rows), spec.selection, spec.val_fraction)
+    model = build_surrogate(spec, answers.shape[1], model_seed)
     result = fit(
         model,
-        _rows(images, train),
-        response_to_targets(response[train]),
-        images[val],
-        response[val].argmax(1),
+        take(images, kept_rows[train]),
+        targets[train],
+        take(images, kept_rows[val]) if val.stop > val.start else None,
+        targets[val].argmax(1),
         spec.training,
-        seed,
+        model_seed,
         desc=f"{spec.arch} {granularity} b{budget}",
     )
     metrics = {
@@ -118,6 +157,7 @@ def train_surrogate(
         "best_epoch": result.best_epoch,
         "epochs": result.epochs,
         "train_images": train.stop - train.start,
+        "dropped_answers": int(len(rows) - len(kept_rows)),
         "images_seen": result.images_seen,
         "train_seconds": result.seconds,
     }
@@ -136,7 +176,7 @@ def train_surrogate(
 
 def load_victim_test(victim_dataset: Dataset, victim_test_path) -> VictimTestSet:
     """The victim's test split with the victim's posteriors, checked against the dataset."""
-    from .io import ArtefactError, read_parquet
+    from ..io import ArtefactError, read_parquet
 
     table, meta = read_parquet(victim_test_path, kind="victim_test_outputs")
     if meta["dataset_checksum"] != victim_dataset.checksum:

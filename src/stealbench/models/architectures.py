@@ -103,17 +103,51 @@ def create_model(
     pretrained: bool = False,
     input_size: int | None = None,
     seed: int | None = None,
+    backbone: dict | None = None,
 ) -> Classifier:
     """A model from the registry; ``input_size`` overrides the resolution it is fed.
 
     With ``seed``, the initial weights depend on that seed alone, not on what the process
-    drew from torch's global generator before.
+    drew from torch's global generator before. With ``backbone`` (the state dict of a model
+    of the same architecture, e.g. a pretrained backbone of :mod:`stealbench.models.pretrain`),
+    every weight but the classification head's starts from it.
     """
     if seed is None:
-        return Classifier(arch, num_classes, pretrained, input_size).to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return Classifier(arch, num_classes, pretrained, input_size).to(device)
+        model = Classifier(arch, num_classes, pretrained, input_size)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = Classifier(arch, num_classes, pretrained, input_size)
+    if backbone is not None:
+        load_backbone(model, backbone)
+    return model.to(device)
+
+
+def head_name(model: nn.Module) -> str:
+    """The qualified name of a model's classification head: its last Linear layer."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no Linear layer (no classification head)")
+    return names[-1]
+
+
+def load_backbone(model: nn.Module, backbone: dict) -> None:
+    """Copy every weight of ``backbone`` into ``model`` except the classification head's.
+
+    The head keeps its fresh initialisation (it has another number of classes). A backbone
+    of another architecture is an error naming the first weight that does not fit.
+    """
+    head = head_name(model) + "."
+    own = model.state_dict()
+    body = {k: v for k, v in own.items() if not k.startswith(head)}
+    for key, value in body.items():
+        if key not in backbone or tuple(backbone[key].shape) != tuple(value.shape):
+            found = tuple(backbone[key].shape) if key in backbone else "missing"
+            raise ValueError(
+                f"the backbone does not fit this {getattr(model, 'arch', 'model')}: weight "
+                f"{key!r} is {found} in the backbone, {tuple(value.shape)} in the model"
+            )
+    model.load_state_dict({**own, **{k: backbone[k] for k in body}})
 
 
 def _scratch_only(name: str, pretrained: bool) -> None:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from .io import ArtefactError, load_state_dict, save_state_dict
-from .models import create_model
-from .training import FitResult, TrainConfig, fit, predict_proba
+from ..io import ArtefactError, load_state_dict, save_state_dict
+from ..models.architectures import create_model
+from ..models.training import FitResult, TrainConfig, fit, predict_proba
 
 IN_LABEL, OUT_LABEL = 0, 1
 THRESHOLD_RULES = ("balanced", "target-tpr")

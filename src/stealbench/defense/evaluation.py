@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import prada
-from .defenses import benign_utility, defend
+from .registry import benign_utility
 from .detector import OodDetector
 
 

@@ -15,8 +15,9 @@ import logging
 import numpy as np
 import torch
 
-from .models import create_model
-from .training import TrainConfig, fit, model_device, to_tensor
+from ...models.architectures import create_model
+from ...models.training import TrainConfig, fit, model_device, to_tensor
+from .registry import pool_candidates, query_in_batches, register
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ def jacobian_step(
     return out
 
 
+@register("jbda", sequential=True)
 def run_jbda(
-    blackbox,
+    api,
     pool,
     budget: int,
     rng: np.random.Generator,
@@ -54,14 +56,17 @@ def run_jbda(
     batch_size: int = 64,
     lr: float = 1e-3,
     device: str = "cpu",
-):
-    from .attacks import QueryLog, pool_candidates, query_in_batches
+) -> np.ndarray:
+    """Query seeds then augmentation rounds; return each query's seed ancestor, in order.
 
+    The substitute learns the top-1 of each answer (Papernot et al. use labels), so JbDA
+    needs no more than labels from the API.
+    """
     seed_ids = rng.choice(
         pool_candidates(pool, min(seed_size, budget)), min(seed_size, budget), replace=False
     ).astype(np.int64)
     images = pool.images[seed_ids]
-    probs = query_in_batches(blackbox, images)
+    probs = query_in_batches(api, images)
     sample_ids = seed_ids  # a synthetic image keeps the id of the seed it descends from
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr)
     round_ = 0
@@ -83,10 +88,10 @@ def run_jbda(
         sign = -1.0 if tau and (round_ // tau) % 2 else 1.0
         new = jacobian_step(model, images, labels, sign * step)
         keep = np.arange(min(len(new), budget - len(images)))
-        new_probs = query_in_batches(blackbox, new[keep])
+        new_probs = query_in_batches(api, new[keep])
         images = np.concatenate([images, new[keep]])
         probs = np.concatenate([probs, new_probs])
         sample_ids = np.concatenate([sample_ids, sample_ids[keep]])
         round_ += 1
         log.info("jbda round %d: %d queries so far", round_, len(images))
-    return QueryLog(sample_ids, probs, images)
+    return sample_ids

@@ -1,0 +1,145 @@
+"""The victim behind its prediction API (the blackbox of knockoffnets).
+
+The API computes the victim's posterior for each query, lets the configured defense perturb
+it (:mod:`stealbench.defense`), and returns it at its *granularity*, the response format:
+
+- ``probs``     the full probability vector;
+- ``top{k}``    the k largest probabilities kept, the others zeroed (not renormalised);
+- ``round{d}``  every probability rounded to d decimals;
+- ``label``     a one-hot vector of the top-1 class.
+
+:func:`serve` is that pipeline as a pure function of (posteriors, images): every defense is
+deterministic per query, so the answers an attacker gets live and the answers computed later
+from the cached posteriors are the same. An attacker that picks queries from answers (a
+sequential strategy) talks to a :class:`PredictionAPI` and sees only ``__call__``'s answers;
+the owner's record of true posteriors is kept apart for the cache and the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+GRANULARITY_PATTERN = r"^(probs|label|top[1-9][0-9]*|round[0-9])$"
+_GRANULARITY = re.compile(GRANULARITY_PATTERN)
+
+
+@dataclass(frozen=True)
+class Granularity:
+    name: str
+    kind: str  # probs, top, round, label
+    param: int | None = None
+
+
+def parse_granularity(name: str) -> Granularity:
+    if not _GRANULARITY.match(name):
+        raise ValueError(
+            f"unknown granularity {name!r}; allowed: probs, label, top<k> (k >= 1), "
+            f"round<d> (d = 0..9)"
+        )
+    for kind in ("top", "round"):
+        if name.startswith(kind):
+            return Granularity(name, kind, int(name[len(kind) :]))
+    return Granularity(name, name)
+
+
+def information_order(names) -> list[str]:
+    """Granularities from most to least informative: probs, top-k (k down), round-d, label."""
+
+    def rank(name: str) -> tuple[int, int]:
+        g = parse_granularity(name)
+        return {"probs": 0, "top": 1, "round": 2, "label": 3}[g.kind], -(g.param or 0)
+
+    return sorted(dict.fromkeys(names), key=rank)
+
+
+def apply_granularity(probs: np.ndarray, name: str) -> np.ndarray:
+    """The API's response at granularity ``name`` for (defended) posteriors ``probs`` (N, C)."""
+    g = parse_granularity(name)
+    probs = np.asarray(probs, dtype=np.float32)
+    if g.kind == "probs":
+        return probs.copy()
+    if g.kind == "label":
+        out = np.zeros_like(probs)
+        out[np.arange(len(probs)), probs.argmax(axis=1)] = 1.0
+        return out
+    if g.kind == "round":
+        return np.round(probs, g.param).astype(np.float32)
+    k = min(g.param, probs.shape[1])
+    # argsort is stable, so ties keep the lower class index, like argmax.
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    out = np.zeros_like(probs)
+    rows = np.arange(len(probs))[:, None]
+    out[rows, top] = probs[rows, top]
+    return out
+
+
+def response_to_targets(response: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the attacker trains on: (targets, kept) for the API's responses (N, C).
+
+    Truncated or rounded vectors no longer sum to one and are renormalised to a distribution.
+    A row with no mass at all (everything rounded to zero) carries no information: it is
+    dropped (``kept`` is False there), never made uniform, which would teach a wrong target.
+    """
+    response = np.asarray(response, dtype=np.float32)
+    total = response.sum(axis=1, keepdims=True)
+    kept = total[:, 0] > 0
+    return response[kept] / total[kept], kept
+
+
+def serve(probs: np.ndarray, images, granularity: str = "probs", defense=None) -> np.ndarray:
+    """The API's answers to queries ``images`` whose posteriors are ``probs``: the defense (a
+    :class:`stealbench.defense.registry.Defense`, or None) then the granularity."""
+    if defense is not None:
+        probs = defense(probs, np.asarray(images))
+    return apply_granularity(probs, granularity)
+
+
+class PredictionAPI:
+    """A victim model behind an API that answers at one granularity, through one defense.
+
+    Calling it is what an attacker can do: ``api(images)`` returns the answers and counts
+    every image as one query. The owner's side keeps, per query in call order, the image,
+    the victim's true posterior and the answer served (:meth:`record`), for the query cache.
+    """
+
+    def __init__(self, model, granularity: str = "probs", defense=None, batch_size: int = 1000):
+        parse_granularity(granularity)
+        self.model, self.granularity, self.defense = model, granularity, defense
+        self.batch_size = batch_size
+        self.queries = 0  # images answered so far: the attacker's spent budget
+        self._images: list[np.ndarray] = []
+        self._probs: list[np.ndarray] = []
+        self._answers: list[np.ndarray] = []
+
+    def posteriors(self, images: np.ndarray) -> np.ndarray:
+        """The victim's posteriors (the owner's view; not an API call, nothing is counted)."""
+        from ..models.training import predict_proba
+
+        return predict_proba(self.model, images, self.batch_size)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        probs = self.posteriors(images)
+        answers = serve(probs, images, self.granularity, self.defense)
+        self.queries += len(images)
+        self._images.append(np.array(images, dtype=np.uint8, copy=True))
+        self._probs.append(probs)
+        self._answers.append(answers)
+        log.debug("answered %d queries (%d in total)", len(images), self.queries)
+        return answers.copy()
+
+    def record(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(images, posteriors, answers) of every query so far, in call order."""
+        if not self._images:
+            raise ValueError("the API has not been queried")
+        return (
+            np.concatenate(self._images),
+            np.concatenate(self._probs),
+            np.concatenate(self._answers),
+        )

@@ -1,0 +1,7 @@
+"""Attack strategies, one file each, registered by name (see :mod:`.registry`).
+
+Importing this package registers every strategy; the files load torch only where they train
+a model of their own."""
+
+from . import adaptive, jbda, random_sampling  # noqa: F401 (registers the strategies)
+from .registry import STRATEGIES, Draw, StrategySpec, lookup, register  # noqa: F401

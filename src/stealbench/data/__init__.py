@@ -1,0 +1,1 @@
+"""Data: builders of the embedded default, real datasets, and the one Parquet layout."""

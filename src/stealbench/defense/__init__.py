@@ -1,0 +1,9 @@
+"""Defenses, one file each, registered by name (see :mod:`.registry`).
+
+Importing this package registers every perturbation defense; their files load torch only
+when a defense that needs a model runs. The OOD pre-classifier (:mod:`.detector`), PRADA
+(:mod:`.prada`) and their evaluation (:mod:`.evaluation`) are imported on their own.
+"""
+
+from . import gaussian_noise, none, ood_shuffle, reverse_sigmoid, rounding, top_k  # noqa: F401
+from .registry import DEFENSES, Defense, DefenseContext, create, defense_parameters  # noqa: F401

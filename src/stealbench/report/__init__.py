@@ -1,0 +1,1 @@
+"""Reports: result tables, findings text and figures (three roles, three modules)."""
