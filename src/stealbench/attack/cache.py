@@ -1,23 +1,26 @@
-"""The query cache: every image an attack sent, and the victim's posterior for it.
+"""The query cache: the images an attacker sent, and the victim's posterior for each.
 
-One file per attack run, one row per image the victim answered:
+One file per attacker run, one row per query in the order it was sent:
 
-- ``sample_id``  the pool image the query is (or, for a synthetic query, descends from;
-                 -1 for a query that comes from no pool image);
-- ``probs``      the victim's full posterior, the owner's view (float32, C values);
-- ``order``      for each seed of the file, the position of the row in that seed's query
-                 sequence, or -1 where that seed never sent it (int32, S values);
-- ``image``      the image itself, when it is not a pool image as it is (synthetic,
-                 augmented or generated queries);
-- ``answer``     what the API served, when the run talked to an API at one granularity and
-                 defense (sequential strategies): the only thing the attacker saw.
+- ``sample_id``    the pool image the query is (or, for a synthetic query, descends from;
+                   -1 for a query that comes from no pool image);
+- ``probs``        the victim's full posterior, the owner's view (float32, C values); null
+                   where another file of the same attack already holds it (``answered_by``);
+- ``answered_by``  the seed whose file holds the posterior (this file's seed where the victim
+                   answered the query for this file);
+- ``image``        the image itself, when it is not a pool image as it is (synthetic,
+                   augmented or generated queries);
+- ``answer``       what the API served, when the run talked to an API at one granularity and
+                   behind one defense (sequential strategies): the only thing that attacker saw.
 
-Who shares a file follows from what the attacker saw (design.md): random sampling never looks
-at answers, so one file per (victim, attack) holds the union of every seed's sample of the
-pool, each image answered once, and any granularity or defense is computed from ``probs``
-(:func:`stealbench.attack.api.serve`). A sequential strategy chooses its queries from the
-answers: one file per (victim, attack, defense, granularity, seed). In both, seed s with
-budget B trains on the first B queries of its sequence, so a smaller budget is a prefix.
+Who shares answers follows from what the attacker saw (design.md). Random sampling never looks
+at answers: seed s draws its own sample of the pool, and its file asks the victim only for the
+images no earlier seed of the attack drew (earlier: a smaller seed number), so the files of an
+attack together hold the union of the seeds' samples, each image answered once; any
+granularity or defense is then computed from ``probs`` (:func:`stealbench.attack.api.serve`).
+Adding a seed adds a file and changes none. A sequential strategy chooses its queries from the
+answers: one file per (victim, attack, defense, granularity, seed). A budget B is the first B
+rows of a file.
 """
 
 from __future__ import annotations
@@ -33,40 +36,23 @@ from .api import serve
 
 @dataclass
 class QueryLog:
-    """What an attack sent and what the victim computed, one row per image answered."""
+    """One attacker's queries, in the order sent, with the victim's posteriors."""
 
-    sample_ids: np.ndarray  # int64 (N,)
-    probs: np.ndarray  # float32 (N, C)
-    orders: np.ndarray  # int32 (N, S): position in seed s's sequence, -1 if s did not send it
-    seeds: list[int]
-    images: np.ndarray | None = None  # uint8 (N, H, W, C) when not pool images as they are
-    answers: np.ndarray | None = None  # float32 (N, C): what the API served (sequential runs)
+    seed: int
+    sample_ids: np.ndarray  # int64 (B,)
+    probs: np.ndarray  # float32 (B, C)
+    answered_by: np.ndarray  # int64 (B,): the seed whose file holds each posterior
+    images: np.ndarray | None = None  # uint8 (B, H, W, C) when not pool images as they are
+    answers: np.ndarray | None = None  # float32 (B, C): what the API served (sequential runs)
 
-    def __post_init__(self):
-        n = len(self.sample_ids)
-        self.orders = np.asarray(self.orders, dtype=np.int32).reshape(n, -1)
-        if self.orders.shape[1] != len(self.seeds) or len(self.probs) != n:
-            raise ValueError(
-                f"{n} queries, {len(self.probs)} posteriors and an order of shape "
-                f"{self.orders.shape} for {len(self.seeds)} seed(s)"
-            )
-        for s, seed in enumerate(self.seeds):
-            sent = np.sort(self.orders[:, s][self.orders[:, s] >= 0])
-            if not np.array_equal(sent, np.arange(len(sent))):
-                raise ValueError(f"the query order of seed {seed} is not 0..B-1")
+    @property
+    def answered_here(self) -> np.ndarray:
+        return self.answered_by == self.seed
 
-    @classmethod
-    def sequence(cls, sample_ids, probs, seed: int, images=None, answers=None) -> QueryLog:
-        """The log of one run that sent its queries in the given order (one seed)."""
-        n = len(sample_ids)
-        return cls(
-            np.asarray(sample_ids, dtype=np.int64),
-            np.asarray(probs, dtype=np.float32),
-            np.arange(n, dtype=np.int32)[:, None],
-            [seed],
-            images,
-            answers,
-        )
+    @property
+    def victim_passes(self) -> int:
+        """Posteriors the victim computed for this file (queries no earlier seed asked)."""
+        return int(self.answered_here.sum())
 
 
 def _fixed_list(values: np.ndarray, dtype) -> pa.FixedSizeListArray:
@@ -74,20 +60,38 @@ def _fixed_list(values: np.ndarray, dtype) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
 
 
-def _matrix(column: pa.ChunkedArray, dtype) -> np.ndarray:
+def _list_where(values: np.ndarray, present: np.ndarray) -> pa.ListArray:
+    """Rows of ``values`` as a list column, null (and stored as nothing) where not present."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    width = values.shape[1]
+    offsets = np.concatenate([[0], np.cumsum(np.where(present, width, 0))]).astype(np.int32)
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values[present].ravel()), mask=pa.array(~present)
+    )
+
+
+def _matrix(column: pa.ChunkedArray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A (fixed-size or nullable) list column as (N, width) values, 0 where null, and the
+    rows that hold values."""
     column = column.combine_chunks()
-    width = column.type.list_size
-    return column.flatten().to_numpy().astype(dtype).reshape(len(column), width)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    values = column.flatten().to_numpy().astype(dtype)  # a null row stores no values
+    width = len(values) // max(1, int(valid.sum()))
+    out = np.zeros((len(column), width), dtype=dtype)
+    out[valid] = values.reshape(-1, width)
+    return out, valid
 
 
 def save_cache(log: QueryLog, path, meta: dict) -> None:
+    """Write one attacker's queries (posteriors only where this file answered them)."""
     n = len(log.sample_ids)
+    here = log.answered_here
     columns = {
         "sample_id": pa.array(np.asarray(log.sample_ids, dtype=np.int64)),
-        "probs": _fixed_list(log.probs, np.float32),
-        "order": _fixed_list(log.orders, np.int32),
+        "probs": _list_where(log.probs, here),
+        "answered_by": pa.array(np.asarray(log.answered_by, dtype=np.int64)),
     }
-    meta = {**meta, "seeds": [int(s) for s in log.seeds], "queries_answered": n}
+    meta = {**meta, "seed": int(log.seed), "queries": n, "victim_passes": log.victim_passes}
     if log.answers is not None:
         columns["answer"] = _fixed_list(log.answers, np.float32)
     if log.images is not None:
@@ -101,11 +105,10 @@ def save_cache(log: QueryLog, path, meta: dict) -> None:
 
 @dataclass
 class QueryCache:
-    """A loaded query cache (see the module docstring)."""
+    """One attacker's transfer sequence, loaded with every posterior filled in."""
 
     sample_ids: np.ndarray
     probs: np.ndarray
-    orders: np.ndarray
     meta: dict
     images: np.ndarray | None = None
     stored_answers: np.ndarray | None = None
@@ -113,24 +116,11 @@ class QueryCache:
     def __len__(self) -> int:
         return len(self.sample_ids)
 
-    @property
-    def seeds(self) -> list[int]:
-        return list(self.meta["seeds"])
-
-    def sequence(self, seed: int) -> np.ndarray:
-        """The rows seed ``seed`` sent, in the order it sent them."""
-        if seed not in self.seeds:
-            raise ValueError(f"the cache holds seeds {self.seeds}, not seed {seed}")
-        order = self.orders[:, self.seeds.index(seed)]
-        rows = np.flatnonzero(order >= 0)
-        return rows[np.argsort(order[rows], kind="stable")]
-
-    def transfer_set(self, seed: int, budget: int) -> np.ndarray:
-        """The rows of seed ``seed``'s first ``budget`` queries: what that attacker received."""
-        rows = self.sequence(seed)
-        if budget > len(rows):
-            raise ValueError(f"budget {budget} exceeds the {len(rows)} queries of seed {seed}")
-        return rows[:budget]
+    def transfer_set(self, budget: int) -> np.ndarray:
+        """The rows of the first ``budget`` queries: what an attacker with that budget got."""
+        if budget > len(self):
+            raise ValueError(f"budget {budget} exceeds the {len(self)} cached queries")
+        return np.arange(budget)
 
     def query_images(self, pool, rows: np.ndarray):
         """The images the given rows sent (a lazy view when the pool is a lazy store)."""
@@ -158,38 +148,60 @@ class QueryCache:
             return self.stored_answers[rows]
         if defense is not None and images is None:
             raise ValueError("a defense needs the queried images")
-        return serve(self.probs[rows], np.asarray(images) if defense else None, granularity, defense)
+        return serve(
+            self.probs[rows], np.asarray(images) if defense else None, granularity, defense
+        )
 
 
-def load_cache(path, expect: dict | None = None) -> QueryCache:
-    """Load a query cache; ``expect`` maps metadata keys (e.g. checksums) to required values.
-
-    A cache built from another victim or pool than the current one is an error, never reused.
-    """
-    table, meta = read_parquet(path, kind="query_cache")
+def _check(meta: dict, path, expect: dict | None) -> None:
     for key, value in (expect or {}).items():
         if meta.get(key) != value:
             raise ArtefactError(
                 f"{path}: stale query cache: {key} is {meta.get(key)!r} but the current inputs "
                 f"have {value!r}; delete the file and rerun to query the victim again"
             )
-    images = None
-    if "image" in table.column_names:
-        column = table.column("image").combine_chunks()
-        shape = tuple(meta["image_shape"])
-        size = int(np.prod(shape))
-        images = np.frombuffer(
-            column.buffers()[1],
-            dtype=np.uint8,
-            count=len(column) * size,
-            offset=column.offset * size,
-        ).reshape(len(column), *shape)
-    answers = _matrix(table.column("answer"), np.float32) if "answer" in table.column_names else None
-    return QueryCache(
-        table.column("sample_id").to_numpy(),
-        _matrix(table.column("probs"), np.float32),
-        _matrix(table.column("order"), np.int32),
-        meta,
-        images,
-        answers,
+
+
+def _images(table: pa.Table, meta: dict) -> np.ndarray | None:
+    if "image" not in table.column_names:
+        return None
+    column = table.column("image").combine_chunks()
+    shape = tuple(meta["image_shape"])
+    size = int(np.prod(shape))
+    return np.frombuffer(
+        column.buffers()[1], dtype=np.uint8, count=len(column) * size, offset=column.offset * size
+    ).reshape(len(column), *shape)
+
+
+def load_cache(path, earlier=(), expect: dict | None = None) -> QueryCache:
+    """Load one attacker's queries; ``earlier``: the files of the same attack's earlier seeds,
+    which hold the posteriors this file leaves to them. ``expect`` maps metadata keys (e.g.
+    checksums) to required values: a cache of another victim or pool is an error, never reused.
+    """
+    table, meta = read_parquet(path, kind="query_cache")
+    _check(meta, path, expect)
+    sample_ids = table.column("sample_id").to_numpy()
+    probs, valid = _matrix(table.column("probs"), np.float32)
+    answered_by = table.column("answered_by").to_numpy()
+    missing = ~valid
+    if missing.any():
+        known: dict[int, np.ndarray] = {}
+        for other in earlier:
+            other_table, other_meta = read_parquet(other, kind="query_cache")
+            _check(other_meta, other, expect)
+            other_probs, other_valid = _matrix(other_table.column("probs"), np.float32)
+            other_ids = other_table.column("sample_id").to_numpy()
+            for i in np.flatnonzero(other_valid):
+                known.setdefault(int(other_ids[i]), other_probs[i])
+        for i in np.flatnonzero(missing):
+            found = known.get(int(sample_ids[i]))
+            if found is None:
+                raise ArtefactError(
+                    f"{path}: query {i} (pool image {sample_ids[i]}) was answered in seed "
+                    f"{answered_by[i]}'s file, which is not among the files given"
+                )
+            probs[i] = found
+    answers = (
+        _matrix(table.column("answer"), np.float32)[0] if "answer" in table.column_names else None
     )
+    return QueryCache(sample_ids, probs, meta, _images(table, meta), answers)

@@ -1,9 +1,9 @@
 """Running an attack against the victim: what fills a query cache.
 
-:func:`sample_pool` runs a sampling strategy for every seed and asks the victim once per
-distinct image; :func:`run_sequential` runs a sequential strategy against a
-:class:`~stealbench.attack.api.PredictionAPI` at the attacker's granularity and defense.
-Both return the :class:`~stealbench.attack.cache.QueryLog` that
+:func:`sample_pool` draws one seed's sample with a sampling strategy and asks the victim only
+for the images no earlier seed of the attack drew; :func:`run_sequential` runs a sequential
+strategy against a :class:`~stealbench.attack.api.PredictionAPI` at the attacker's
+granularity and defense. Both return the :class:`~stealbench.attack.cache.QueryLog` that
 :func:`~stealbench.attack.cache.save_cache` writes.
 """
 
@@ -14,54 +14,64 @@ import logging
 import numpy as np
 
 from .api import PredictionAPI
-from .cache import QueryLog
+from .cache import QueryCache, QueryLog
 from .strategies import lookup
 
 log = logging.getLogger(__name__)
 
 
 def sample_pool(
-    strategy: str, model, pool, budget: int, seeds: dict[int, int], batch_size: int = 1000, **options
+    strategy: str,
+    model,
+    pool,
+    budget: int,
+    seed: int,
+    rng_seed: int,
+    earlier: list[QueryCache] = (),
+    batch_size: int = 1000,
+    **options,
 ) -> QueryLog:
-    """Every seed's sample of the pool (``seeds`` maps a seed to its random-generator seed),
-    answered once per distinct image: the union of the samples, with each seed's order.
-
-    Images drawn by several seeds are one query to the victim; jittered images are
-    distinct queries. The victim answers in storage order (one pass over a lazily read
-    pool); the API is stateless, so the order of asking changes no answer.
-    """
+    """Seed ``seed``'s sample of the pool, answered by the victim where no ``earlier`` seed's
+    file already holds the answer (jittered images are always new queries)."""
     spec = lookup(strategy)
     if spec.sequential:
         raise ValueError(f"strategy {strategy!r} is sequential: use run_sequential")
-    draws = {s: spec.fn(pool, budget, np.random.default_rng(value), **options) for s, value in seeds.items()}
+    draw = spec.fn(pool, budget, np.random.default_rng(rng_seed), **options)
+    ids = np.asarray(draw.sample_ids, dtype=np.int64)
     api = PredictionAPI(model, batch_size=batch_size)
-    seed_list = list(seeds)
-    if any(d.images is not None for d in draws.values()):
-        ids = np.concatenate([d.sample_ids for d in draws.values()])
-        images = np.concatenate(
-            [d.images if d.images is not None else pool.images[d.sample_ids] for d in draws.values()]
+    if draw.images is not None:
+        return QueryLog(
+            seed, ids, api.posteriors(draw.images), np.full(len(ids), seed), draw.images
         )
-        orders = np.full((len(ids), len(seed_list)), -1, dtype=np.int32)
-        start = 0
-        for s, d in enumerate(draws.values()):
-            orders[start : start + len(d.sample_ids), s] = np.arange(len(d.sample_ids))
-            start += len(d.sample_ids)
-        return QueryLog(ids, api.posteriors(images), orders, seed_list, images)
-    ids = np.unique(np.concatenate([d.sample_ids for d in draws.values()]))  # sorted
-    orders = np.full((len(ids), len(seed_list)), -1, dtype=np.int32)
-    for s, d in enumerate(draws.values()):
-        orders[np.searchsorted(ids, d.sample_ids), s] = np.arange(len(d.sample_ids))
-    probs = np.concatenate(
-        [api.posteriors(pool.images[ids[i : i + batch_size]]) for i in range(0, len(ids), batch_size)]
-    )
+    # Pool images an earlier seed drew: (its seed, the posterior its file holds).
+    known: dict[int, tuple[int, np.ndarray]] = {}
+    for cache in earlier:
+        if cache.images is None:
+            for i, p in zip(cache.sample_ids, cache.probs, strict=True):
+                known.setdefault(int(i), (int(cache.meta["seed"]), p))
+    answered_by = np.array([known.get(int(i), (seed,))[0] for i in ids], dtype=np.int64)
+    new = np.flatnonzero(answered_by == seed)
+    # The API is stateless: ask in storage order (one pass over a lazily read pool).
+    new = new[np.argsort(ids[new], kind="stable")]
+    answered = [
+        api.posteriors(pool.images[ids[new[i : i + batch_size]]])
+        for i in range(0, len(new), batch_size)
+    ]
+    width = answered[0].shape[1] if answered else len(next(iter(known.values()))[1])
+    probs = np.zeros((len(ids), width), dtype=np.float32)
+    if answered:
+        probs[new] = np.concatenate(answered)
+    for i in np.flatnonzero(answered_by != seed):
+        probs[i] = known[int(ids[i])][1]
     log.info(
-        "%s: %d seeds x %d queries, %d distinct images answered",
+        "%s seed %d: %d queries, %d answered by the victim now, %d by earlier seeds",
         strategy,
-        len(seeds),
-        budget,
+        seed,
         len(ids),
+        len(new),
+        len(ids) - len(new),
     )
-    return QueryLog(ids, probs, orders, seed_list)
+    return QueryLog(seed, ids, probs, answered_by)
 
 
 def run_sequential(
@@ -91,7 +101,9 @@ def run_sequential(
             f"sample ids; expected {budget}"
         )
     images, probs, answers = api.record()
-    from_pool = (sample_ids >= 0).all() and np.array_equal(
+    from_pool = bool((sample_ids >= 0).all()) and np.array_equal(
         images, np.asarray(pool.images[sample_ids])
     )
-    return QueryLog.sequence(sample_ids, probs, seed, None if from_pool else images, answers)
+    return QueryLog(
+        seed, sample_ids, probs, np.full(budget, seed), None if from_pool else images, answers
+    )
