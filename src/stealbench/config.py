@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +110,10 @@ def _message(error: jsonschema.ValidationError) -> str:
         )
     if error.validator == "required":
         return f"config key '{key}': {error.message}"
+    if error.validator == "oneOf" and error.context:
+        # A strength is one value or a list of them: report what is wrong with the value.
+        specific = [e for e in error.context if e.validator != "type"] or list(error.context)
+        return f"config key '{_key(error.absolute_path)}': {specific[0].message}"
     return f"config key '{key}': {error.message}"
 
 
@@ -129,8 +132,15 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     config["victim_training"] = {**base, **config["victim_training"]}
     for victim in config["victims"].values():
         victim["training"] = {**config["victim_training"], **victim.get("training", {})}
+    for backbone in config["pretrain"].values():
+        backbone["training"] = {**config["victim_training"], **backbone.get("training", {})}
     surrogate_base = schema["properties"]["surrogates"]["properties"]["training"]["default"]
     config["surrogates"]["training"] = {**surrogate_base, **config["surrogates"]["training"]}
+    if "defenses" in config:
+        d, props = config["defenses"], schema["properties"]["defenses"]["properties"]
+        for block in ("detector", "misinformation"):
+            base = props[block]["properties"]["training"]["default"]
+            d[block]["training"] = {**base, **d[block].get("training", {})}
     _check_references(config)
     return canonical(config)
 
@@ -165,6 +175,7 @@ DEFAULT_SIZES = {
     "uci-digits": 1797,
     "glyphs": 5200,
     "photo-crops": 2000,
+    "public": 9000,
     "noise": 1000,
 }
 
@@ -348,6 +359,19 @@ def _check_references(config: dict) -> None:
                 f"config key 'attacks.{name}.pool': unknown dataset "
                 f"'{attack['pool']}'; allowed: {', '.join(datasets)}"
             )
+    for name, spec in config["pretrain"].items():
+        if spec["dataset"] not in datasets:
+            errors.append(
+                f"config key 'pretrain.{name}.dataset': unknown dataset '{spec['dataset']}'; "
+                f"allowed: {', '.join(datasets)}"
+            )
+        elif any(
+            split_sizes(datasets[spec["dataset"]]).get(split, 0) == 0 for split in ("train", "val")
+        ):
+            errors.append(
+                f"config key 'datasets.{spec['dataset']}.splits': backbone '{name}' needs "
+                f"non-empty 'train' and 'val' splits"
+            )
     for name, victim in config["victims"].items():
         if victim["dataset"] not in datasets:
             errors.append(
@@ -362,78 +386,127 @@ def _check_references(config: dict) -> None:
                         f"config key 'datasets.{victim['dataset']}.splits': victim "
                         f"'{name}' needs a non-empty '{split}' split"
                     )
+            errors.extend(
+                _check_init(config, f"victims.{name}.init", victim["init"], victim["arch"])
+            )
         for attack in victim["attacks"]:
             if attack not in attacks:
                 errors.append(
                     f"config key 'victims.{name}.attacks': unknown attack "
                     f"'{attack}'; allowed: {', '.join(attacks)}"
                 )
-    for name, attack in attacks.items():
-        allowed = STRATEGY_OPTIONS[attack["strategy"]]
-        unknown = sorted(set(attack["options"]) - set(allowed))
-        if unknown:
-            errors.append(
-                f"config key 'attacks.{name}.options': unknown option(s) "
-                f"{', '.join(unknown)} for strategy '{attack['strategy']}'; allowed: "
-                f"{', '.join(allowed) or 'none'}"
-            )
-    for name, victim in config["victims"].items():
-        if victim["pretrained"] and victim["arch"] not in PRETRAINED_ARCHS:
-            errors.append(
-                f"config key 'victims.{name}.pretrained': '{victim['arch']}' has no "
-                f"pretrained weights; allowed with: {', '.join(PRETRAINED_ARCHS)}"
-            )
-    if config["surrogates"]["pretrained"]:
-        for pair in victim_attacks(config):
-            for arch in axes(config, pair[1])["archs"]:
-                if arch not in PRETRAINED_ARCHS:
-                    errors.append(
-                        f"config key 'surrogates.pretrained': surrogate arch '{arch}' "
-                        f"has no pretrained weights; allowed with: "
-                        f"{', '.join(PRETRAINED_ARCHS)}"
-                    )
-    budget = max(config["surrogates"]["budgets"])
-    for name, attack in attacks.items():
-        pool = datasets.get(attack["pool"])
-        if pool is None:
-            continue
-        available = split_sizes(pool).get("pool", 0)
-        if available is None:  # known only once materialised; the attack job checks it
-            continue
-        if budget > available:
-            errors.append(
-                f"config key 'surrogates.budgets': the largest budget {budget} exceeds "
-                f"the {available} images of the pool split of '{attack['pool']}' "
-                f"(attack '{name}'); lower the budget or enlarge the pool"
-            )
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
+    for victim, attack in victim_attacks(config):
+        ax = axes(config, attack)
+        key = f"attacks.{attack}.inits" if "inits" in attacks[attack] else "surrogates.inits"
+        for arch in ax["archs"]:
+            for init in ax["inits"]:
+                errors.extend(_check_init(config, key, init, arch, victim=victim))
     if "defenses" in config:
         errors.extend(_check_defenses(config))
     if errors:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
+    for name, attack in attacks.items():
+        budget = query_budget(config, name)
+        pool = datasets[attack["pool"]]
+        available = split_sizes(pool).get("pool", 0)
+        if STRATEGY_KIND.get(attack["strategy"]) == "data-free" or available is None:
+            continue  # a generator needs no pool images; an ImageFolder pool is checked by its job
+        if budget > available:
+            key = f"attacks.{name}.budgets" if "budgets" in attack else "surrogates.budgets"
+            errors.append(
+                f"config key '{key}': the largest budget {budget} exceeds "
+                f"the {available} images of the pool split of '{attack['pool']}' "
+                f"(attack '{name}'); lower the budget or enlarge the pool"
+            )
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
+
+
+def _check_init(
+    config: dict, key: str, init: str, arch: str, victim: str | None = None
+) -> list[str]:
+    """A model's starting point: scratch, imagenet (torchvision archs) or a backbone of the same
+    architecture that was never trained on a victim's own task."""
+    backbones = config["pretrain"]
+    if init == "scratch":
+        return []
+    if init == "imagenet":
+        if arch not in PRETRAINED_ARCHS:
+            return [
+                f"config key '{key}': '{arch}' has no ImageNet weights; imagenet is allowed with: "
+                f"{', '.join(PRETRAINED_ARCHS)}"
+            ]
+        return []
+    if init not in backbones:
+        return [
+            f"config key '{key}': unknown init '{init}'; allowed: scratch, imagenet"
+            + "".join(f", {name}" for name in backbones)
+        ]
+    backbone = backbones[init]
+    if backbone["arch"] != arch:
+        return [
+            f"config key '{key}': backbone '{init}' is a {backbone['arch']}, not a {arch}; a "
+            f"model starts only from a backbone of its own architecture"
+        ]
+    datasets = config["datasets"]
+    corpus_task = datasets[backbone["dataset"]].get("task")
+    victims = [victim] if victim else [v for v, s in config["victims"].items() if s["init"] == init]
+    for v in victims:
+        task = datasets[config["victims"][v]["dataset"]].get("task")
+        if (
+            task is not None
+            and task == corpus_task
+            or backbone["dataset"] == config["victims"][v]["dataset"]
+        ):
+            return [
+                f"config key '{key}': backbone '{init}' was trained on '{backbone['dataset']}', "
+                f"data of victim '{v}''s own task ({task}); a public backbone must never see "
+                f"the victim's task data"
+            ]
+    return []
+
+
+def query_budget(config: dict, attack: str) -> int:
+    """The most queries any seed of an attack sends: the largest budget it is trained or
+    defended at."""
+    budget = max(axes(config, attack)["budgets"])
+    if "defenses" in config and attack in config["defenses"]["defended"]["attacks"]:
+        budget = max(budget, *config["defenses"]["defended"]["budgets"][attack])
+    return budget
 
 
 def _check_defenses(config: dict) -> list[str]:
     """Fill the defense stage's derived defaults and check its references."""
-    from .defenses import defense_parameters
-
     errors = []
     d, datasets = config["defenses"], config["datasets"]
     out = d["detector"].get("out")
-    if out is None:
+    if not out:
         errors.append(
-            "config key 'defenses.detector.out': missing; name the dataset whose train "
-            f"split is the defender's out-of-distribution data ({', '.join(datasets)})"
+            "config key 'defenses.detector.out': missing; name the datasets whose train "
+            f"splits are the defender's generic data ({', '.join(datasets)})"
         )
-    elif out not in datasets:
-        errors.append(
-            f"config key 'defenses.detector.out': unknown dataset '{out}'; allowed: "
-            f"{', '.join(datasets)}"
-        )
-    elif split_sizes(datasets[out]).get("train", 0) == 0:
-        errors.append(
-            f"config key 'datasets.{out}.splits': the detector's out dataset needs a "
-            f"non-empty 'train' split (the defender's OOD images)"
-        )
+        out = []
+    for name in out + d["misinformation"]["outlier"]:
+        key = "detector.out" if name in out else "misinformation.outlier"
+        if name not in datasets:
+            errors.append(
+                f"config key 'defenses.{key}': unknown dataset '{name}'; allowed: "
+                f"{', '.join(datasets)}"
+            )
+        elif split_sizes(datasets[name]).get("train", 0) == 0:
+            errors.append(
+                f"config key 'datasets.{name}.splits': the defender's dataset '{name}' needs a "
+                f"non-empty 'train' split (defenses.{key})"
+            )
+    if not errors:
+        for victim in config["victims"]:
+            if not detector_out(config, victim):
+                errors.append(
+                    f"config key 'defenses.detector.out': every dataset has the task of victim "
+                    f"'{victim}'; the defender's generic data must hold other kinds of images"
+                )
     for source in d["benign"]["sources"]:
         if source not in datasets:
             errors.append(
@@ -444,46 +517,55 @@ def _check_defenses(config: dict) -> list[str]:
     defended.setdefault("attacks", list(config["attacks"]))
     defended.setdefault("archs", config["surrogates"]["archs"][:1])
     defended.setdefault("seeds", config["surrogates"]["seeds"])
-    defended.setdefault("budgets", [max(config["surrogates"]["budgets"])])
-    for budget in defended["budgets"]:
-        if budget > max(config["surrogates"]["budgets"]):
-            errors.append(
-                f"config key 'defenses.defended.budgets': {budget} exceeds the largest "
-                f"budget of surrogates.budgets, which sizes the query caches"
-            )
     for attack in defended["attacks"]:
         if attack not in config["attacks"]:
             errors.append(
                 f"config key 'defenses.defended.attacks': unknown attack '{attack}'; "
                 f"allowed: {', '.join(config['attacks'])}"
             )
-    for name, params in defended["params"].items():
-        allowed = defense_parameters(name)
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            errors.append(
-                f"config key 'defenses.defended.params.{name}': unknown parameter(s) "
-                f"{', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}"
-            )
+    if errors:
+        return errors
+    # Budgets per defended attack: the given ones, else the attack's largest.
+    given = defended.pop("budgets", None)
+    defended["budgets"] = {
+        a: sorted(given) if given else [max(axes(config, a)["budgets"])]
+        for a in defended["attacks"]
+    }
+    for name, params in defended["defenses"].items():
+        strength = DEFENSE_STRENGTH[name]
+        for param, value in params.items():
+            if isinstance(value, list) and param != strength:
+                errors.append(
+                    f"config key 'defenses.defended.defenses.{name}.{param}': only the strength "
+                    f"({strength}) may be a list of values"
+                )
     return errors
 
 
-# Keyword options of each strategy (stealbench.attacks; a test checks they agree), so that a
-# misspelled option fails here rather than in a job.
-STRATEGY_OPTIONS = {
-    "random": ("augment",),
-    "adaptive": (
-        "batch_size",
-        "policy_lr",
-        "rewards",
-        "hierarchy",
-        "surrogate",
-        "surrogate_lr",
-        "train_steps",
-        "recent",
-    ),
-    "jbda": ("seed_size", "step", "tau", "substitute", "epochs", "batch_size", "lr"),
+# Strategies that choose their queries from the answers (one run per granularity, defense and
+# seed), and those that need no pool (stealbench.attack.strategies; a test checks they agree).
+STRATEGY_KIND = {
+    "random": "sampling",
+    "adaptive": "sequential",
+    "jbda": "sequential",
+    "activethief": "sequential",
+    "dfme": "data-free",
 }
+# The parameter each defense's strength sweep varies (stealbench.defense; a test checks it).
+DEFENSE_STRENGTH = {
+    "none": None,
+    "ood-shuffle": "threshold",
+    "reverse-sigmoid": "beta",
+    "gaussian-noise": "scale",
+    "top-k": "k",
+    "rounding": "decimals",
+    "mad": "epsilon",
+    "mad-argmax": "epsilon",
+    "adaptive-misinformation": "tau",
+    "dawn": "share",
+}
+# Models a defense needs, trained per victim by the defense stage.
+DEFENSE_NEEDS = {"ood-shuffle": "detector", "adaptive-misinformation": "misinformation"}
 # Architectures with ImageNet weights (the torchvision ones of stealbench.models).
 PRETRAINED_ARCHS = (
     "resnet18",
@@ -496,6 +578,12 @@ PRETRAINED_ARCHS = (
 )
 
 
+def is_sequential(config: dict, attack: str) -> bool:
+    """Whether an attack chooses its queries from the answers (one run per granularity,
+    defense and seed) rather than sampling its pool blind (one cache for all of them)."""
+    return STRATEGY_KIND[config["attacks"][attack]["strategy"]] != "sampling"
+
+
 # ------------------------------------------------------------------------- the grid
 
 
@@ -506,25 +594,109 @@ class Cell:
     granularity: str
     budget: int
     surrogate_arch: str
+    surrogate_init: str
     seed: int
 
 
+@dataclass(frozen=True)
+class DefenseInstance:
+    """One defense at one strength: a defended cell of every defended attack."""
+
+    id: str  # e.g. "none", "mad@0.5", "ood-shuffle@learned"
+    name: str
+    params: dict
+    strength: str | None
+    value: float | None
+
+
+def defense_instances(config: dict) -> list[DefenseInstance]:
+    """Every configured defense at every strength of its sweep, in config order."""
+    if "defenses" not in config:
+        return []
+    out = []
+    for name, params in config["defenses"]["defended"]["defenses"].items():
+        strength = DEFENSE_STRENGTH[name]
+        values = params.get(strength) if strength else None
+        if not isinstance(values, list):
+            values = [values]
+        for value in values:
+            fixed = {k: v for k, v in params.items() if k != strength}
+            if strength is not None and value is not None:
+                fixed[strength] = value
+            label = "learned" if value is None else f"{value:g}"
+            ident = (
+                name
+                if strength is None or (value is None and strength not in params)
+                else f"{name}@{label}"
+            )
+            out.append(DefenseInstance(ident, name, fixed, strength, value))
+    return out
+
+
 def victim_attacks(config: dict) -> list[tuple[str, str]]:
-    """Every (victim, attack) pair: one query cache each."""
+    """Every (victim, attack) pair."""
     return [(v, a) for v, spec in config["victims"].items() for a in spec["attacks"]]
 
 
-AXES = ("granularities", "archs", "seeds")
+AXES = ("granularities", "archs", "inits", "seeds", "budgets")
 
 
 def axes(config: dict, attack: str) -> dict:
     """The surrogate axes of one attack: its own overrides, else the surrogates' defaults."""
     spec = config["attacks"][attack]
-    return {axis: spec.get(axis, config["surrogates"][axis]) for axis in AXES}
+    out = {axis: spec.get(axis, config["surrogates"][axis]) for axis in AXES}
+    out["budgets"] = sorted(out["budgets"])
+    return out
+
+
+def defended_pairs(config: dict) -> list[tuple[str, str]]:
+    """(victim, attack) pairs whose answers go through every defense."""
+    if "defenses" not in config:
+        return []
+    attacks = config["defenses"]["defended"]["attacks"]
+    return [(v, a) for v, a in victim_attacks(config) if a in attacks]
+
+
+def query_seeds(config: dict, victim: str, attack: str) -> list[int]:
+    """Every seed of an attack against a victim: its own and the defended cells'."""
+    seeds = set(axes(config, attack)["seeds"])
+    if (victim, attack) in defended_pairs(config):
+        seeds |= set(config["defenses"]["defended"]["seeds"])
+    return sorted(seeds)
+
+
+def query_runs(config: dict) -> list[tuple[str, str, str, int]]:
+    """Every query cache: (victim, attack, defense id, seed); sampling attacks have one per
+    seed with defense id None (every defense reads it), sequential ones one per defense."""
+    runs = []
+    defended = defended_pairs(config)
+    instances = defense_instances(config)
+    for victim, attack in victim_attacks(config):
+        if not is_sequential(config, attack):
+            runs += [(victim, attack, None, s) for s in query_seeds(config, victim, attack)]
+            continue
+        runs += [(victim, attack, "none", s) for s in axes(config, attack)["seeds"]]
+        if (victim, attack) in defended:
+            for instance in instances:
+                for s in config["defenses"]["defended"]["seeds"]:
+                    if (victim, attack, instance.id, s) not in runs:
+                        runs.append((victim, attack, instance.id, s))
+    return runs
+
+
+def run_granularities(config: dict, attack: str, defense_id: str) -> list[str]:
+    """The granularities a sequential run covers: the attack's own undefended, the defended
+    granularities behind a defense (the undefended run serves both)."""
+    grans = []
+    if defense_id == "none":
+        grans += axes(config, attack)["granularities"]
+    if "defenses" in config and attack in config["defenses"]["defended"]["attacks"]:
+        grans += config["defenses"]["defended"]["granularities"]
+    return list(dict.fromkeys(grans))
 
 
 def surrogate_jobs(config: dict) -> list[tuple[str, str, str, int]]:
-    """(victim, attack, arch, seed): one training job, sweeping granularities x budgets."""
+    """(victim, attack, arch, seed): one training job, sweeping inits x granularities x budgets."""
     return [
         (v, a, arch, seed)
         for v, a in victim_attacks(config)
@@ -535,30 +707,35 @@ def surrogate_jobs(config: dict) -> list[tuple[str, str, str, int]]:
 
 def surrogate_parts(config: dict, attack: str) -> list[str]:
     """The training jobs of one (victim, attack, arch, seed): ``all`` cells in one job, or one
-    job per cell named ``{granularity}-b{budget}`` (``surrogates.job_size``)."""
+    job per cell named ``{init}-{granularity}-b{budget}`` (``surrogates.job_size``)."""
     if config["surrogates"]["job_size"] == "sweep":
         return ["all"]
+    ax = axes(config, attack)
     return [
-        f"{g}-b{b}"
-        for g in axes(config, attack)["granularities"]
-        for b in sorted(config["surrogates"]["budgets"])
+        f"{init}-{g}-b{b}"
+        for init in ax["inits"]
+        for g in ax["granularities"]
+        for b in ax["budgets"]
     ]
 
 
-def part_cells(config: dict, attack: str, part: str) -> tuple[list[str], list[int]]:
-    """The granularities and budgets one training job covers."""
+def part_cells(config: dict, attack: str, part: str) -> tuple[list[str], list[str], list[int]]:
+    """The inits, granularities and budgets one training job covers."""
+    ax = axes(config, attack)
     if part == "all":
-        return axes(config, attack)["granularities"], sorted(config["surrogates"]["budgets"])
-    granularity, budget = part.rsplit("-b", 1)
-    return [granularity], [int(budget)]
+        return ax["inits"], ax["granularities"], ax["budgets"]
+    rest, budget = part.rsplit("-b", 1)
+    init, granularity = rest.rsplit("-", 1)
+    return [init], [granularity], [int(budget)]
 
 
 def cells(config: dict) -> list[Cell]:
-    budgets = sorted(config["surrogates"]["budgets"])
     return [
-        Cell(v, a, g, b, arch, seed)
+        Cell(v, a, g, b, arch, init, seed)
         for v, a, arch, seed in surrogate_jobs(config)
-        for g, b in itertools.product(axes(config, a)["granularities"], budgets)
+        for init in axes(config, a)["inits"]
+        for g in axes(config, a)["granularities"]
+        for b in axes(config, a)["budgets"]
     ]
 
 
@@ -569,6 +746,16 @@ def is_realistic(config: dict, victim: str, attack: str) -> bool:
     return task is not None and task == pool_task
 
 
+def detector_out(config: dict, victim: str) -> list[str]:
+    """The defender's generic datasets for a victim's pre-classifier: those of another task."""
+    task = config["datasets"][config["victims"][victim]["dataset"]].get("task")
+    return [
+        name
+        for name in config["defenses"]["detector"]["out"]
+        if task is None or config["datasets"][name].get("task") != task
+    ]
+
+
 def defended_jobs(config: dict) -> list[tuple[str, str, str, int]]:
     """(victim, attack, arch, seed): one job training surrogates on every defense's answers."""
     if "defenses" not in config:
@@ -576,8 +763,7 @@ def defended_jobs(config: dict) -> list[tuple[str, str, str, int]]:
     d = config["defenses"]["defended"]
     return [
         (v, a, arch, seed)
-        for v, a in victim_attacks(config)
-        if a in d["attacks"]
+        for v, a in defended_pairs(config)
         for arch in d["archs"]
         for seed in d["seeds"]
     ]
