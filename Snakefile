@@ -21,6 +21,7 @@ if not workflow.overwrite_configfiles:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/pretrain.smk"
 include: "rules/victims.smk"
 include: "rules/queries.smk"
 include: "rules/surrogates.smk"

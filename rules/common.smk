@@ -11,23 +11,23 @@ except stealbench_config.ConfigError as err:
     raise WorkflowError(f"invalid config:\n{err}") from None
 
 DATASETS = list(config["datasets"])
+BACKBONES = list(config["pretrain"])
 VICTIMS = list(config["victims"])
 ATTACKS = list(config["attacks"])
+SAMPLING = [a for a in ATTACKS if not stealbench_config.is_sequential(config, a)]
+SEQUENTIAL = [a for a in ATTACKS if stealbench_config.is_sequential(config, a)]
 PAIRS = stealbench_config.victim_attacks(config)
 S = config["surrogates"]
-BUDGETS = sorted(S["budgets"])
 ENV = "../envs/stealbench.yaml"
 DEFENSES = config.get("defenses")
+INSTANCES = {d.id: d for d in stealbench_config.defense_instances(config)}
+DEFENSE_NAMES = {d.name for d in INSTANCES.values()}
 # Every surrogate architecture of the grid, the defended surrogates' included.
 ARCHS = sorted(
-    {
-        arch
-        for _, attack in PAIRS
-        for arch in stealbench_config.axes(config, attack)["archs"]
-    }
+    {arch for _, attack in PAIRS for arch in stealbench_config.axes(config, attack)["archs"]}
     | set(DEFENSES["defended"]["archs"] if DEFENSES else [])
 )
-DEFENSE_TABLES = ["detection", "prada", "prada_curve", "defended"]
+DEFENSE_TABLES = ["detection", "prada", "prada_curve", "defended", "dawn"]
 # Datasets an attacker could query: the detector is scored on every one of them.
 POOL_DATASETS = [
     name
@@ -40,20 +40,27 @@ GPUS = 1 if config["device"] == "cuda" else 0
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in names)
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
     dataset=_alternatives(DATASETS),
+    backbone=_alternatives(BACKBONES),
     victim=_alternatives(VICTIMS),
     attack=_alternatives(ATTACKS),
     arch=_alternatives(ARCHS),
+    defense=_alternatives(["none", *INSTANCES]),
     seed=r"\d+",
-    part=r"all|[a-z0-9]+-b\d+",
+    part=r"all|[A-Za-z0-9_.-]+-[a-z0-9]+-b\d+",
 
 
 def dataset_path(name):
     return f"results/data/{name}.parquet"
+
+
+def backbone_paths(inits):
+    """The model files of the pretrain backbones among ``inits``."""
+    return [f"results/pretrain/{i}/model.pt" for i in inits if i in config["pretrain"]]
 
 
 def victim_dataset(wildcards):
@@ -64,6 +71,38 @@ def attack_pool(wildcards):
     return dataset_path(config["attacks"][wildcards.attack]["pool"])
 
 
+def victim_files(victim):
+    """A victim's model and metrics, the inputs of every job that queries it."""
+    return {
+        "model": f"results/victims/{victim}/model.pt",
+        "victim_metrics": f"results/victims/{victim}/metrics.json",
+    }
+
+
+def defense_models(victim, names):
+    """The per-victim model files the given defenses need (detector, misinformation)."""
+    needs = {stealbench_config.DEFENSE_NEEDS.get(n) for n in names}
+    return {
+        need: f"results/defenses/{victim}/{need}.pt"
+        for need in ("detector", "misinformation")
+        if need in needs
+    }
+
+
+def query_cache(victim, attack, seed, defense="none"):
+    """The query cache one attacker (seed) of an attack reads."""
+    if stealbench_config.is_sequential(config, attack):
+        return f"results/queries/{victim}/{attack}/{defense}/s{seed}.parquet"
+    return f"results/queries/{victim}/{attack}/s{seed}.parquet"
+
+
+def earlier_caches(victim, attack, seed):
+    """The query caches of a sampling attack's seeds before ``seed``: they hold the answers
+    to the images ``seed`` shares with them, so its own cache asks only for the rest."""
+    seeds = stealbench_config.query_seeds(config, victim, attack)
+    return [query_cache(victim, attack, s) for s in seeds if s < int(seed)]
+
+
 def all_surrogate_cells(wildcards=None):
     return [
         f"results/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.parquet"
@@ -72,20 +111,27 @@ def all_surrogate_cells(wildcards=None):
     ]
 
 
-def victim_caches(wildcards):
-    attacks = config["victims"][wildcards.victim]["attacks"]
-    return [f"results/queries/{wildcards.victim}/{a}.parquet" for a in attacks]
+def all_query_caches(wildcards=None):
+    return [query_cache(v, a, s, d or "none") for v, a, d, s in stealbench_config.query_runs(config)]
+
+
+def victim_streams(wildcards):
+    """The undefended query caches of every attack against a victim (the detector's and
+    PRADA's attacker streams)."""
+    return [
+        query_cache(wildcards.victim, a, s)
+        for v, a, d, s in stealbench_config.query_runs(config)
+        if v == wildcards.victim and d in (None, "none")
+    ]
 
 
 def victim_attack_pools(wildcards):
     attacks = config["victims"][wildcards.victim]["attacks"]
-    return [dataset_path(config["attacks"][a]["pool"]) for a in attacks]
+    return sorted({dataset_path(config["attacks"][a]["pool"]) for a in attacks})
 
 
 def benign_sources(wildcards):
-    task = config["datasets"][config["victims"][wildcards.victim]["dataset"]].get(
-        "task"
-    )
+    task = config["datasets"][config["victims"][wildcards.victim]["dataset"]].get("task")
     return [
         d
         for d in DEFENSES["benign"]["sources"]
@@ -100,8 +146,8 @@ def all_defended_cells(wildcards=None):
     ]
 
 
-def all_query_caches(wildcards=None):
-    return [f"results/queries/{v}/{a}.parquet" for v, a in PAIRS]
+FIGURES = ["recovery_vs_budget", "strategies"]
+DEFENSE_FIGURES = ["defense_utility", "defense_perturbation"]
 
 
 def final_outputs():
@@ -112,6 +158,7 @@ def final_outputs():
             victim=VICTIMS,
             ext=["png", "svg"],
         ),
+        *expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "svg"]),
         "results/findings.md",
         *(
             [
@@ -120,7 +167,9 @@ def final_outputs():
                     table=DEFENSE_TABLES,
                     ext=["parquet", "csv"],
                 ),
-                *expand("results/figures/defense_tradeoff.{ext}", ext=["png", "svg"]),
+                *expand(
+                    "results/figures/{figure}.{ext}", figure=DEFENSE_FIGURES, ext=["png", "svg"]
+                ),
             ]
             if DEFENSES
             else []

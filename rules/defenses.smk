@@ -1,77 +1,77 @@
-# The defense stage (Atli et al.'s pre-classifier, PRADA, defended responses). Every
-# defense reads the query caches: adding one queries no victim again.
+# The defense stage: the models a defended API needs (Atli et al.'s pre-classifier, Adaptive
+# Misinformation's model, DAWN's independent models for false claims), the detectors scored on
+# every stream, and surrogates trained on defended answers. Random sampling reads its query
+# caches through every defense (no victim is queried again); sequential attackers are rerun
+# against the defended API (rules/queries.smk).
 
 
-rule train_detector:
+def defense_model_outputs():
+    names = DEFENSE_NAMES
+    out = {
+        "detector": "results/defenses/{victim}/detector.pt",
+        "detector_info": "results/defenses/{victim}/detector.json",
+    }
+    if "adaptive-misinformation" in names:
+        out["misinformation"] = "results/defenses/{victim}/misinformation.pt"
+    if "dawn" in names:
+        out["independent"] = "results/defenses/{victim}/independent.pt"
+    return out
+
+
+rule train_defense_models:
     input:
         victim_dataset=victim_dataset,
-        out=lambda wildcards: dataset_path(DEFENSES["detector"]["out"]),
+        **victim_files("{victim}"),
+        out=lambda wildcards: [
+            dataset_path(d) for d in stealbench_config.detector_out(config, wildcards.victim)
+        ],
+        outlier=lambda wildcards: [
+            dataset_path(d) for d in DEFENSES["misinformation"]["outlier"]
+        ],
     output:
-        model="results/defenses/{victim}/detector.pt",
-        info="results/defenses/{victim}/detector.json",
+        **defense_model_outputs(),
     log:
-        "results/logs/defenses/{victim}/train_detector.log",
+        "results/logs/defenses/{victim}/train_defense_models.log",
     benchmark:
-        "results/benchmarks/defenses/{victim}/train_detector.tsv"
+        "results/benchmarks/defenses/{victim}/train_defense_models.tsv"
     conda:
         ENV
     threads: 1
+    priority: 35
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=GPUS,
     params:
-        detector=lambda wildcards: DEFENSES["detector"],
+        detector=lambda wildcards: {
+            **DEFENSES["detector"],
+            "out": stealbench_config.detector_out(config, wildcards.victim),
+        },
+        misinformation=lambda wildcards: DEFENSES["misinformation"],
+        dawn=lambda wildcards: DEFENSES["dawn"],
+        independent_archs=lambda wildcards: DEFENSES["defended"]["archs"],
+        victim=lambda wildcards: config["victims"][wildcards.victim],
         seed=config["seed"],
         device=config["device"],
     script:
-        "../workflow/scripts/train_detector.py"
+        "../workflow/scripts/train_defense_models.py"
 
 
-rule evaluate_detector:
+rule evaluate_detectors:
     input:
+        **victim_files("{victim}"),
         detector="results/defenses/{victim}/detector.pt",
         victim_dataset=victim_dataset,
-        pools=lambda wildcards: [dataset_path(d) for d in POOL_DATASETS],
-        queries=victim_caches,
-        attack_pools=victim_attack_pools,
-    output:
-        "results/defenses/{victim}/detection.parquet",
-    log:
-        "results/logs/defenses/{victim}/evaluate_detector.log",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=GPUS,
-    params:
-        attacks=lambda wildcards: config["victims"][wildcards.victim]["attacks"],
-        pool_names=POOL_DATASETS,
-        tasks={name: spec.get("task") for name, spec in config["datasets"].items()},
-        victim=lambda wildcards: config["victims"][wildcards.victim],
-        out=lambda wildcards: DEFENSES["detector"]["out"],
-        device=config["device"],
-    script:
-        "../workflow/scripts/evaluate_detector.py"
-
-
-rule run_prada:
-    input:
-        model="results/victims/{victim}/model.pt",
-        victim_metrics="results/victims/{victim}/metrics.json",
-        victim_dataset=victim_dataset,
         victim_test="results/victims/{victim}/test_outputs.parquet",
-        queries=victim_caches,
+        pools=lambda wildcards: [dataset_path(d) for d in POOL_DATASETS],
+        queries=victim_streams,
         attack_pools=victim_attack_pools,
-        benign_sources=lambda wildcards: [
-            dataset_path(d) for d in benign_sources(wildcards)
-        ],
+        benign_sources=lambda wildcards: [dataset_path(d) for d in benign_sources(wildcards)],
     output:
-        "results/defenses/{victim}/prada.parquet",
+        detection="results/defenses/{victim}/detection.parquet",
+        prada="results/defenses/{victim}/prada.parquet",
     log:
-        "results/logs/defenses/{victim}/prada.log",
+        "results/logs/defenses/{victim}/evaluate_detectors.log",
     conda:
         ENV
     threads: 1
@@ -80,24 +80,48 @@ rule run_prada:
         runtime=60,
         gpu=GPUS,
     params:
-        attacks=lambda wildcards: config["victims"][wildcards.victim]["attacks"],
+        streams=lambda wildcards: [
+            (a, s, stealbench_config.is_sequential(config, a))
+            for v, a, d, s in stealbench_config.query_runs(config)
+            if v == wildcards.victim and d in (None, "none")
+        ],
         strategies={name: spec["strategy"] for name, spec in config["attacks"].items()},
+        pools={name: spec["pool"] for name, spec in config["attacks"].items()},
+        pool_names=POOL_DATASETS,
+        tasks={name: spec.get("task") for name, spec in config["datasets"].items()},
+        detector_out=lambda wildcards: stealbench_config.detector_out(config, wildcards.victim),
+        victim=lambda wildcards: config["victims"][wildcards.victim],
         prada=lambda wildcards: DEFENSES["prada"],
         benign=lambda wildcards: DEFENSES["benign"],
         seed=config["seed"],
         device=config["device"],
     script:
-        "../workflow/scripts/run_prada.py"
+        "../workflow/scripts/evaluate_detectors.py"
+
+
+def defended_inputs(wildcards):
+    v, a, s = wildcards.victim, wildcards.attack, wildcards.seed
+    inputs = {
+        **victim_files(v),
+        "pool": attack_pool(wildcards),
+        "victim_dataset": victim_dataset(wildcards),
+        "victim_test": f"results/victims/{v}/test_outputs.parquet",
+        **defense_models(v, DEFENSE_NAMES),
+        "independent": (
+            [f"results/defenses/{v}/independent.pt"] if "dawn" in DEFENSE_NAMES else []
+        ),
+    }
+    if stealbench_config.is_sequential(config, a):
+        inputs["queries"] = [query_cache(v, a, s, d) for d in INSTANCES]
+    else:
+        inputs["queries"] = [query_cache(v, a, s)]
+        inputs["earlier"] = earlier_caches(v, a, s)
+    return inputs
 
 
 rule train_defended_surrogates:
     input:
-        queries="results/queries/{victim}/{attack}.parquet",
-        pool=attack_pool,
-        victim_dataset=victim_dataset,
-        victim_test="results/victims/{victim}/test_outputs.parquet",
-        victim_metrics="results/victims/{victim}/metrics.json",
-        detector="results/defenses/{victim}/detector.pt",
+        unpack(defended_inputs),
     output:
         cells="results/defended/{victim}/{attack}/{arch}/s{seed}/cells.parquet",
     log:
@@ -107,14 +131,18 @@ rule train_defended_surrogates:
     conda:
         ENV
     threads: 1
+    priority: 10
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
     params:
+        instances=lambda wildcards: [vars(d) for d in INSTANCES.values()],
         defended=lambda wildcards: DEFENSES["defended"],
+        dawn=lambda wildcards: DEFENSES["dawn"],
         victim=lambda wildcards: config["victims"][wildcards.victim],
         attack=lambda wildcards: config["attacks"][wildcards.attack],
+        sequential=lambda wildcards: stealbench_config.is_sequential(config, wildcards.attack),
         realistic=lambda wildcards: stealbench_config.is_realistic(
             config, wildcards.victim, wildcards.attack
         ),
@@ -156,19 +184,26 @@ rule aggregate_defenses:
         "../workflow/scripts/aggregate_defenses.py"
 
 
-rule plot_defense_tradeoff:
+rule plot_defenses:
     input:
         defended="results/tables/defended.parquet",
     output:
-        png=report(
-            "results/figures/defense_tradeoff.png",
-            caption="../report/defense_tradeoff.rst",
-            category="Defenses",
-            labels={"figure": "attacker accuracy vs benign utility", "format": "png"},
-        ),
-        svg="results/figures/defense_tradeoff.svg",
+        **{
+            f"{figure}_{ext}": (
+                report(
+                    f"results/figures/{figure}.png",
+                    caption=f"../report/{figure}.rst",
+                    category="Defenses",
+                    labels={"figure": figure.replace("_", " "), "format": "png"},
+                )
+                if ext == "png"
+                else f"results/figures/{figure}.{ext}"
+            )
+            for figure in DEFENSE_FIGURES
+            for ext in ("png", "svg")
+        },
     log:
-        "results/logs/report/defense_tradeoff.log",
+        "results/logs/report/plot_defenses.log",
     conda:
         ENV
     threads: 1
@@ -176,4 +211,4 @@ rule plot_defense_tradeoff:
         mem_mb=2000,
         runtime=10,
     script:
-        "../workflow/scripts/plot_defense_tradeoff.py"
+        "../workflow/scripts/plot_defenses.py"

@@ -1,28 +1,79 @@
-# Stage 3: query each victim once per attack, up to the largest budget, and cache every
-# full probability vector. Budgets are prefixes and granularities transformations of it.
+# Stage 3: the attackers query the victims. A sampling attack (random) never looks at the
+# answers: seed s's cache asks the victim only for the images no earlier seed drew, and every
+# granularity and defense is computed from the cached posteriors. A sequential attack chooses
+# its queries from the answers: one run per granularity, defense and seed, each against the
+# API that attacker faces. Budgets are prefixes of one attacker's queries.
 
 
-rule query_victim:
+rule sample_pool:
     input:
-        model="results/victims/{victim}/model.pt",
-        victim_metrics="results/victims/{victim}/metrics.json",
+        **victim_files("{victim}"),
         pool=attack_pool,
+        earlier=lambda wildcards: earlier_caches(
+            wildcards.victim, wildcards.attack, wildcards.seed
+        ),
     output:
-        "results/queries/{victim}/{attack}.parquet",
+        "results/queries/{victim}/{attack}/s{seed}.parquet",
     log:
-        "results/logs/queries/{victim}/{attack}.log",
+        "results/logs/queries/{victim}/{attack}/s{seed}.log",
     conda:
         ENV
     threads: 1
+    priority: 30
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=GPUS,
+    wildcard_constraints:
+        attack=_alternatives(SAMPLING),
     params:
-        victim=lambda wildcards: config["victims"][wildcards.victim],
         attack=lambda wildcards: config["attacks"][wildcards.attack],
-        budget=max(BUDGETS),
+        budget=lambda wildcards: stealbench_config.query_budget(config, wildcards.attack),
         seed=config["seed"],
         device=config["device"],
     script:
-        "../workflow/scripts/query_victim.py"
+        "../workflow/scripts/sample_pool.py"
+
+
+def attack_inputs(wildcards):
+    """A sequential run's inputs: the victim, the pool, and the models of its defense."""
+    names = [INSTANCES[wildcards.defense].name] if wildcards.defense != "none" else []
+    return {
+        **victim_files(wildcards.victim),
+        "pool": attack_pool(wildcards),
+        **defense_models(wildcards.victim, names),
+    }
+
+
+rule run_attack:
+    input:
+        unpack(attack_inputs),
+    output:
+        "results/queries/{victim}/{attack}/{defense}/s{seed}.parquet",
+    log:
+        "results/logs/queries/{victim}/{attack}/{defense}/s{seed}.log",
+    benchmark:
+        "results/benchmarks/queries/{victim}/{attack}/{defense}/s{seed}.tsv"
+    conda:
+        ENV
+    threads: 1
+    priority: 30
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPUS,
+    wildcard_constraints:
+        attack=_alternatives(SEQUENTIAL),
+    params:
+        attack=lambda wildcards: config["attacks"][wildcards.attack],
+        budget=lambda wildcards: stealbench_config.query_budget(config, wildcards.attack),
+        granularities=lambda wildcards: stealbench_config.run_granularities(
+            config, wildcards.attack, wildcards.defense
+        ),
+        defense=lambda wildcards: (
+            vars(INSTANCES[wildcards.defense]) if wildcards.defense != "none" else None
+        ),
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../workflow/scripts/run_attack.py"

@@ -8,14 +8,19 @@ TABLES = [
     "per_class",
     "queries",
     "reproduction",
+    "budget",
+    "pretraining",
     "granularity",
     "architecture",
+    "strategies",
 ]
 # The report's category of each table (snakemake --report): victims, attacks, claims.
 TABLE_CATEGORY = {
     "victims": "Victims",
     "per_class": "Victims",
     "reproduction": "Claims",
+    "budget": "Claims",
+    "pretraining": "Claims",
     "granularity": "Claims",
     "architecture": "Claims",
 }
@@ -50,6 +55,7 @@ rule aggregate_cells:
         runtime=10,
     params:
         victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
+        victim_inits={v: spec["init"] for v, spec in config["victims"].items()},
     script:
         "../workflow/scripts/aggregate_cells.py"
 
@@ -57,6 +63,7 @@ rule aggregate_cells:
 rule plot_accuracy_vs_budget:
     input:
         cells="results/tables/cells.parquet",
+        summary="results/tables/summary.parquet",
     output:
         png=report(
             "results/figures/accuracy_vs_budget/{victim}.png",
@@ -78,6 +85,39 @@ rule plot_accuracy_vs_budget:
         "../workflow/scripts/plot_accuracy_vs_budget.py"
 
 
+rule plot_claims:
+    input:
+        summary="results/tables/summary.parquet",
+        strategies="results/tables/strategies.parquet",
+    output:
+        **{
+            f"{figure}_{ext}": (
+                report(
+                    f"results/figures/{figure}.png",
+                    caption=f"../report/{figure}.rst",
+                    category="Claims" if figure != "strategies" else "Attacks",
+                    labels={"figure": figure.replace("_", " "), "format": "png"},
+                )
+                if ext == "png"
+                else f"results/figures/{figure}.{ext}"
+            )
+            for figure in FIGURES
+            for ext in ("png", "svg")
+        },
+    log:
+        "results/logs/report/plot_claims.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
+    script:
+        "../workflow/scripts/plot_claims.py"
+
+
 rule write_findings:
     input:
         **(
@@ -85,11 +125,7 @@ rule write_findings:
             if DEFENSES
             else {}
         ),
-        cells="results/tables/cells.parquet",
-        queries="results/tables/queries.parquet",
-        summary="results/tables/summary.parquet",
-        reproduction="results/tables/reproduction.parquet",
-        architecture="results/tables/architecture.parquet",
+        **{name: f"results/tables/{name}.parquet" for name in TABLES if name != "per_class"},
     output:
         report(
             "results/findings.md",

@@ -1,16 +1,26 @@
-# Stage 4: train surrogates on the cached responses. By default one job ({part} = all) trains
-# every granularity x budget cell of one (victim, attack, arch, seed): the cells share the
-# cache, the pool and one torch start-up (~2 s), and land in one table written atomically.
-# With surrogates.job_size: cell, each cell is its own job ({part} = <granularity>-b<budget>).
+# Stage 4: train surrogates on what each attacker received. By default one job ({part} = all)
+# trains every init x granularity x budget cell of one (victim, attack, arch, seed): the cells
+# share the attacker's queries and one torch start-up, and land in one table written
+# atomically. With surrogates.job_size: cell, each cell is its own job.
+
+
+def surrogate_inputs(wildcards):
+    v, a, s = wildcards.victim, wildcards.attack, wildcards.seed
+    inputs = {
+        "queries": query_cache(v, a, s),
+        "earlier": [] if stealbench_config.is_sequential(config, a) else earlier_caches(v, a, s),
+        "pool": attack_pool(wildcards),
+        "victim_dataset": victim_dataset(wildcards),
+        "victim_test": f"results/victims/{v}/test_outputs.parquet",
+        "victim_metrics": f"results/victims/{v}/metrics.json",
+        "backbones": backbone_paths(stealbench_config.axes(config, a)["inits"]),
+    }
+    return inputs
 
 
 rule train_surrogates:
     input:
-        queries="results/queries/{victim}/{attack}.parquet",
-        pool=attack_pool,
-        victim_dataset=victim_dataset,
-        victim_test="results/victims/{victim}/test_outputs.parquet",
-        victim_metrics="results/victims/{victim}/metrics.json",
+        unpack(surrogate_inputs),
     output:
         **(
             {
@@ -29,6 +39,7 @@ rule train_surrogates:
     conda:
         ENV
     threads: 1
+    priority: 20
     resources:
         mem_mb=4000,
         runtime=120,
@@ -42,7 +53,14 @@ rule train_surrogates:
         realistic=lambda wildcards: stealbench_config.is_realistic(
             config, wildcards.victim, wildcards.attack
         ),
+        sequential=lambda wildcards: stealbench_config.is_sequential(config, wildcards.attack),
+        backbones=lambda wildcards: {
+            i: f"results/pretrain/{i}/model.pt"
+            for i in stealbench_config.axes(config, wildcards.attack)["inits"]
+            if i in config["pretrain"]
+        },
         surrogates=S,
+        seed=config["seed"],
         device=config["device"],
     script:
         "../workflow/scripts/train_surrogates.py"

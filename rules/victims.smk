@@ -1,9 +1,11 @@
-# Stage 2: train each victim on its dataset's train split, select on val, score on test.
+# Stage 2b: train each victim on its dataset's train split (from scratch, ImageNet weights or
+# a pretrained backbone), select on val, score on test.
 
 
 rule train_victim:
     input:
         dataset=victim_dataset,
+        backbone=lambda wildcards: backbone_paths([config["victims"][wildcards.victim]["init"]]),
     output:
         model="results/victims/{victim}/model.pt",
         metrics="results/victims/{victim}/metrics.json",
@@ -14,7 +16,8 @@ rule train_victim:
         "results/benchmarks/victims/{victim}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1
+    priority: 40
     resources:
         mem_mb=4000,
         runtime=120,

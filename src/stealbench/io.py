@@ -129,6 +129,13 @@ def load_state_dict(path: str | os.PathLike) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def write_rows(rows: list[dict], path: str | os.PathLike, meta: dict | None = None) -> None:
+    """Rows (dicts of scalars and lists) as a stealbench Parquet artefact, without pandas
+    (model jobs then skip importing it). A key missing from some rows is null there."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    write_parquet(pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]), path, meta)
+
+
 def write_dataframe(frame, path: str | os.PathLike, meta: dict | None = None) -> None:
     """A pandas DataFrame as a stealbench Parquet artefact (atomic, with metadata)."""
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path, meta)

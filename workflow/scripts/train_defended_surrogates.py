@@ -1,10 +1,16 @@
-"""Surrogates trained on defended APIs' answers: the same cache, transformed by each defense."""
+"""Surrogates trained on defended answers, every defense at every strength, for one
+(victim, attack, arch, seed): a sampling attacker's cached posteriors pass through each
+defense; a sequential attacker reads the run it made against that defended API. Each row
+also records what the defense cost benign users, how far it moved the attacker's answers,
+and, for DAWN, whether the owner can prove the surrogate stolen."""
 
-import dataclasses
+import numpy as np
 
-import pandas as pd
-
-from stealbench import defense_eval, detector, io, surrogates
+from stealbench import defense as defenses
+from stealbench import io
+from stealbench.attack import cache, surrogates
+from stealbench.defense.context import build_context
+from stealbench.defense.evaluation import benign_costs, perturbation
 from stealbench.runtime import derive_seed, setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -12,62 +18,112 @@ log = setup(sm)
 w, p = sm.wildcards, sm.params
 d = p.defended
 inputs = surrogates.load_attack_inputs(sm.input)
-ood = detector.load_detector(sm.input.detector, p.device)
-images = inputs.cache.query_images(inputs.pool, len(inputs.cache))
-spec = surrogates.spec_from_config(w.arch, p.surrogates, p.device)
+test = inputs.test
+names = {i["name"] for i in p.instances}
+context = build_context(
+    names,
+    p.seed,
+    w.victim,
+    inputs.victim_meta,
+    sm.input.get("detector"),
+    sm.input.get("misinformation"),
+    p.device,
+)
+independent = {}
+if "dawn" in names:
+    from stealbench.models.architectures import create_model
+
+    saved = io.load_state_dict(sm.input.independent[0])
+    for name, state in saved["models"].items():
+        if name.startswith(f"{w.arch}/"):
+            model = create_model(w.arch, saved["num_classes"], p.device)
+            model.load_state_dict(state)
+            independent[name] = model.eval()
+spec = surrogates.spec_from_config(w.arch, "scratch", p.surrogates, p.device)
+model_seed = derive_seed(p.seed, "surrogate", w.victim, w.attack, w.arch, int(w.seed))
+axes = surrogates.cell_axes(w, p)
+budgets = d["budgets"][w.attack]
+shared = None
+if not p.sequential:
+    shared = cache.load_cache(sm.input.queries[0], sm.input.earlier, inputs.expect)
 rows = []
-for defense in d["defenses"]:
-    params = d["params"].get(defense, {})
-    # One defended answer per cached query, fixed across surrogate seeds: the API's doing.
-    answers, flagged = defense_eval.defended_answers(
-        inputs.cache.probs,
-        images,
-        defense,
-        derive_seed(p.seed, "defense", w.victim, w.attack, defense),
-        ood,
-        params,
-    )
-    utility = defense_eval.utility(
-        inputs.test.victim_probs,
-        inputs.test.images,
-        inputs.test.labels,
-        defense,
-        derive_seed(p.seed, "utility", w.victim, defense),
-        ood,
-        params,
-    )
-    log.info(
-        "defense %s: %.1f%% of queries flagged; benign utility %.4f",
-        defense,
-        100 * flagged,
-        utility,
-    )
-    cache = dataclasses.replace(inputs.cache, probs=answers)
-    axes = {**surrogates.cell_axes(w, p), "defense": defense}
+for instance, path in zip(
+    p.instances, sm.input.queries if p.sequential else [None] * len(p.instances), strict=True
+):
+    defense = defenses.create(instance["name"], context, **instance["params"])
+    costs = benign_costs(defense, test.victim_probs, test.images, test.labels)
+    log.info("defense %s: benign utility %.4f", instance["id"], costs["benign_utility"])
     for granularity in d["granularities"]:
-        seed = derive_seed(int(w.seed), "surrogate", w.victim, w.attack, granularity, w.arch)
-        for budget in sorted(d["budgets"]):
-            _, metrics = surrogates.train_surrogate(
-                cache, inputs.pool, inputs.test, granularity, budget, spec, seed
+        if p.sequential:  # the run this attacker made against the defended API
+            queries = cache.load_cache(path, expect=inputs.expect, granularity=granularity)
+        else:
+            queries = shared
+        for budget in budgets:
+            model, metrics = surrogates.train_surrogate(
+                queries,
+                inputs.pool,
+                test,
+                granularity,
+                budget,
+                spec,
+                model_seed,
+                None if p.sequential else defense,
             )
-            rows.append(
-                {
-                    **axes,
-                    "granularity": granularity,
-                    "budget": budget,
-                    **metrics,
-                    "benign_utility": utility,
-                    "flagged_share": flagged,
-                }
-            )
-io.write_dataframe(
-    pd.DataFrame(rows),
+            sent = queries.transfer_set(budget)
+            images = np.asarray(queries.query_images(inputs.pool, sent))
+            moved = perturbation(queries.probs[sent], defense(queries.probs[sent], images))
+            row = {
+                **axes,
+                "defense_id": instance["id"],
+                "defense": instance["name"],
+                "strength": instance["strength"],
+                "strength_value": instance["value"],
+                "granularity": granularity,
+                "budget": budget,
+                **metrics,
+                **costs,
+                "attack_l1": moved["l1"],
+                "attack_kl": moved["kl"],
+                "attack_top1_changed": moved["top1_changed"],
+            }
+            if instance["name"] == "dawn":
+                from stealbench.defense import dawn
+                from stealbench.models.training import predict_proba
+
+                share = defense.share
+                marked = dawn.watermark_mask(images, context.key, share)
+                labels = dawn.watermark_labels(
+                    images[marked], queries.probs[sent][marked], context.key
+                )
+                k = queries.probs.shape[1]
+                verdict = dawn.verify(
+                    predict_proba(model, images[marked]).argmax(1), labels, p.dawn["threshold"], k
+                )
+                claims = [
+                    dawn.verify(
+                        predict_proba(m, images[marked]).argmax(1), labels, p.dawn["threshold"], k
+                    )["stolen"]
+                    for m in independent.values()
+                ]
+                row.update(
+                    {
+                        "dawn_watermarks": verdict["watermarks"],
+                        "dawn_reproduced": verdict["reproduced"],
+                        "dawn_acc": verdict["watermark_acc"],
+                        "dawn_p_value": verdict["p_value"],
+                        "dawn_caught": verdict["stolen"],
+                        "dawn_independent": len(claims),
+                        "dawn_false_claims": int(np.sum(claims)),
+                    }
+                )
+            rows.append(row)
+io.write_rows(
+    rows,
     sm.output.cells,
     {
         "kind": "defended_cells",
-        "victim_checksum": inputs.victim_meta["weights_checksum"],
-        "pool_checksum": inputs.pool.checksum,
-        "defenses": d["defenses"],
-        "params": d["params"],
+        **inputs.expect,
+        "instances": p.instances,
+        "training": p.surrogates["training"],
     },
 )

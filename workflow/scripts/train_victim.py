@@ -3,19 +3,27 @@
 import numpy as np
 import pyarrow as pa
 
-from stealbench import datasets, io
+from stealbench import io
+from stealbench.data import datasets
+from stealbench.models.training import TrainConfig
+from stealbench.models.victims import train_victim
 from stealbench.runtime import derive_seed, setup
-from stealbench.training import TrainConfig
-from stealbench.victims import train_victim
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
 spec = sm.params.victim
 dataset = datasets.load(sm.input.dataset)
 seed = derive_seed(sm.params.seed, "victim", sm.wildcards.victim)
-cfg = TrainConfig.from_dict(spec["training"])
+backbone = io.load_state_dict(sm.input.backbone[0]) if sm.input.backbone else None
 model, fit, test_probs, test_acc = train_victim(
-    dataset, spec["arch"], cfg, seed, sm.params.device, spec["pretrained"], spec["input_size"]
+    dataset,
+    spec["arch"],
+    TrainConfig.from_dict(spec["training"]),
+    seed,
+    sm.params.device,
+    spec["init"],
+    backbone,
+    spec["input_size"],
 )
 
 io.save_state_dict(model.state_dict(), sm.output.model)
@@ -34,7 +42,8 @@ io.write_json(
     {
         "victim": sm.wildcards.victim,
         "arch": spec["arch"],
-        "pretrained": spec["pretrained"],
+        "init": spec["init"],
+        "backbone_checksum": io.state_dict_checksum(backbone) if backbone else None,
         "input_size": spec["input_size"],
         "dataset": dataset.name,
         "dataset_checksum": dataset.checksum,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 
 from ..io import ArtefactError, read_parquet, write_parquet
 from .api import serve
@@ -82,16 +83,35 @@ def _matrix(column: pa.ChunkedArray, dtype) -> tuple[np.ndarray, np.ndarray]:
     return out, valid
 
 
-def save_cache(log: QueryLog, path, meta: dict) -> None:
-    """Write one attacker's queries (posteriors only where this file answered them)."""
+def save_runs(logs: dict[str, QueryLog], path, meta: dict) -> None:
+    """Write the runs of one sequential attacker (one per granularity) into one file, each
+    run's rows marked with its ``granularity``; ``meta`` holds what they share."""
+    tables = []
+    for granularity, log in logs.items():
+        table = _table(log)
+        tables.append(table.append_column("granularity", pa.array([granularity] * len(table))))
+    first = next(iter(logs.values()))
+    meta = {
+        **meta,
+        "seed": int(first.seed),
+        "granularities": list(logs),
+        "queries": {g: len(log.sample_ids) for g, log in logs.items()},
+        "victim_passes": sum(log.victim_passes for log in logs.values()),
+    }
+    if first.images is not None:
+        meta["image_shape"] = list(first.images.shape[1:])
+    write_parquet(
+        pa.concat_tables(tables, promote_options="default"), path, {"kind": "query_cache", **meta}
+    )
+
+
+def _table(log: QueryLog) -> pa.Table:
     n = len(log.sample_ids)
-    here = log.answered_here
     columns = {
         "sample_id": pa.array(np.asarray(log.sample_ids, dtype=np.int64)),
-        "probs": _list_where(log.probs, here),
+        "probs": _list_where(log.probs, log.answered_here),
         "answered_by": pa.array(np.asarray(log.answered_by, dtype=np.int64)),
     }
-    meta = {**meta, "seed": int(log.seed), "queries": n, "victim_passes": log.victim_passes}
     if log.answers is not None:
         columns["answer"] = _fixed_list(log.answers, np.float32)
     if log.images is not None:
@@ -99,8 +119,20 @@ def save_cache(log: QueryLog, path, meta: dict) -> None:
         columns["image"] = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(size), n, [None, pa.py_buffer(np.ascontiguousarray(log.images))]
         )
+    return pa.table(columns)
+
+
+def save_cache(log: QueryLog, path, meta: dict) -> None:
+    """Write one attacker's queries (posteriors only where this file answered them)."""
+    meta = {
+        **meta,
+        "seed": int(log.seed),
+        "queries": len(log.sample_ids),
+        "victim_passes": log.victim_passes,
+    }
+    if log.images is not None:
         meta["image_shape"] = list(log.images.shape[1:])
-    write_parquet(pa.table(columns), path, {"kind": "query_cache", **meta})
+    write_parquet(_table(log), path, {"kind": "query_cache", **meta})
 
 
 @dataclass
@@ -173,13 +205,23 @@ def _images(table: pa.Table, meta: dict) -> np.ndarray | None:
     ).reshape(len(column), *shape)
 
 
-def load_cache(path, earlier=(), expect: dict | None = None) -> QueryCache:
+def load_cache(
+    path, earlier=(), expect: dict | None = None, granularity: str | None = None
+) -> QueryCache:
     """Load one attacker's queries; ``earlier``: the files of the same attack's earlier seeds,
-    which hold the posteriors this file leaves to them. ``expect`` maps metadata keys (e.g.
-    checksums) to required values: a cache of another victim or pool is an error, never reused.
+    which hold the posteriors this file leaves to them; ``granularity``: which run of a
+    sequential attacker's file. ``expect`` maps metadata keys (e.g. checksums) to required
+    values: a cache of another victim or pool is an error, never reused.
     """
     table, meta = read_parquet(path, kind="query_cache")
     _check(meta, path, expect)
+    if "granularity" in table.column_names:
+        if granularity not in meta["granularities"]:
+            raise ArtefactError(
+                f"{path}: holds runs at granularities {meta['granularities']}, not {granularity!r}"
+            )
+        table = table.filter(pa.compute.equal(table.column("granularity"), granularity))
+        meta = {**meta, "granularity": granularity}
     sample_ids = table.column("sample_id").to_numpy()
     probs, valid = _matrix(table.column("probs"), np.float32)
     answered_by = table.column("answered_by").to_numpy()

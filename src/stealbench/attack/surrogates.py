@@ -124,17 +124,17 @@ def train_surrogate(
     test: VictimTestSet,
     granularity: str,
     budget: int,
-    attack_seed: int,
     spec: SurrogateSpec,
     model_seed: int,
     defense=None,
 ):
-    """Train one surrogate on seed ``attack_seed``'s first ``budget`` queries, answered at
-    ``granularity`` (through ``defense``); return (model, metrics).
+    """Train one surrogate on the attacker's first ``budget`` queries, answered at
+    ``granularity`` (through ``defense``); its initial weights are drawn from
+    ``model_seed``. Return (model, metrics).
 
     Answers that carry no mass (rounded to nothing) are dropped from training.
     """
-    rows = cache.transfer_set(attack_seed, budget)
+    rows = cache.transfer_set(budget)
     images = cache.query_images(pool, rows)  # lazy for a pool too large for memory
     answers = cache.answers(rows, granularity, images if defense is not None else None, defense)
     targets, kept = response_to_targets(answers)
@@ -200,40 +200,47 @@ class AttackInputs:
     victim_dataset: Dataset
     victim_meta: dict
     test: VictimTestSet
-    cache: QueryCache
+
+    @property
+    def expect(self) -> dict:
+        """What every query cache of this victim and pool must record (else it is stale)."""
+        return {
+            "pool_checksum": self.pool.checksum,
+            "victim_checksum": self.victim_meta["weights_checksum"],
+        }
 
 
 def load_attack_inputs(paths) -> AttackInputs:
-    """Load pool, victim data, test outputs and the query cache (``paths`` has those names).
+    """Load the pool, the victim's data, metrics and test outputs (``paths`` has those names)."""
+    from ..data import datasets
+    from ..io import read_json
 
-    The cache must come from this victim model and this pool: a stale one is an error.
-    """
-    from . import datasets
-    from .attacks import load_cache
-    from .io import read_json
-
-    pool = datasets.load(paths.pool)
     victim_dataset = datasets.load(paths.victim_dataset)
-    victim_meta = read_json(paths.victim_metrics)
-    cache = load_cache(
-        paths.queries,
-        expect={"pool_checksum": pool.checksum, "victim_checksum": victim_meta["weights_checksum"]},
-    )
     return AttackInputs(
-        pool,
+        datasets.load(paths.pool),
         victim_dataset,
-        victim_meta,
+        read_json(paths.victim_metrics),
         load_victim_test(victim_dataset, paths.victim_test),
-        cache,
     )
 
 
-def spec_from_config(arch: str, surrogates: dict, device: str) -> SurrogateSpec:
+def load_backbones(paths: dict) -> dict[str, dict]:
+    """The state dicts of the pretrained backbones a job's inits name (init -> state dict)."""
+    from ..io import load_state_dict
+
+    return {init: load_state_dict(path) for init, path in paths.items()}
+
+
+def spec_from_config(
+    arch: str, init: str, surrogates: dict, device: str, backbones: dict | None = None
+) -> SurrogateSpec:
     return SurrogateSpec(
         arch=arch,
         training=TrainConfig.from_dict(surrogates["training"]),
+        selection=surrogates["selection"],
         val_fraction=surrogates["val_fraction"],
-        pretrained=surrogates["pretrained"],
+        init=init,
+        backbone=(backbones or {}).get(init),
         input_size=surrogates["input_size"],
         device=device,
     )
@@ -244,6 +251,7 @@ def cell_axes(wildcards, params) -> dict:
     return {
         "victim": wildcards.victim,
         "victim_arch": params.victim["arch"],
+        "victim_init": params.victim["init"],
         "dataset": params.victim["dataset"],
         "attack": wildcards.attack,
         "strategy": params.attack["strategy"],

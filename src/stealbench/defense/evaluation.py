@@ -1,9 +1,10 @@
-"""Evaluating defenses on the query streams: who is flagged, and what the API answers.
+"""Evaluating defenses: who is flagged, what the API answers, what it costs benign users.
 
-Every attack's cached query sequence is one attacker client's stream; benign clients send the
-victim's held-out (test) images in random order, and optionally images of another source of
-the same task. Nothing here queries the victim for an attacker: defended answers are
-transformations of the cached vectors (:mod:`stealbench.defenses`).
+Every attacker's query sequence (a seed of an attack) is one client's stream; benign clients
+send the victim's held-out (test) images in random order, and optionally images of another
+source of the same task. Defended answers of a sampling attack are the cached posteriors
+passed through the defense (:func:`stealbench.attack.api.serve`): nothing here queries the
+victim for an attacker.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ import pandas as pd
 
 from . import prada
 from .registry import benign_utility
-from .detector import OodDetector
+
+# How the pre-classifier relates to a source of queries (the detection table's `seen` column).
+IN_DISTRIBUTION, SEEN_KIND, UNSEEN_KIND = "in-distribution", "seen kind", "unseen kind"
+
+
+def source_kind(task: str | None, victim_task: str | None, detector_tasks) -> str:
+    """In-distribution (the victim's own task), a kind of images the detector saw as
+    out-of-distribution in training, or a kind it never saw."""
+    if task is not None and task == victim_task:
+        return IN_DISTRIBUTION
+    return SEEN_KIND if task is not None and task in set(detector_tasks) else UNSEEN_KIND
 
 
 def benign_streams(
@@ -46,23 +57,20 @@ def prada_rows(stream_images: np.ndarray, predicted: np.ndarray, params: dict, *
 
 
 def prada_curve(streams: pd.DataFrame, deltas) -> pd.DataFrame:
-    """Detection rate vs false-positive rate over a sweep of delta, per victim."""
+    """Detection rate vs false-positive rate over a sweep of delta, per victim and strategy."""
     frames = []
     for victim, rows in streams.groupby("victim"):
-        traces = {
-            kind: [
+
+        def traces(part):
+            return [
                 list(zip(s, w, strict=True))
                 for s, w in zip(part["w_steps"], part["w_values"], strict=True)
             ]
-            for kind, part in rows.groupby("kind")
-        }
-        for strategy in sorted(rows.loc[rows["kind"] == "attacker", "strategy"].unique()):
-            attackers = rows[(rows["kind"] == "attacker") & (rows["strategy"] == strategy)]
-            attacker_traces = [
-                list(zip(s, w, strict=True))
-                for s, w in zip(attackers["w_steps"], attackers["w_values"], strict=True)
-            ]
-            curve = prada.detection_curve(attacker_traces, traces.get("benign", []), deltas)
+
+        benign = traces(rows[rows["kind"] == "benign"])
+        attackers = rows[rows["kind"] == "attacker"]
+        for strategy, part in attackers.groupby("strategy"):
+            curve = prada.detection_curve(traces(part), benign, deltas)
             frames.append(curve.assign(victim=victim, strategy=strategy))
     if not frames:
         return pd.DataFrame()
@@ -70,12 +78,16 @@ def prada_curve(streams: pd.DataFrame, deltas) -> pd.DataFrame:
     return out[["victim", "strategy", *[c for c in out.columns if c not in ("victim", "strategy")]]]
 
 
-def detection_row(detector: OodDetector, images: np.ndarray, in_distribution: bool, **axes) -> dict:
-    """The pre-classifier on one set of queries: TPR if they are in-distribution, else TNR."""
+def detection_row(detector, images: np.ndarray, seen: str, **axes) -> dict:
+    """The pre-classifier on one set of queries: the share it flags, and the paper's rate:
+    in-distribution TPR (share accepted) for the victim's own task, OOD TNR (share flagged)
+    for any other source."""
     flags = detector.flags(images)
+    in_distribution = seen == IN_DISTRIBUTION
     rate = float(np.mean(~flags) if in_distribution else np.mean(flags))
     return {
         **axes,
+        "seen": seen,
         "in_distribution": in_distribution,
         "queries": len(images),
         "flagged_share": float(np.mean(flags)),
@@ -83,29 +95,29 @@ def detection_row(detector: OodDetector, images: np.ndarray, in_distribution: bo
     }
 
 
-def defended_answers(
-    probs: np.ndarray,
-    images: np.ndarray,
-    defense: str,
-    seed: int,
-    detector: OodDetector | None,
-    params: dict,
-) -> tuple[np.ndarray, float]:
-    """The defended API's answers to cached queries, and the share of queries it flagged."""
-    flags = detector.flags(images) if defense == "ood-shuffle" else None
-    answers = defend(probs, defense, np.random.default_rng(seed), flags=flags, **params)
-    return answers, float(np.mean(flags)) if flags is not None else 0.0
+def perturbation(true_probs: np.ndarray, served: np.ndarray, eps: float = 1e-8) -> dict:
+    """How far a defense moved the answers: mean L1 and KL(true || served) per query, and the
+    share of queries whose top-1 changed."""
+    p = np.asarray(true_probs, dtype=np.float64)
+    q = np.asarray(served, dtype=np.float64)
+    if not len(p):
+        return {"l1": np.nan, "kl": np.nan, "top1_changed": np.nan}
+    kl = np.where(p > 0, p * (np.log(np.clip(p, eps, None)) - np.log(np.clip(q, eps, None))), 0.0)
+    return {
+        "l1": float(np.abs(p - q).sum(axis=1).mean()),
+        "kl": float(kl.sum(axis=1).mean()),
+        "top1_changed": float(np.mean(p.argmax(axis=1) != q.argmax(axis=1))),
+    }
 
 
-def utility(
-    test_probs: np.ndarray,
-    test_images: np.ndarray,
-    labels: np.ndarray,
-    defense: str,
-    seed: int,
-    detector: OodDetector | None,
-    params: dict,
-) -> float:
-    """Benign users' accuracy on the test split through the defended API."""
-    answers, _ = defended_answers(test_probs, test_images, defense, seed, detector, params)
-    return benign_utility(answers, labels)
+def benign_costs(defense, test_probs: np.ndarray, test_images: np.ndarray, labels) -> dict:
+    """What a defense costs benign users on the victim's test split: their accuracy through
+    the defended API, and how far their answers moved."""
+    served = defense(test_probs, test_images) if defense is not None else test_probs
+    moved = perturbation(test_probs, served)
+    return {
+        "benign_utility": benign_utility(served, labels),
+        "benign_l1": moved["l1"],
+        "benign_kl": moved["kl"],
+        "benign_top1_changed": moved["top1_changed"],
+    }

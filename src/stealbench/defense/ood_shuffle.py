@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .keys import query_generators, query_digests
+from .keys import query_digests, query_generators
 from .registry import Defense, DefenseContext, register
 
 

@@ -14,35 +14,60 @@ from .training import FitResult, TrainConfig, fit, predict_proba
 log = logging.getLogger(__name__)
 
 
+def train_on_splits(
+    dataset: Dataset,
+    arch: str,
+    cfg: TrainConfig,
+    seed: int,
+    device: str = "cpu",
+    init: str = "scratch",
+    backbone: dict | None = None,
+    input_size: int | None = None,
+):
+    """Train ``arch`` on the train split of ``dataset`` and select its epoch on val.
+
+    ``init``: scratch, imagenet (torchvision weights) or a pretrained backbone's name, whose
+    state dict is ``backbone`` (every weight but the head starts from it: fine-tuning).
+    """
+    x_train, y_train = dataset.split("train")
+    x_val, y_val = dataset.split("val")
+    if min(len(x_train), len(x_val)) == 0:
+        raise ValueError(
+            f"dataset '{dataset.name}' needs non-empty train and val splits to train a model; "
+            f"it has {dataset.meta['split_counts']}"
+        )
+    num_classes = len(dataset.classes)
+    model = create_model(
+        arch, num_classes, device, init == "imagenet", input_size, seed=seed, backbone=backbone
+    )
+    targets = np.eye(num_classes, dtype=np.float32)[y_train]
+    result: FitResult = fit(
+        model, x_train, targets, x_val, y_val, cfg, seed, desc=f"{arch}/{dataset.name}"
+    )
+    return model, result
+
+
 def train_victim(
     dataset: Dataset,
     arch: str,
     cfg: TrainConfig,
     seed: int,
     device: str = "cpu",
-    pretrained: bool = False,
+    init: str = "scratch",
+    backbone: dict | None = None,
     input_size: int | None = None,
 ):
     """Train ``arch`` on the train split, select on val, report on test."""
-    num_classes = len(dataset.classes)
-    x_train, y_train = dataset.split("train")
-    x_val, y_val = dataset.split("val")
     x_test, y_test = dataset.split("test")
-    if min(len(x_train), len(x_val), len(x_test)) == 0:
-        raise ValueError(
-            f"dataset '{dataset.name}' needs non-empty train, val and test splits to train a "
-            f"victim; it has {dataset.meta['split_counts']}"
-        )
-    model = create_model(arch, num_classes, device, pretrained, input_size, seed=seed)
-    targets = np.eye(num_classes, dtype=np.float32)[y_train]
-    result: FitResult = fit(
-        model, x_train, targets, x_val, y_val, cfg, seed, desc=f"victim {arch}/{dataset.name}"
-    )
+    if len(x_test) == 0:
+        raise ValueError(f"dataset '{dataset.name}' needs a non-empty test split for a victim")
+    model, result = train_on_splits(dataset, arch, cfg, seed, device, init, backbone, input_size)
     test_probs = predict_proba(model, x_test)
     test_acc = accuracy(test_probs.argmax(1), y_test)
     log.info(
-        "victim %s on %s: val_acc %.4f test_acc %.4f",
+        "victim %s (%s) on %s: val_acc %.4f test_acc %.4f",
         arch,
+        init,
         dataset.name,
         result.best_val_acc,
         test_acc,

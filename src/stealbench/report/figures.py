@@ -1,12 +1,18 @@
-"""Figures, drawn from the result tables (matplotlib/seaborn, written atomically)."""
+"""Figures, drawn from the result tables (matplotlib/seaborn, written atomically).
+
+Every interval drawn is the table's 95% confidence interval over seeds (Student t), never a
+bootstrap recomputed by the plotting library, so a figure and its table agree.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..attack.api import information_order
+
 
 def save_figure(figure, paths) -> None:
     """Write ``figure`` atomically to every path (format from the suffix), then close it."""
@@ -20,76 +26,262 @@ def save_figure(figure, paths) -> None:
     plt.close(figure)
 
 
-def plot_accuracy_vs_budget(cells: pd.DataFrame, victim: str, paths) -> None:
-    """Test accuracy vs budget: columns granularity, rows surrogate arch, hue attack."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import seaborn as sns
 
-    data = cells[cells["victim"] == victim]
     sns.set_theme(style="whitegrid", context="paper")
-    grid = sns.relplot(
-        data=data,
-        x="budget",
-        y="test_acc",
-        hue="attack",
-        style="adversary",
-        col="granularity",
-        row="surrogate_arch",
-        kind="line",
-        marker="o",
-        errorbar=("ci", 95),
-        height=2.4,
-        aspect=1.1,
-        col_order=information_order(data["granularity"]),
-        facet_kws={"margin_titles": True},
+    return plt
+
+
+def surrogate_label(arch: str, init: str) -> str:
+    return arch if init == "scratch" else f"{arch} from {init}"
+
+
+def _line_with_band(ax, data: pd.DataFrame, x: str, y: str, ci: str, **style) -> None:
+    """One series: the means joined by a line, the CI as a band around them."""
+    data = data.sort_values(x)
+    line = ax.plot(data[x], data[y], marker="o", markersize=3, **style)[0]
+    lo, hi = data[y] - data[ci].fillna(0), data[y] + data[ci].fillna(0)
+    ax.fill_between(data[x], lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+
+
+def _grid(n: int, ncols: int, width: float = 3.2, height: float = 2.6):
+    plt = _pyplot()
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    figure, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, sharey=True
     )
-    victim_acc = float(data["victim_acc"].iloc[0])
-    for ax in grid.axes.flat:
-        ax.axhline(victim_acc, color="black", linestyle="--", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.set_ylim(0, 1)
-    grid.set_axis_labels("queries (budget)", "surrogate test accuracy")
-    grid.figure.suptitle(f"{victim} (victim accuracy {victim_acc:.3f}, dashed)", y=1.02)
-    save_figure(grid.figure, paths)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return figure, axes.flat
 
 
-def plot_defense_tradeoff(defended: pd.DataFrame, paths) -> None:
-    """Attacker accuracy (y) against benign utility (x) per defense, one panel per victim."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
-
-    top = defended[
-        (defended["budget"] == defended["budget"].max())
-        & (defended["granularity"] == defended["granularity"].iloc[0])
+def plot_accuracy_vs_budget(summary: pd.DataFrame, victim: str, paths) -> None:
+    """Test accuracy vs budget for one victim: a panel per (surrogate, granularity), a line
+    per attack, bands the 95% CI over seeds; dashed: the victim's accuracy."""
+    data = summary[summary["victim"] == victim].copy()
+    data["surrogate"] = [
+        surrogate_label(a, i)
+        for a, i in zip(data["surrogate_arch"], data["surrogate_init"], strict=True)
     ]
-    sns.set_theme(style="whitegrid", context="paper")
-    grid = sns.relplot(
-        data=top,
-        x="benign_utility",
-        y="test_acc",
-        hue="defense",
-        style="attack",
-        col="victim",
-        kind="scatter",
-        s=70,
-        height=3,
-        aspect=1.1,
-        facet_kws={"sharex": False},
-    )
-    for ax in grid.axes.flat:
-        ax.set_ylim(0, 1)
-        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.6, linestyle=":")
-    grid.set_axis_labels(
-        "benign users' accuracy through the defended API", "attacker's surrogate accuracy"
-    )
-    grid.figure.suptitle(
-        f"defenses at budget {int(top['budget'].max())} "
-        f"({top['granularity'].iloc[0]}); one point per seed",
-        y=1.03,
-    )
-    save_figure(grid.figure, paths)
+    panels = [
+        (s, g)
+        for s in sorted(data["surrogate"].unique())
+        for g in information_order(data["granularity"])
+        if len(data[(data["surrogate"] == s) & (data["granularity"] == g)])
+    ]
+    figure, axes = _grid(len(panels), ncols=4)
+    attacks = sorted(data["attack"].unique())
+    colours = dict(zip(attacks, _palette(len(attacks)), strict=True))
+    victim_acc = float(data["victim_acc"].iloc[0])
+    for ax, (surrogate, granularity) in zip(axes, panels, strict=False):
+        part = data[(data["surrogate"] == surrogate) & (data["granularity"] == granularity)]
+        for attack, series in part.groupby("attack"):
+            realistic = series["adversary"].iloc[0] == "realistic"
+            _line_with_band(
+                ax,
+                series,
+                "budget",
+                "test_acc_mean",
+                "test_acc_ci95",
+                color=colours[attack],
+                linestyle="-" if realistic else "--",
+                label=attack,
+            )
+        ax.axhline(victim_acc, color="black", linestyle=":", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_title(f"{surrogate}, {granularity}", fontsize=8)
+        ax.set_xlabel("queries (budget)")
+        ax.set_ylabel("surrogate test accuracy")
+    _legend(figure, axes, "attack (solid: realistic adversary, dashed: out-of-distribution)")
+    figure.suptitle(f"{victim} (victim accuracy {victim_acc:.3f}, dotted)", y=1.02)
+    save_figure(figure, paths)
 
+
+def _palette(n: int):
+    import seaborn as sns
+
+    return sns.color_palette("tab10" if n <= 10 else "husl", n)
+
+
+def _legend(figure, axes, title: str) -> None:
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if handles:
+        figure.legend(
+            [handles[label] for label in labels],
+            labels,
+            title=title,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(4, len(labels)),
+            fontsize=7,
+            title_fontsize=8,
+        )
+
+
+def plot_recovery_vs_budget(summary: pd.DataFrame, anchors, paths) -> None:
+    """Recovery against budget (log axis) for every victim's out-of-distribution attacks
+    whose grid reaches the largest budget: a line per surrogate start and granularity (band:
+    95% CI), the published anchors as points, the 0.9 target as a dotted line."""
+    from .tables import RECOVERY_TARGET
+
+    ood = summary[summary["adversary"] == "out-of-distribution"].copy()
+    ood = ood[
+        ood.groupby("victim")["budget"].transform("max")
+        == ood.groupby(["victim", "attack"])["budget"].transform("max")
+    ]
+    victims = sorted(ood["victim"].unique())
+    figure, axes = _grid(len(victims), ncols=min(4, len(victims)))
+    ood["series"] = [
+        f"{surrogate_label(a, i)}, {g}"
+        for a, i, g in zip(
+            ood["surrogate_arch"], ood["surrogate_init"], ood["granularity"], strict=True
+        )
+    ]
+    series_names = sorted(ood["series"].unique())
+    colours = dict(zip(series_names, _palette(len(series_names)), strict=True))
+    for ax, victim in zip(axes, victims, strict=False):
+        part = ood[ood["victim"] == victim]
+        several = part["attack"].nunique() > 1
+        for (attack, name), series in part.groupby(["attack", "series"]):
+            _line_with_band(
+                ax,
+                series,
+                "budget",
+                "recovery_mean",
+                "recovery_ci95",
+                color=colours[name],
+                linestyle="-" if "probs" in name else "--",
+                label=f"{attack}: {name}" if several else name,
+            )
+        for anchor in anchors:
+            if anchor.budget is None:
+                continue
+            ax.scatter(
+                [anchor.budget],
+                [anchor.recovery],
+                marker="^" if anchor.pretrained else "s",
+                color="grey",
+                s=18,
+                zorder=3,
+                label=(
+                    "published, pretrained victim"
+                    if anchor.pretrained
+                    else "published, victim from scratch"
+                ),
+            )
+        ax.axhline(RECOVERY_TARGET, color="black", linestyle=":", linewidth=0.8)
+        init = part["victim_init"].iloc[0]
+        ax.set_title(
+            f"{victim} ({'from scratch' if init == 'scratch' else 'from ' + init})", fontsize=8
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel("queries (budget)")
+        ax.set_ylabel("recovery (surrogate / victim accuracy)")
+        low = min(0.0, float(part["recovery_mean"].min()) - 0.05)
+        ax.set_ylim(low, 1.05)
+    _legend(figure, axes, "surrogate and granularity; grey: published points (recovery)")
+    figure.suptitle(f"recovery vs budget (dotted: {RECOVERY_TARGET})", y=1.02)
+    save_figure(figure, paths)
+
+
+def plot_strategies(strategies: pd.DataFrame, paths) -> None:
+    """Accuracy against budget per strategy on the same victim and pool (band: 95% CI), a
+    panel per (victim, pool, granularity)."""
+    panels = list(strategies.groupby(["victim", "pool", "granularity", "surrogate_arch"]).groups)
+    figure, axes = _grid(max(1, len(panels)), ncols=3)
+    attacks = sorted(strategies["attack"].unique())
+    colours = dict(zip(attacks, _palette(len(attacks)), strict=True))
+    for ax, key in zip(axes, panels, strict=False):
+        victim, pool, granularity, arch = key
+        part = strategies[
+            (strategies["victim"] == victim)
+            & (strategies["pool"] == pool)
+            & (strategies["granularity"] == granularity)
+            & (strategies["surrogate_arch"] == arch)
+        ]
+        for attack, series in part.groupby("attack"):
+            _line_with_band(
+                ax,
+                series,
+                "budget",
+                "test_acc_mean",
+                "test_acc_ci95",
+                color=colours[attack],
+                label=attack,
+            )
+        ax.set_xscale("log")
+        ax.set_title(f"{victim}, {pool} pool, {granularity}, {arch}", fontsize=8)
+        ax.set_xlabel("queries (budget)")
+        ax.set_ylabel("surrogate test accuracy")
+    if not panels:
+        axes[0].text(0.5, 0.5, "no pool is used by two strategies", ha="center", va="center")
+    _legend(figure, axes, "attack (strategy on its pool)")
+    figure.suptitle("strategies at equal budget", y=1.02)
+    save_figure(figure, paths)
+
+
+def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
+    """Attacker accuracy (y) against ``x`` per victim and attack at the largest defended
+    budget: one line per defense through its strengths (means over seeds, bars: 95% CI of
+    the attacker's accuracy); a star marks the undefended API."""
+    from .tables import ci95
+
+    top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
+    top = top[top["granularity"] == top["granularity"].iloc[0]]
+    keys = ["victim", "attack", "defense", "defense_id", "strength_value"]
+    means = (
+        top.groupby(keys, dropna=False)
+        .agg(acc=("test_acc", "mean"), acc_ci=("test_acc", ci95), x=(x, "mean"))
+        .reset_index()
+    )
+    panels = list(means.groupby(["victim", "attack"]).groups)
+    figure, axes = _grid(len(panels), ncols=3, width=3.6, height=3.0)
+    defenses = sorted(d for d in means["defense"].unique() if d != "none")
+    colours = dict(zip(defenses, _palette(len(defenses)), strict=True))
+    for ax, (victim, attack) in zip(axes, panels, strict=False):
+        part = means[(means["victim"] == victim) & (means["attack"] == attack)]
+        for defense, series in part.groupby("defense"):
+            if defense == "none":
+                ax.scatter(
+                    series["x"],
+                    series["acc"],
+                    marker="*",
+                    s=120,
+                    color="black",
+                    zorder=4,
+                    label="undefended",
+                )
+                continue
+            series = series.sort_values("strength_value", na_position="first")
+            ax.errorbar(
+                series["x"],
+                series["acc"],
+                yerr=series["acc_ci"].fillna(0),
+                marker="o",
+                markersize=3,
+                capsize=2,
+                color=colours[defense],
+                label=defense,
+            )
+        xs, ys = part["x"], part["acc"]
+        pad_x = max(0.01, 0.08 * float(xs.max() - xs.min()))
+        pad_y = max(0.02, 0.08 * float(ys.max() - ys.min()))
+        ax.set_xlim(float(xs.min()) - pad_x, float(xs.max()) + pad_x)
+        ax.set_ylim(max(0.0, float(ys.min()) - pad_y), min(1.0, float(ys.max()) + pad_y))
+        ax.set_title(f"{victim}, {attack}", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("attacker's surrogate accuracy", fontsize=8)
+    _legend(figure, axes, "defense, through its strengths")
+    figure.suptitle("defenses as trade-off curves", y=1.02)
+    save_figure(figure, paths)

@@ -1,0 +1,28 @@
+# Stage 2a: backbones pretrained once on a public corpus (the offline stand-in for ImageNet
+# weights); victims and surrogates start from one with `init`.
+
+
+rule pretrain_backbone:
+    input:
+        dataset=lambda wildcards: dataset_path(config["pretrain"][wildcards.backbone]["dataset"]),
+    output:
+        model="results/pretrain/{backbone}/model.pt",
+        metrics="results/pretrain/{backbone}/metrics.json",
+    log:
+        "results/logs/pretrain/{backbone}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{backbone}.tsv"
+    conda:
+        ENV
+    threads: 1
+    priority: 50
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPUS,
+    params:
+        spec=lambda wildcards: config["pretrain"][wildcards.backbone],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../workflow/scripts/pretrain_backbone.py"

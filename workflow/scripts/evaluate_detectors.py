@@ -1,0 +1,126 @@
+"""Score one victim's detectors on every stream: the OOD pre-classifier on its test split, on
+every pool and on every attacker's queries; PRADA on every attacker and benign stream."""
+
+import numpy as np
+import pandas as pd
+
+from stealbench import io
+from stealbench.attack import cache
+from stealbench.attack.surrogates import load_victim_test
+from stealbench.data import datasets
+from stealbench.defense import detector
+from stealbench.defense.evaluation import (
+    benign_streams,
+    detection_row,
+    prada_rows,
+    source_kind,
+)
+from stealbench.models.training import predict_proba
+from stealbench.models.victims import load_victim
+from stealbench.runtime import derive_seed, setup
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = setup(sm)
+p, victim = sm.params, sm.wildcards.victim
+ood = detector.load_detector(sm.input.detector, p.device)
+victim_data = datasets.load(sm.input.victim_dataset)
+victim_meta = io.read_json(sm.input.victim_metrics)
+test = load_victim_test(victim_data, sm.input.victim_test)
+task = p.tasks[victim_data.name]
+seen_tasks = [p.tasks[d] for d in p.detector_out]
+
+
+def kind(source_task):
+    return source_kind(source_task, task, seen_tasks)
+
+
+base = {"victim": victim, "detector_out": ",".join(p.detector_out)}
+detection = [
+    detection_row(
+        ood, test.images, kind(task), **base, queries_from="test", source=victim_data.name
+    )
+]
+for name, path in zip(p.pool_names, sm.input.pools, strict=True):
+    images = datasets.load(path).split("pool")[0]
+    detection.append(
+        detection_row(ood, images, kind(p.tasks[name]), **base, queries_from="pool", source=name)
+    )
+
+# Every attacker's stream: its queries in order and the victim's top-1 for each.
+pools = {d.name: d for d in map(datasets.load, sm.input.attack_pools)}
+expect = {"victim_checksum": victim_meta["weights_checksum"]}
+streams, files = {}, {}
+for (attack, seed, sequential), path in zip(p.streams, sm.input.queries, strict=True):
+    pool = pools[p.pools[attack]]
+    if sequential:
+        meta = io.read_parquet_meta(path)
+        run = "probs" if "probs" in meta["granularities"] else meta["granularities"][0]
+        queries = cache.load_cache(path, expect=expect, granularity=run)
+    else:
+        queries = cache.load_cache(path, files.get(attack, []), expect)
+        files.setdefault(attack, []).append(path)
+    rows = np.arange(len(queries))
+    streams[(attack, seed)] = (queries.query_images(pool, rows), queries.probs.argmax(1))
+for attack in dict.fromkeys(a for a, _ in streams):
+    images = np.concatenate([np.asarray(s[0]) for (a, _), s in streams.items() if a == attack])
+    detection.append(
+        detection_row(
+            ood,
+            images,
+            kind(p.tasks[p.pools[attack]]),
+            **base,
+            queries_from="attack",
+            source=attack,
+            strategy=p.strategies[attack],
+        )
+    )
+detection = pd.DataFrame(detection)
+io.write_dataframe(detection, sm.output.detection, {"kind": "detection", "victim": victim})
+log.info("detection:\n%s", detection.to_string())
+
+params = {k: v for k, v in p.prada.items() if k not in ("deltas", "max_queries")}
+limit = p.prada["max_queries"]
+prada = []
+for (attack, seed), (images, predicted) in streams.items():
+    prada.append(
+        prada_rows(
+            np.asarray(images[:limit]),
+            predicted[:limit],
+            params,
+            victim=victim,
+            kind="attacker",
+            stream=f"{attack}-s{seed}",
+            attack=attack,
+            strategy=p.strategies[attack],
+            seed=seed,
+        )
+    )
+    log.info("PRADA on %s seed %d: flagged at %s", attack, seed, prada[-1]["flagged_at"])
+rng = np.random.default_rng(derive_seed(p.seed, "benign", victim))
+benign = [("test", test.images, test.victim_probs.argmax(1))]
+if sm.input.benign_sources:
+    model = load_victim(sm.input.model, victim_meta, p.device)
+    for path in sm.input.benign_sources:
+        source = datasets.load(path)
+        images = source.split("pool")[0]
+        # Benign traffic, not an attack: these answers are not part of any query budget.
+        benign.append((source.name, images, predict_proba(model, images).argmax(1)))
+for source, images, predicted in benign:
+    length = min(p.benign["length"], limit)
+    for i, idx in enumerate(benign_streams(images, p.benign["streams"], length, rng)):
+        prada.append(
+            prada_rows(
+                images[idx],
+                predicted[idx],
+                params,
+                victim=victim,
+                kind="benign",
+                stream=f"benign-{source}-{i}",
+                attack=None,
+                strategy=None,
+                seed=None,
+            )
+        )
+prada = pd.DataFrame(prada)
+io.write_dataframe(prada, sm.output.prada, {"kind": "prada", "victim": victim, "params": params})
+log.info("PRADA streams:\n%s", prada.drop(columns=["w_steps", "w_values"]).to_string())

@@ -1,0 +1,70 @@
+"""One seed of a sequential attack against the API it faces (a granularity per run, behind
+one defense or none); every run of the seed lands in one cache file."""
+
+import time
+
+from stealbench import io
+from stealbench.attack import cache, query
+from stealbench.data import datasets
+from stealbench.models.victims import load_victim
+from stealbench.runtime import derive_seed, setup
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = setup(sm)
+w, p = sm.wildcards, sm.params
+victim_meta = io.read_json(sm.input.victim_metrics)
+model = load_victim(sm.input.model, victim_meta, p.device)
+pool = datasets.load(sm.input.pool)
+defense = None
+if p.defense is not None:
+    from stealbench import defense as defenses
+    from stealbench.defense.context import build_context
+
+    context = build_context(
+        [p.defense["name"]],
+        p.seed,
+        w.victim,
+        victim_meta,
+        sm.input.get("detector"),
+        sm.input.get("misinformation"),
+        p.device,
+    )
+    defense = defenses.create(p.defense["name"], context, **p.defense["params"])
+seed = int(w.seed)
+runs, seconds = {}, {}
+for granularity in p.granularities:
+    start = time.perf_counter()
+    runs[granularity] = query.run_sequential(
+        p.attack["strategy"],
+        model,
+        pool,
+        p.budget,
+        seed,
+        # The same draws at every granularity and defense: runs differ only by the answers.
+        derive_seed(p.seed, "attack", w.attack, seed),
+        granularity,
+        defense,
+        p.device,
+        **p.attack["options"],
+    )
+    seconds[granularity] = time.perf_counter() - start
+    log.info(
+        "%s at %s: %d queries in %.1f s", w.attack, granularity, p.budget, seconds[granularity]
+    )
+cache.save_runs(
+    runs,
+    sm.output[0],
+    {
+        "pool_checksum": pool.checksum,
+        "victim_checksum": victim_meta["weights_checksum"],
+        "victim": w.victim,
+        "attack": w.attack,
+        "strategy": p.attack["strategy"],
+        "options": p.attack["options"],
+        "pool": pool.name,
+        "budget": p.budget,
+        "defense_id": w.defense,
+        "defense": p.defense,
+        "seconds": seconds,
+    },
+)

@@ -1,0 +1,50 @@
+"""One seed of a sampling attack: draw its sample of the pool, ask the victim for the images
+no earlier seed drew, cache the whole sequence."""
+
+import time
+
+from stealbench import io
+from stealbench.attack import cache, query
+from stealbench.data import datasets
+from stealbench.models.victims import load_victim
+from stealbench.runtime import derive_seed, setup
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = setup(sm)
+w, p = sm.wildcards, sm.params
+start = time.perf_counter()
+victim_meta = io.read_json(sm.input.victim_metrics)
+model = load_victim(sm.input.model, victim_meta, p.device)
+pool = datasets.load(sm.input.pool)
+expect = {"pool_checksum": pool.checksum, "victim_checksum": victim_meta["weights_checksum"]}
+# The i-th earlier file may itself leave answers to the files before it.
+earlier = [
+    cache.load_cache(path, sm.input.earlier[:i], expect) for i, path in enumerate(sm.input.earlier)
+]
+seed = int(w.seed)
+log_ = query.sample_pool(
+    p.attack["strategy"],
+    model,
+    pool,
+    p.budget,
+    seed,
+    derive_seed(p.seed, "attack", w.attack, seed),
+    earlier,
+    **p.attack["options"],
+)
+cache.save_cache(
+    log_,
+    sm.output[0],
+    {
+        **expect,
+        "victim": w.victim,
+        "attack": w.attack,
+        "strategy": p.attack["strategy"],
+        "options": p.attack["options"],
+        "pool": pool.name,
+        "budget": p.budget,
+        "earlier_seeds": [c.meta["seed"] for c in earlier],
+        "seconds": time.perf_counter() - start,
+    },
+)
+log.info("cached %d queries; the victim answered %d of them now", p.budget, log_.victim_passes)
