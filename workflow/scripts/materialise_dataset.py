@@ -1,6 +1,6 @@
 """Materialise one dataset into Parquet (see stealbench.datasets and stealbench.realdata)."""
 
-from stealbench import datasets
+from stealbench.data import datasets
 from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
