@@ -152,7 +152,8 @@ def test_images_of_the_wrong_shape_are_rejected(tmp_path):
         datasets.load(path)
 
 
-def test_sources_round_trip_eager_and_lazy(tmp_path):
+def test_sources_round_trip_eager_and_lazy(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "ROW_GROUP_ROWS", 16)  # several row groups
     spec = {"source": "glyphs", "options": {"size": 60, "fonts": ["DejaVuSerif"]}}
     spec["splits"] = {"train": 40, "pool": -1}
     table, meta = datasets.materialise("g", spec, seed=0)
