@@ -47,7 +47,7 @@ from ..io import (
 from .builders import BUILDERS, SOURCE_BYTES, RawImages, image_sources
 
 SPLITS = ("train", "val", "test", "pool")
-# Sources that stream from disk straight into Parquet (stealbench.realdata), never in memory.
+# Sources that stream from disk straight into Parquet (stealbench.data.realdata), never in memory.
 STREAMED_SOURCES = ("torchvision", "imagefolder")
 # Row groups hold up to this many images, and at most ROW_GROUP_BYTES of them.
 ROW_GROUP_ROWS = 1024
@@ -174,7 +174,7 @@ def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
 
     Written in row groups with the checksum computed on the way. Builders make their images
     in memory (they are small); ``torchvision`` and ``imagefolder`` stream image by image
-    (:mod:`stealbench.realdata`), so memory does not grow with the dataset.
+    (:mod:`stealbench.data.realdata`), so memory does not grow with the dataset.
     """
     if spec["source"] in STREAMED_SOURCES:
         from . import realdata
