@@ -1,9 +1,11 @@
+import hashlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stealbench import datasets
+from stealbench.data import builders, datasets
 from stealbench.io import ArtefactError
 
 SMALL = {
@@ -16,6 +18,7 @@ SMALL = {
     },
     "photo-crops": {"source": "photo-crops", "options": {"size": 40}, "splits": {"pool": -1}},
     "noise": {"source": "noise", "options": {"size": 20}, "splits": {"pool": -1}},
+    "public": {"source": "public", "options": {"size": 60}, "splits": {"train": 40, "val": -1}},
 }
 
 
@@ -64,15 +67,15 @@ def test_mnist5k_is_real_mnist_shuffled_over_splits():
 
 
 def test_uci_digits_framed_like_mnist():
-    raw = datasets.build_uci_digits(np.random.default_rng(0))
+    raw = builders.build_uci_digits(np.random.default_rng(0))
     assert raw.images.shape == (1797, 28, 28, 1)
     assert raw.images[:, :4].max() == 0 and raw.images[:, 24:].max() == 0  # 4-pixel margin
 
 
 def test_glyph_fonts_exclude_symbol_fonts():
-    names = [p.name for p in datasets._font_paths("ABC")]
+    names = [f.name for files in builders.font_families().values() for f in files]
     assert len(names) >= 10
-    assert not any(n.startswith(("cmsy", "cmex", "STIXSiz")) for n in names)
+    assert not any(n.startswith(("cmsy", "cmex", "STIXSiz", "STIXNonUni")) for n in names)
 
 
 def test_edited_content_fails_checksum(tmp_path):
@@ -133,10 +136,12 @@ def test_content_hash_streams_like_checksum():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(10, 4, 4, 3), dtype=np.uint8)
     labels, splits = np.arange(10), np.array(["train"] * 7 + ["pool"] * 3, dtype=object)
+    sources = builders.image_sources(images)
     digest = datasets.ContentHash(images.shape)
     for chunk in (images[:3], images[3:4], images[4:]):
         digest.update(chunk)
-    assert digest.hexdigest(labels, splits) == datasets.checksum(images, labels, splits)
+    expected = datasets.checksum(images, labels, splits, sources)
+    assert digest.hexdigest(labels, splits, sources) == expected
 
 
 def test_images_of_the_wrong_shape_are_rejected(tmp_path):
@@ -145,3 +150,48 @@ def test_images_of_the_wrong_shape_are_rejected(tmp_path):
     datasets.save(table, {**meta, "shape": [28, 28, 3]}, path)  # 1-channel bytes, says RGB
     with pytest.raises(ArtefactError, match=r"image column is .*expected 28x28x3"):
         datasets.load(path)
+
+
+def test_sources_round_trip_eager_and_lazy(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "ROW_GROUP_ROWS", 16)  # several row groups
+    spec = {"source": "glyphs", "options": {"size": 60, "fonts": ["DejaVuSerif"]}}
+    spec["splits"] = {"train": 40, "pool": -1}
+    table, meta = datasets.materialise("g", spec, seed=0)
+    expected = np.frombuffer(b"".join(table.column("source").to_pylist()), np.uint8)
+    path = tmp_path / "g.parquet"
+    streamed = datasets.materialise_to("g", spec, 0, path)
+    assert streamed["checksum"] == meta["checksum"]
+    for ds in (datasets.load(path, lazy=False), datasets.open(path)):
+        assert ds.sources.shape == (60, builders.SOURCE_BYTES)
+        np.testing.assert_array_equal(ds.sources.reshape(-1), expected)
+    # a glyph's source is its font file and character, so 60 glyphs share a few sources
+    assert len({bytes(s) for s in datasets.load(path).sources}) < 60
+
+
+def test_images_without_given_sources_are_their_own_source(tmp_path):
+    table, meta = datasets.materialise("noise", SMALL["noise"], seed=0)
+    images = table.column("image").to_pylist()
+    sources = table.column("source").to_pylist()
+    assert sources == [hashlib.sha256(x).digest()[:16] for x in images]
+    path = tmp_path / "chunks.parquet"
+    labels, splits = np.full(len(images), -1), np.full(len(images), "pool", dtype=object)
+    array = np.frombuffer(b"".join(images), np.uint8).reshape(-1, 28, 28, 1)
+    written = datasets.write_dataset(path, meta, [array[:7], array[7:]], labels, splits)
+    assert written["checksum"] == meta["checksum"]  # plain image chunks: own sources
+
+
+def test_edited_source_fails_checksum(tmp_path):
+    table, meta = datasets.materialise("noise", SMALL["noise"], seed=0)
+    column = table.schema.get_field_index("source")
+    forged = pa.array([b"\0" * 16] * table.num_rows, pa.binary(16))
+    path = tmp_path / "forged.parquet"
+    datasets.save(table.set_column(column, "source", forged), meta, path)
+    with pytest.raises(ArtefactError, match="does not match its checksum"):
+        datasets.load(path)
+    with pytest.raises(ArtefactError, match="does not match its checksum"):
+        datasets.open(path)
+    datasets.save(table.remove_column(column), meta, path)
+    with pytest.raises(ArtefactError, match="no source column"):
+        datasets.load(path)
+    with pytest.raises(ArtefactError, match="no source column"):
+        datasets.open(path)

@@ -19,11 +19,12 @@ import torch
 import yaml
 from PIL import Image
 
-from stealbench import config, datasets, realdata
+from stealbench import config
+from stealbench.data import datasets, realdata
+from stealbench.data.realdata import DataSourceError
 from stealbench.io import ArtefactError
-from stealbench.models import create_model
-from stealbench.realdata import DataSourceError
-from stealbench.training import TrainConfig, fit, predict_proba
+from stealbench.models.architectures import create_model
+from stealbench.models.training import TrainConfig, fit, predict_proba
 
 # ------------------------------------------------------------------------ fixtures
 
@@ -114,7 +115,7 @@ def test_imagefolder_is_deterministic_and_checksummed(tmp_path, caltech_tree):
     assert counts["val"] == round(0.2 * (sum(CALTECH.values()) - 12))  # of the train part
     ds = datasets.load(path)  # verifies the checksum
     assert ds.images.shape[1:] == (20, 20, 1)
-    assert ds.checksum == datasets.checksum(ds.images, ds.labels, ds.splits)
+    assert ds.checksum == datasets.checksum(ds.images, ds.labels, ds.splits, ds.sources)
     other = materialise(tmp_path, spec, seed=4)[1]
     assert other["checksum"] != meta["checksum"]
     # more val images change the splits, never the test part
@@ -123,6 +124,19 @@ def test_imagefolder_is_deterministic_and_checksummed(tmp_path, caltech_tree):
     ds_more = datasets.load(materialise(tmp_path / "more", more, seed=3)[0])
     test = {bytes(x) for x in ds.images[ds.ids("test")]}
     assert test == {bytes(x) for x in ds_more.images[ds_more.ids("test")]}
+
+
+def test_imagefolder_sources_are_file_hashes_whatever_the_image_size(tmp_path):
+    files = make_tree(tmp_path / "tree", {"a": 5, "b": 4})
+    expected = {hashlib.sha256(f.read_bytes()).digest()[:16] for f in files}
+    stored = []
+    for size in (12, 20):
+        spec = imagefolder(tmp_path / "tree", image_size=size, channels=1)
+        spec["splits"] = {"pool": -1}
+        ds = datasets.load(materialise(tmp_path, spec, name=f"s{size}")[0])
+        assert {bytes(s) for s in ds.sources} == expected
+        stored.append(dict(zip(map(bytes, ds.sources), ds.labels, strict=True)))
+    assert stored[0] == stored[1]
 
 
 def test_resize_modes(tmp_path):
@@ -259,11 +273,16 @@ def test_torchvision_mnist_from_local_idx_files(tmp_path):
     assert test == {bytes(x[..., None]): y for x, y in zip(images, labels, strict=True)}
     others = {bytes(x) for s in ("train", "val", "pool") for x in ds.images[ds.ids(s)]}
     assert others == {bytes(x[..., None]) for x in arrays["train"][0]}
-    # the whole dataset as a pool, resized and in RGB
+    # an in-memory torchvision image's source: the hash of its mode, size and pixels
+    header = b"L (28, 28)\n"
+    expected = {hashlib.sha256(header + x.tobytes()).digest()[:16] for x in images}
+    assert {bytes(s) for s in ds.sources[test_ids]} == expected
+    # the whole dataset as a pool, resized and in RGB: the same sources
     spec = {**spec, "splits": {"pool": -1}}
     spec["options"] = {**spec["options"], "image_size": 16, "channels": 3}
-    ds = datasets.load(materialise(tmp_path, spec, name="pool")[0])
-    assert ds.images.shape == (55, 16, 16, 3) and (ds.splits == "pool").all()
+    pool = datasets.load(materialise(tmp_path, spec, name="pool")[0])
+    assert pool.images.shape == (55, 16, 16, 3) and (pool.splits == "pool").all()
+    assert {bytes(s) for s in pool.sources} == {bytes(s) for s in ds.sources}
 
 
 def test_torchvision_cifar10_from_local_pickled_batches(tmp_path, monkeypatch):

@@ -2,7 +2,14 @@
 
 A dataset is a fixed set of uint8 images (N, H, W, C) with integer labels (-1 where unknown),
 split into ``train``/``val``/``test`` (the victim's task) and ``pool`` (data an attacker may
-query with). The victim never sees the ``pool`` split; attacks draw only from it.
+query with). The victim never sees the ``pool`` split; attacks draw only from it. Every image
+also records its *source* (``Dataset.sources``, uint8 (N, 16)): a content hash of what it was
+made from (a font file and character, a photograph, or the image itself; see
+:mod:`stealbench.data.builders`), so that datasets given to different roles can be checked
+for a common origin (:mod:`stealbench.data.roles`).
+
+Columns: ``id`` (int64, 0..N-1), ``split`` (dictionary-encoded), ``label`` (int16),
+``source`` (fixed-size binary, 16 bytes) and ``image`` (fixed-size binary, H*W*C bytes).
 
 Builders of the embedded default (:mod:`stealbench.data.builders`) use only data that ships
 inside pip packages or is generated, so the default benchmark runs offline. Real datasets
@@ -37,10 +44,10 @@ from ..io import (
     read_parquet,
     write_parquet,
 )
-from .builders import BUILDERS, RawImages
+from .builders import BUILDERS, SOURCE_BYTES, RawImages, image_sources
 
 SPLITS = ("train", "val", "test", "pool")
-# Sources that stream from disk straight into Parquet (stealbench.realdata), never in memory.
+# Sources that stream from disk straight into Parquet (stealbench.data.realdata), never in memory.
 STREAMED_SOURCES = ("torchvision", "imagefolder")
 # Row groups hold up to this many images, and at most ROW_GROUP_BYTES of them.
 ROW_GROUP_ROWS = 1024
@@ -92,8 +99,8 @@ def assign_splits(n: int, splits: dict[str, float], rng: np.random.Generator) ->
 
 class ContentHash:
     """The content checksum, fed incrementally: the shape, the images in row order, then the
-    labels and split names. Streamed and in-memory datasets hash the same bytes in the same
-    order, so a dataset has one checksum however it was written or is read."""
+    labels, split names and sources. Streamed and in-memory datasets hash the same bytes in
+    the same order, so a dataset has one checksum however it was written or is read."""
 
     def __init__(self, shape: tuple[int, ...]):
         self.shape = tuple(int(d) for d in shape)
@@ -105,21 +112,35 @@ class ContentHash:
         self._seen += images.size
         self._digest.update(images.reshape(-1).data)
 
-    def hexdigest(self, labels: np.ndarray, splits: Iterable[str]) -> str:
+    def hexdigest(self, labels: np.ndarray, splits: Iterable[str], sources: np.ndarray) -> str:
         if self._seen != self._expected:
             raise ValueError(f"hashed {self._seen} image bytes, expected {self._expected}")
+        sources = _check_sources(sources, self.shape[0])
         self._digest.update(np.asarray(labels, dtype=np.int64).tobytes())
         self._digest.update("\n".join(list(splits)).encode())
+        self._digest.update(sources.tobytes())
         return self._digest.hexdigest()
 
 
-def checksum(images: np.ndarray, labels: np.ndarray, splits: np.ndarray) -> str:
+def _check_sources(sources: np.ndarray, n: int) -> np.ndarray:
+    sources = np.ascontiguousarray(sources, dtype=np.uint8)
+    if sources.shape != (n, SOURCE_BYTES):
+        raise ValueError(f"sources of shape {sources.shape}, expected ({n}, {SOURCE_BYTES})")
+    return sources
+
+
+def checksum(
+    images: np.ndarray, labels: np.ndarray, splits: np.ndarray, sources: np.ndarray
+) -> str:
+    """The content checksum of a dataset's images, labels, splits and sources."""
     digest = ContentHash(images.shape)
     digest.update(images)
-    return digest.hexdigest(labels, splits)
+    return digest.hexdigest(labels, splits, sources)
 
 
-def _build(spec: dict, seed: int) -> tuple[RawImages, np.ndarray, np.ndarray, np.ndarray]:
+def _build(
+    spec: dict, seed: int
+) -> tuple[RawImages, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     source = spec["source"]
     if source in STREAMED_SOURCES:
         raise ValueError(
@@ -133,7 +154,9 @@ def _build(spec: dict, seed: int) -> tuple[RawImages, np.ndarray, np.ndarray, np
     raw = BUILDERS[source](build_rng, **spec.get("options", {}))
     splits = assign_splits(len(raw.images), spec["splits"], split_rng)
     keep = splits != ""
-    return raw, raw.images[keep], raw.labels[keep], splits[keep]
+    images = raw.images[keep]
+    sources = image_sources(images) if raw.sources is None else raw.sources[keep]
+    return raw, images, raw.labels[keep], splits[keep], sources
 
 
 def materialise(name: str, spec: dict, seed: int) -> tuple[pa.Table, dict]:
@@ -142,8 +165,8 @@ def materialise(name: str, spec: dict, seed: int) -> tuple[pa.Table, dict]:
     Images not assigned to any split are dropped, so the file holds exactly what is used.
     Builders only; :func:`materialise_to` handles every source.
     """
-    raw, images, labels, splits = _build(spec, seed)
-    return to_table(name, images, labels, splits, raw.classes, raw.source, seed, spec)
+    raw, images, labels, splits, sources = _build(spec, seed)
+    return to_table(name, images, labels, splits, raw.classes, raw.source, seed, spec, sources)
 
 
 def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
@@ -151,16 +174,16 @@ def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
 
     Written in row groups with the checksum computed on the way. Builders make their images
     in memory (they are small); ``torchvision`` and ``imagefolder`` stream image by image
-    (:mod:`stealbench.realdata`), so memory does not grow with the dataset.
+    (:mod:`stealbench.data.realdata`), so memory does not grow with the dataset.
     """
     if spec["source"] in STREAMED_SOURCES:
         from . import realdata
 
         return realdata.materialise_to(name, spec, seed, path)
-    raw, images, labels, splits = _build(spec, seed)
+    raw, images, labels, splits, sources = _build(spec, seed)
     meta = dataset_meta(name, images.shape[1:], raw.classes, raw.source, seed, spec, splits)
     step = rows_per_group(images[0].size if len(images) else 1)
-    chunks = (images[i : i + step] for i in range(0, len(images), step))
+    chunks = ((images[i : i + step], sources[i : i + step]) for i in range(0, len(images), step))
     return write_dataset(path, meta, chunks, labels, splits)
 
 
@@ -196,6 +219,30 @@ def rows_per_group(image_bytes: int) -> int:
 _SPLIT_DICTIONARY = pa.array(list(SPLITS), pa.string())
 
 
+def _source_array(sources: np.ndarray) -> pa.FixedSizeBinaryArray:
+    sources = np.ascontiguousarray(sources, dtype=np.uint8)
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(SOURCE_BYTES), len(sources), [None, pa.py_buffer(sources)]
+    )
+
+
+def _sources_of(column: pa.ChunkedArray | pa.Array, path) -> np.ndarray:
+    """The ``source`` column as uint8 (N, SOURCE_BYTES)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.type != pa.binary(SOURCE_BYTES):
+        raise ArtefactError(
+            f"{path}: source column is {column.type}, expected {SOURCE_BYTES} bytes"
+        )
+    n = len(column)
+    return np.frombuffer(
+        column.buffers()[1],
+        dtype=np.uint8,
+        count=n * SOURCE_BYTES,
+        offset=column.offset * SOURCE_BYTES,
+    ).reshape(n, SOURCE_BYTES)
+
+
 class _RowGroupWriter:
     """Buffers images into fixed-size row groups and writes each with its rows' columns."""
 
@@ -203,10 +250,12 @@ class _RowGroupWriter:
         self.writer, self.labels, self.codes, self.rows = writer, labels, codes, rows
         self.size = math.prod(shape)
         self.buffer = np.empty((rows, *shape), dtype=np.uint8)
+        self.sources = np.empty((len(labels), SOURCE_BYTES), dtype=np.uint8)
         self.start = self.filled = 0
 
-    def add(self, chunk: np.ndarray) -> None:
+    def add(self, chunk: np.ndarray, sources: np.ndarray) -> None:
         pos = 0
+        self.sources[self.start + self.filled : self.start + self.filled + len(chunk)] = sources
         while pos < len(chunk):
             take = min(self.rows - self.filled, len(chunk) - pos)
             self.buffer[self.filled : self.filled + take] = chunk[pos : pos + take]
@@ -226,6 +275,7 @@ class _RowGroupWriter:
                     pa.array(self.codes[lo:hi]), _SPLIT_DICTIONARY
                 ),
                 "label": pa.array(self.labels[lo:hi]),
+                "source": _source_array(self.sources[lo:hi]),
                 "image": pa.FixedSizeBinaryArray.from_buffers(
                     pa.binary(self.size), hi - lo, [None, pa.py_buffer(self.buffer[: hi - lo])]
                 ),
@@ -238,17 +288,19 @@ class _RowGroupWriter:
 def write_dataset(
     path: str | Path,
     meta: dict,
-    chunks: Iterable[np.ndarray],
+    chunks: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray]],
     labels: np.ndarray,
     splits: np.ndarray,
     group_rows: int | None = None,
 ) -> dict:
-    """Write a dataset whose images arrive as ``chunks`` (uint8 (k, H, W, C), in row order).
+    """Write a dataset whose images arrive as ``chunks``, in row order.
 
-    ``labels`` and ``splits`` give every row up front (they are small); the images are
-    buffered one row group at a time and hashed as they pass (:class:`ContentHash`), so
-    memory stays at about one row group. The columns are those of :func:`to_table`; the file
-    is written atomically, with the metadata (and checksum) in its footer. Returns the meta.
+    A chunk is uint8 images (k, H, W, C), each then its own source (the hash of its bytes),
+    or a pair (images, sources) with sources uint8 (k, SOURCE_BYTES). ``labels`` and
+    ``splits`` give every row up front (they are small); the images are buffered one row
+    group at a time and hashed as they pass (:class:`ContentHash`), so memory stays at about
+    one row group. The columns are those of :func:`to_table`; the file is written
+    atomically, with the metadata (and checksum) in its footer. Returns the meta.
     """
     n = len(labels)
     shape = tuple(meta["shape"])
@@ -262,6 +314,7 @@ def write_dataset(
             ("id", pa.int64()),
             ("split", pa.dictionary(pa.int32(), pa.string())),
             ("label", pa.int16()),
+            ("source", pa.binary(SOURCE_BYTES)),
             ("image", pa.binary(math.prod(shape))),
         ]
     )
@@ -287,18 +340,22 @@ def write_dataset(
                 group_rows or rows_per_group(math.prod(shape)),
             )
             for chunk in chunks:
+                chunk, sources = chunk if isinstance(chunk, tuple) else (chunk, None)
                 chunk = np.asarray(chunk, dtype=np.uint8)
                 if chunk.shape[1:] != shape:
                     raise ValueError(f"image chunk of shape {chunk.shape}, expected (k, *{shape})")
+                sources = _check_sources(
+                    image_sources(chunk) if sources is None else sources, len(chunk)
+                )
                 seen += len(chunk)
                 if seen > n:
                     raise ValueError(f"more images than the {n} rows announced")
                 digest.update(chunk)
-                groups.add(chunk)
+                groups.add(chunk, sources)
             groups.flush()
             if seen != n:
                 raise ValueError(f"got {seen} images for {n} rows")
-            meta = {**meta, "checksum": digest.hexdigest(labels, splits)}
+            meta = {**meta, "checksum": digest.hexdigest(labels, splits, groups.sources)}
             encoded = json.dumps(meta, sort_keys=True, default=_json_default)
             writer.add_key_value_metadata({META_KEY.decode(): encoded})
         finally:
@@ -315,8 +372,14 @@ def to_table(
     source: str,
     seed: int,
     spec: dict,
+    sources: np.ndarray | None = None,
 ) -> tuple[pa.Table, dict]:
+    """A dataset held in memory as a table and its metadata (checksum included).
+
+    ``sources``: uint8 (N, SOURCE_BYTES); None makes each image its own source.
+    """
     n, h, w, c = images.shape
+    sources = _check_sources(image_sources(images) if sources is None else sources, n)
     flat = pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(h * w * c), n, [None, pa.py_buffer(np.ascontiguousarray(images).tobytes())]
     )
@@ -325,11 +388,12 @@ def to_table(
             "id": pa.array(np.arange(n, dtype=np.int64)),
             "split": pa.array(splits.tolist()).dictionary_encode(),
             "label": pa.array(labels.astype(np.int16)),
+            "source": _source_array(sources),
             "image": flat,
         }
     )
     meta = dataset_meta(name, (h, w, c), classes, source, seed, spec, splits)
-    meta["checksum"] = checksum(images, labels, splits)
+    meta["checksum"] = checksum(images, labels, splits, sources)
     return table, meta
 
 
@@ -338,7 +402,9 @@ class Dataset:
     """A materialised dataset; ``images`` row i has ``id`` i.
 
     ``images`` is a uint8 ndarray (N, H, W, C), or for large files an :class:`ImageStore`
-    that reads the same rows lazily; labels and splits are always in memory.
+    that reads the same rows lazily; labels, splits and ``sources`` (uint8 (N, 16), the
+    source hash of each image) are always in memory. ``sources`` is None only for a Dataset
+    built in memory without them.
     """
 
     name: str
@@ -346,6 +412,7 @@ class Dataset:
     labels: np.ndarray
     splits: np.ndarray
     meta: dict
+    sources: np.ndarray | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -395,13 +462,22 @@ def load(path: str | Path, verify: bool = True, lazy: bool | None = None) -> Dat
     ).reshape(n, h, w, c)
     labels = table.column("label").to_numpy().astype(np.int64)
     splits = np.asarray(table.column("split").to_pylist(), dtype=object)
+    _require_source_column(table.schema, path)
+    sources = _sources_of(table.column("source"), path)
     if not np.array_equal(table.column("id").to_numpy(), np.arange(n)):
         raise ArtefactError(f"{path}: ids are not 0..N-1 in order")
-    if verify and checksum(images, labels, splits) != meta["checksum"]:
+    if verify and checksum(images, labels, splits, sources) != meta["checksum"]:
         raise ArtefactError(
             f"{path}: content does not match its checksum (corrupt or edited); delete it and rerun"
         )
-    return Dataset(meta["name"], images, labels, splits, meta)
+    return Dataset(meta["name"], images, labels, splits, meta, sources)
+
+
+def _require_source_column(schema: pa.Schema, path) -> None:
+    if "source" not in schema.names:
+        raise ArtefactError(
+            f"{path}: no source column (written by an older stealbench); delete it and rerun"
+        )
 
 
 # --------------------------------------------------------------------- the lazy store
@@ -585,20 +661,21 @@ class ImageStore:
         bounds = np.flatnonzero(np.diff(window)) + 1
         return np.concatenate([rng.permutation(w) for w in np.split(order, bounds)])
 
-    def checksum(self, labels: np.ndarray, splits: np.ndarray) -> str:
+    def checksum(self, labels: np.ndarray, splits: np.ndarray, sources: np.ndarray) -> str:
         """The content checksum of a whole-file store, streamed one row group at a time."""
         if self._ids is not None:
             raise ValueError("checksum of a view: the checksum covers a whole file")
         digest = ContentHash(self.shape)
         for g in range(self._groups.file.num_row_groups):
             digest.update(self._groups.read(g))
-        return digest.hexdigest(labels, splits)
+        return digest.hexdigest(labels, splits, sources)
 
 
 # Named like the builtin on purpose (datasets.open(path), as xarray.open_dataset); nothing in
 # this module uses the builtin ``open``.
 def open(path: str | Path, verify: bool = True, cache_groups: int | None = None) -> Dataset:
-    """Open a dataset lazily: labels and splits in memory, images an :class:`ImageStore`.
+    """Open a dataset lazily: labels, splits and sources in memory, images an
+    :class:`ImageStore`.
 
     With ``verify`` the checksum is recomputed by streaming through the row groups (one
     pass, one row group in memory at a time).
@@ -609,17 +686,19 @@ def open(path: str | Path, verify: bool = True, cache_groups: int | None = None)
     field = file.schema_arrow.field("image")
     if field.type != pa.binary(h * w * c):
         raise ArtefactError(f"{path}: image column is {field.type}, expected {h}x{w}x{c} bytes")
-    columns = file.read(columns=["id", "split", "label"])
+    _require_source_column(file.schema_arrow, path)
+    columns = file.read(columns=["id", "split", "label", "source"])
     n = columns.num_rows
     if not np.array_equal(columns.column("id").to_numpy(), np.arange(n)):
         raise ArtefactError(f"{path}: ids are not 0..N-1 in order")
     labels = columns.column("label").to_numpy().astype(np.int64)
     splits = columns.column("split").cast(pa.string()).to_numpy(zero_copy_only=False)
     splits = splits.astype(object)
+    sources = _sources_of(columns.column("source"), path)
     groups = _RowGroups(path, file, (h, w, c), cache_groups or 2 * BUFFER_GROUPS + 1)
     images = ImageStore(groups)
-    if verify and images.checksum(labels, splits) != meta["checksum"]:
+    if verify and images.checksum(labels, splits, sources) != meta["checksum"]:
         raise ArtefactError(
             f"{path}: content does not match its checksum (corrupt or edited); delete it and rerun"
         )
-    return Dataset(meta["name"], images, labels, splits, meta)
+    return Dataset(meta["name"], images, labels, splits, meta, sources)

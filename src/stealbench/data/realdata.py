@@ -31,6 +31,12 @@ a file with another extension than ``options.extensions``, or one PIL cannot ide
 error naming it, or with ``options.skip_bad_files: true`` a warning (the files are left out
 and listed in the file metadata). A class folder without images is an error naming it.
 
+**Sources** (the ``source`` column): the source of an image read from a file (ImageFolder
+trees, and torchvision datasets that open files, such as Caltech256) is the hash of the file's
+bytes; that of an image torchvision holds in memory (MNIST, CIFAR, ...) the hash of its pixels
+as torchvision returns them (mode, size and bytes, before resizing). The same picture in two
+datasets thus has one source whatever ``image_size`` each stores it at.
+
 **Rows** are written split by split (train, val, test, pool), in a seeded random order within
 each split: a split is a contiguous run of row groups and each row group a random sample of
 its split, so :meth:`stealbench.data.datasets.ImageStore.epoch_order` is nearly a full shuffle.
@@ -50,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets
+from .builders import SOURCE_BYTES, source_digest
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ class Plan:
     classes: list[str]
     source: str  # provenance for the file metadata
     shape: tuple[int, int, int]  # (image_size, image_size, channels) as stored
-    decode: Callable[[int], np.ndarray]  # image i as uint8 (H, W, C)
+    decode: Callable[[int], tuple[np.ndarray, bytes]]  # image i: uint8 (H, W, C), its source
     describe: Callable[[int], str]  # image i in messages (its path)
     test_part: np.ndarray | None = None  # bool (N,): the source's own test part
     test_per_class: int | None = None  # or drawn per class (Knockoff), ...
@@ -135,11 +142,14 @@ def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
     return datasets.write_dataset(path, meta, chunks, plan.labels[rows], splits)
 
 
-def _decoded(name: str, plan: Plan, rows: np.ndarray) -> Iterator[np.ndarray]:
+def _decoded(name: str, plan: Plan, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images, sources) chunks of the rows, decoded in order."""
     step = max(1, len(rows) // 10)
     for start in range(0, len(rows), DECODE_CHUNK):
         block = rows[start : start + DECODE_CHUNK]
-        yield np.stack([plan.decode(int(i)) for i in block])
+        decoded = [plan.decode(int(i)) for i in block]
+        sources = np.frombuffer(b"".join(s for _, s in decoded), dtype=np.uint8)
+        yield np.stack([x for x, _ in decoded]), sources.reshape(len(block), SOURCE_BYTES)
         done = start + len(block)
         if done // step != start // step or done == len(rows):
             log.info("dataset %s: decoded %d/%d images", name, done, len(rows))
@@ -249,6 +259,15 @@ def to_array(image, size: int, channels: int, resize: str = "crop") -> np.ndarra
             raise ValueError(f"unknown resize {resize!r}; allowed: crop, pad, stretch")
     array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
+
+
+def pil_source(image) -> bytes:
+    """The source hash of a PIL image: its file's bytes when it was opened from a file, else
+    its mode, size and pixels (see the module docstring)."""
+    filename = getattr(image, "filename", "")
+    if filename:
+        return source_digest(Path(filename).read_bytes())
+    return source_digest(f"{image.mode} {image.size}\n".encode(), image.tobytes())
 
 
 def resolve_root(root: str) -> Path:
@@ -364,10 +383,11 @@ def plan_torchvision(name: str, options: dict) -> Plan:
     def describe(i: int) -> str:
         return f"torchvision {tv} under '{root}', {parts[part_of[i]][0]} image {index[i]}"
 
-    def decode(i: int) -> np.ndarray:
+    def decode(i: int) -> tuple[np.ndarray, bytes]:
         try:
             image = parts[part_of[i]][1][int(index[i])][0]
-            return to_array(image, size, channels, resize)
+            source = pil_source(image)  # before to_array, which may decode at a reduced scale
+            return to_array(image, size, channels, resize), source
         except (OSError, ValueError, SyntaxError) as err:
             raise DataSourceError(f"{describe(i)}: cannot decode ({err})") from err
 
@@ -531,12 +551,15 @@ def plan_imagefolder(name: str, options: dict) -> Plan:
     size, channels = int(options["image_size"]), int(options["channels"])
     resize = options.get("resize", "crop")
 
-    def decode(i: int) -> np.ndarray:
+    def decode(i: int) -> tuple[np.ndarray, bytes]:
+        from io import BytesIO
+
         from PIL import Image
 
         try:
-            with Image.open(files[i]) as image:
-                return to_array(image, size, channels, resize)
+            data = Path(files[i]).read_bytes()
+            with Image.open(BytesIO(data)) as image:
+                return to_array(image, size, channels, resize), source_digest(data)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise DataSourceError(
                 f"{files[i]}: PIL cannot decode this image ({err}); delete or replace it"
