@@ -515,6 +515,13 @@ def _check_defenses(config: dict) -> list[str]:
             )
     defended = d["defended"]
     defended.setdefault("attacks", list(config["attacks"]))
+    defended.setdefault("victims", list(config["victims"]))
+    for victim in defended["victims"]:
+        if victim not in config["victims"]:
+            errors.append(
+                f"config key 'defenses.defended.victims': unknown victim '{victim}'; "
+                f"allowed: {', '.join(config['victims'])}"
+            )
     defended.setdefault("archs", config["surrogates"]["archs"][:1])
     defended.setdefault("seeds", config["surrogates"]["seeds"])
     for attack in defended["attacks"]:
@@ -653,8 +660,12 @@ def defended_pairs(config: dict) -> list[tuple[str, str]]:
     """(victim, attack) pairs whose answers go through every defense."""
     if "defenses" not in config:
         return []
-    attacks = config["defenses"]["defended"]["attacks"]
-    return [(v, a) for v, a in victim_attacks(config) if a in attacks]
+    defended = config["defenses"]["defended"]
+    return [
+        (v, a)
+        for v, a in victim_attacks(config)
+        if a in defended["attacks"] and v in defended["victims"]
+    ]
 
 
 def query_seeds(config: dict, victim: str, attack: str) -> list[int]:
