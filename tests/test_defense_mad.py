@@ -129,8 +129,9 @@ def test_mad_argmax_searches_greedily_above_ten_classes(k):
     np.testing.assert_array_equal(answers.argmax(axis=1), probs.argmax(axis=1))
 
 
-def test_mad_argmax_keeps_the_top1_of_many_queries_and_stays_in_the_ball():
-    k, eps = 10, 0.5
+@pytest.mark.parametrize("eps", [0.5, 2.0])  # 2: the ball holds the simplex, y~ = y*
+def test_mad_argmax_keeps_the_top1_of_many_queries_and_stays_in_the_ball(eps):
+    k = 10
     proxy = _proxy(k, seed=6)
     images, probs = _queries(3000, k, seed=7)
     plain = create("mad", DefenseContext(proxy=proxy), epsilon=eps)(probs, images)
