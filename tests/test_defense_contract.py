@@ -1,6 +1,11 @@
 """The contract of every registered defense (see stealbench.defense.registry): float32 answers
 on the simplex, and an answer per query that does not depend on the batch it came in."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mad_reference import jacobian, objective
@@ -47,9 +52,19 @@ def queries():
     return images, probs
 
 
-def test_every_defense_module_is_registered():
+def test_importing_the_package_registers_every_defense_file():
+    """A defense file that __init__ forgets to import would be missing from every sweep."""
+    folder = Path(defense_package.__file__).parent
+    files = [p.stem for p in folder.glob("*.py") if "\n@register\n" in p.read_text()]
+    assert {"mad", "misinformation", "dawn", "none"} <= set(files)
+    # A fresh interpreter: other test files import the defense modules themselves.
+    probe = "import sys, stealbench.defense; print(' '.join(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(folder.parents[1])}
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    loaded = set(run.stdout.split())
+    assert [f for f in files if f"stealbench.defense.{f}" not in loaded] == [], run.stderr
+    assert "torch" not in loaded  # defenses load torch only when one that needs a model runs
     assert {"mad", "mad-argmax", "adaptive-misinformation", "dawn"} <= set(DEFENSES)
-    assert set(DEFENSES) == set(defense_package.DEFENSES)
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))
