@@ -24,7 +24,8 @@ Solver, as the authors' default (``optim='linesearch'``):
    2^(K-1) subsets is tried, for K > 10 their greedy search grows S from {k^}, each step trying
    every class not yet in S, keeping the best subset seen and adding the best class, until
    ``GREEDY_MAX_CANDIDATES`` candidates have been scored or S holds every class (their code
-   fails there, for K <= 46; and, as theirs, it never scores S = {k^} alone);
+   fails there, for 11 <= K <= 45). As theirs, it never scores S = {k^} alone; unlike theirs,
+   it does not first smooth y by 1e-8;
 2. line search back into the ball: y~ = (1 - a) y + a y*, a = min(1, epsilon / ||y* - y||_1),
    a convex combination, so on the simplex, and for mad-argmax with the argmax kept.
 
