@@ -5,5 +5,15 @@ when a defense that needs a model runs. The OOD pre-classifier (:mod:`.detector`
 (:mod:`.prada`) and their evaluation (:mod:`.evaluation`) are imported on their own.
 """
 
-from . import gaussian_noise, none, ood_shuffle, reverse_sigmoid, rounding, top_k  # noqa: F401
+from . import (  # noqa: F401
+    dawn,
+    gaussian_noise,
+    mad,
+    misinformation,
+    none,
+    ood_shuffle,
+    reverse_sigmoid,
+    rounding,
+    top_k,
+)
 from .registry import DEFENSES, Defense, DefenseContext, create, defense_parameters  # noqa: F401

@@ -1,0 +1,143 @@
+"""DAWN, dynamic adversarial watermarking (Szyller, Atli, Marchal, Asokan, ACM MM 2021).
+
+A keyed hash of each query picks a share r (``share``, the strength) of the queries; each of
+them gets a wrong answer that the owner can recompute later, and a suspect model that
+reproduces enough of those wrong answers is declared derived from the API's answers. DAWN
+does not prevent extraction: it costs benign users about r of their top-1 answers.
+
+Choices where the paper leaves room (the authors' repository has no API layer):
+
+- the hash is HMAC-SHA256 under the owner's key + b"dawn" of the query's uint8 pixels
+  (:func:`stealbench.defense.keys.query_digests`; the authors hash the normalised float32
+  tensor, the paper only says "the query"); the digest's bytes 0..7, read big-endian as an
+  unsigned integer, watermark the query iff they are below r 2^64 (the paper: the first 128
+  bits below r 2^128);
+- the wrong label comes from bytes 8..15 (big-endian): offset = 1 + (that integer mod (K - 1)),
+  wrong = (top-1 + offset) mod K, uniform over the K - 1 other classes up to a bias below
+  K / 2^64, and never the victim's top-1;
+- a watermarked answer is the victim's vector with the entries at its top-1 and at the wrong
+  label swapped: still the same values (a distribution), with its top-1 moved to the wrong
+  label. (A row whose maximum is tied with the wrong label's entry keeps its top-1.)
+
+Verification (:func:`verify`) compares the suspect's top-1 on the watermarked queries with
+their wrong labels: ``stolen`` when at least one was recorded and at least ``threshold`` (the
+paper's T_acc = 50%) are reproduced; ``p_value`` is the chance of reproducing that many under
+the null of a model that never saw the watermarked answers: the wrong label is drawn by the
+secret key uniformly among the K - 1 classes other than the victim's top-1, independently of
+anything such a model computes, so its top-1 hits it with probability at most 1/(K - 1) per
+query (exactly 1/(K - 1) when it never predicts the victim's top-1), and the count is at most
+Binomial(n, 1/(K - 1)) in the tail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .keys import query_digests
+from .registry import Defense, DefenseContext, register
+
+KEY_SUFFIX = b"dawn"
+
+
+def _digests(images: np.ndarray, key: bytes) -> np.ndarray:
+    return query_digests(images, key + KEY_SUFFIX)
+
+
+def _words(digests: np.ndarray, start: int) -> np.ndarray:
+    """Bytes ``start .. start + 7`` of every digest as a big-endian uint64."""
+    return digests[:, start : start + 8].copy().view(">u8").ravel().astype(np.uint64)
+
+
+def _check_share(share) -> float:
+    try:
+        value = float(share)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"dawn needs a watermark share in (0, 1), got share={share!r}")
+    return value
+
+
+def _mask_from_digests(digests: np.ndarray, share: float) -> np.ndarray:
+    bound = np.uint64(min(int(share * 2.0**64), 2**64 - 1))  # share * 2^64 is exact in float
+    return _words(digests, 0) < bound
+
+
+def _labels_from_digests(digests: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    k = probs.shape[1]
+    if k < 2:
+        raise ValueError(f"dawn needs at least 2 classes, got {k}")
+    offset = 1 + (_words(digests, 8) % np.uint64(k - 1)).astype(np.int64)
+    return (probs.argmax(axis=1) + offset) % k
+
+
+def watermark_mask(images: np.ndarray, key: bytes, share: float) -> np.ndarray:
+    """True (N,) for the queries DAWN watermarks under the owner's ``key`` at ``share``."""
+    return _mask_from_digests(_digests(images, key), _check_share(share))
+
+
+def watermark_labels(images: np.ndarray, probs: np.ndarray, key: bytes) -> np.ndarray:
+    """The wrong label (N,) DAWN serves for each query if it is watermarked; ``probs`` are
+    the victim's posteriors (their top-1 is what the label differs from)."""
+    probs = np.asarray(probs)
+    if len(probs) != len(images):
+        raise ValueError(f"{len(probs)} posteriors but {len(images)} images")
+    return _labels_from_digests(_digests(images, key), probs)
+
+
+def swap_top1(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row with its top-1 entry and its entry at ``labels`` exchanged."""
+    out = probs.copy()
+    rows, top = np.arange(len(probs)), probs.argmax(axis=1)
+    out[rows, top], out[rows, labels] = probs[rows, labels], probs[rows, top]
+    return out
+
+
+def verify(
+    suspect_predictions: np.ndarray,
+    watermark_labels: np.ndarray,
+    threshold: float = 0.5,
+    *,
+    num_classes: int,
+) -> dict:
+    """Does a suspect reproduce the wrong labels of the watermarked queries it was served?
+
+    ``suspect_predictions``: the suspect's top-1 on the watermarked queries the owner kept;
+    ``watermark_labels``: the wrong labels they were served. See the module docstring for
+    the null behind ``p_value``.
+    """
+    from scipy.stats import binom
+
+    predictions = np.asarray(suspect_predictions, dtype=np.int64).ravel()
+    labels = np.asarray(watermark_labels, dtype=np.int64).ravel()
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions but {len(labels)} watermark labels")
+    if num_classes < 2:
+        raise ValueError(f"verification needs at least 2 classes, got num_classes={num_classes}")
+    n, hits = len(labels), int(np.sum(predictions == labels))
+    acc = hits / n if n else float("nan")
+    return {
+        "watermarks": n,
+        "reproduced": hits,
+        "watermark_acc": acc,
+        "stolen": bool(n >= 1 and acc >= threshold),
+        "p_value": float(binom.sf(hits - 1, n, 1.0 / (num_classes - 1))) if n else 1.0,
+    }
+
+
+@register
+class Dawn(Defense):
+    name = "dawn"
+    strength = "share"
+
+    def __init__(self, context: DefenseContext, share: float = 0.005):
+        super().__init__(context)
+        self.share = _check_share(share)
+
+    def perturb(self, probs: np.ndarray, images: np.ndarray) -> np.ndarray:
+        digests = _digests(images, self.context.key)
+        mask = _mask_from_digests(digests, self.share)
+        out = probs.copy()
+        if mask.any():
+            out[mask] = swap_top1(probs[mask], _labels_from_digests(digests[mask], probs[mask]))
+        return out
