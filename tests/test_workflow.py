@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -9,12 +10,13 @@ import yaml
 from conftest import run_snakemake
 
 from stealbench import config
+from stealbench.io import read_parquet_meta
 
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(root, workdir, *args):
-    return run_snakemake(workdir, "--cores", "2", *args)
+def snakemake(workdir, *args, **kwargs):
+    return run_snakemake(workdir, "--cores", "2", *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -23,37 +25,30 @@ def smoke_run(root, smoke_workdir):
     return smoke_workdir, cfg
 
 
+def table(workdir, name):
+    return pd.read_parquet(workdir / f"results/tables/{name}.parquet")
+
+
+CELL_KEYS = [
+    "victim",
+    "attack",
+    "granularity",
+    "budget",
+    "surrogate_arch",
+    "surrogate_init",
+    "seed",
+]
+
+
 def test_cells_table_has_one_row_per_cell(smoke_run):
     workdir, cfg = smoke_run
-    cells = pd.read_parquet(workdir / "results/tables/cells.parquet")
+    cells = table(workdir, "cells")
     expected = {
-        (c.victim, c.attack, c.granularity, c.budget, c.surrogate_arch, c.seed)
+        (c.victim, c.attack, c.granularity, c.budget, c.surrogate_arch, c.surrogate_init, c.seed)
         for c in config.cells(cfg)
     }
-    got = set(
-        cells[["victim", "attack", "granularity", "budget", "surrogate_arch", "seed"]].itertuples(
-            index=False, name=None
-        )
-    )
+    got = set(cells[CELL_KEYS].itertuples(index=False, name=None))
     assert got == expected and len(cells) == len(expected)
-    for column in [
-        "victim",
-        "victim_arch",
-        "dataset",
-        "attack",
-        "strategy",
-        "pool",
-        "granularity",
-        "budget",
-        "surrogate_arch",
-        "seed",
-        "victim_acc",
-        "test_acc",
-        "agreement",
-        "recovery",
-        "kl_divergence",
-    ]:
-        assert column in cells.columns
     for metric in ["victim_acc", "test_acc", "agreement"]:
         assert cells[metric].between(0, 1).all()
     assert (cells["kl_divergence"] >= 0).all()
@@ -61,94 +56,133 @@ def test_cells_table_has_one_row_per_cell(smoke_run):
         cells["recovery"], cells["test_acc"] / cells["victim_acc"], check_names=False
     )
     assert set(cells["strategy"]) == {"random", "adaptive", "jbda"}
-    csv = pd.read_csv(workdir / "results/tables/cells.csv")
-    assert len(csv) == len(cells)
+    assert set(cells["surrogate_init"]) == {"scratch", "public-lenet"}
+    assert len(pd.read_csv(workdir / "results/tables/cells.csv")) == len(cells)
+
+
+def test_the_attacker_trains_on_every_query_it_received(smoke_run):
+    """The default recipe: all B queries, the final model (no held-out slice, no selection)."""
+    workdir, cfg = smoke_run
+    assert cfg["surrogates"]["selection"] == "none"
+    cells = table(workdir, "cells")
+    assert (cells["train_images"] + cells["dropped_answers"] == cells["budget"]).all()
+    assert (cells.loc[cells["granularity"] != "round1", "dropped_answers"] == 0).all()
+    assert (cells["best_epoch"] == cells["epochs"]).all() and cells["transfer_val_acc"].isna().all()
 
 
 def test_summary_has_mean_and_ci_over_seeds(smoke_run):
     workdir, cfg = smoke_run
-    cells = pd.read_parquet(workdir / "results/tables/cells.parquet")
-    summary = pd.read_parquet(workdir / "results/tables/summary.parquet")
+    cells, summary = table(workdir, "cells"), table(workdir, "summary")
     assert len(summary) == len(cells) / len(cfg["surrogates"]["seeds"])
     row = summary.iloc[0]
-    same = cells[
-        (cells["victim"] == row["victim"])
-        & (cells["attack"] == row["attack"])
-        & (cells["granularity"] == row["granularity"])
-        & (cells["budget"] == row["budget"])
-        & (cells["surrogate_arch"] == row["surrogate_arch"])
-    ]
+    same = cells[(cells[CELL_KEYS[:-1]] == row[CELL_KEYS[:-1]]).all(axis=1)]
     assert len(same) == row["seeds"] == 2
     assert abs(same["test_acc"].mean() - row["test_acc_mean"]) < 1e-12
     half = same["test_acc"].std(ddof=1) / 2**0.5 * 12.7062047  # t(0.975, df=1)
     assert abs(half - row["test_acc_ci95"]) < 1e-6
 
 
+def test_seeds_draw_their_own_transfer_sets(smoke_run):
+    """A seed redraws the attacker's sample of the pool, not only the surrogate's weights;
+    the cache answers an image that several seeds drew once."""
+    workdir, cfg = smoke_run
+    caches = sorted((workdir / "results/queries/digits-lenet/random-digits").glob("s*.parquet"))
+    assert [p.stem for p in caches] == ["s0", "s1"]
+    first, second = (pd.read_parquet(p) for p in caches)
+    assert list(first["sample_id"]) != list(second["sample_id"])
+    shared = set(first["sample_id"]) & set(second["sample_id"])
+    assert shared  # a 200-image sample of a 300-image pool overlaps
+    meta = read_parquet_meta(caches[1])
+    assert meta["victim_passes"] == len(second) - len(shared)
+    assert second["probs"].isna().sum() == len(shared)
+
+
 def test_claim_and_per_class_tables(smoke_run):
     workdir, cfg = smoke_run
-    tables = {
-        name: pd.read_parquet(workdir / f"results/tables/{name}.parquet")
-        for name in ("reproduction", "granularity", "architecture", "per_class")
-    }
-    assert {"paper_victim_acc", "paper_surrogate_acc", "recovery_mean"} <= set(
-        tables["reproduction"].columns
-    )
-    assert {"probs_acc", "label_acc", "probs_ci95"} <= set(tables["granularity"].columns)
-    assert set(tables["architecture"]["surrogate_arch"]) == {"lenet", "resnet8"}
-    per_class = tables["per_class"]
+    reproduction = table(workdir, "reproduction")
+    assert set(reproduction["attack"]) == {"random-letters", "random-photos", "adaptive-letters"}
+    assert {"paper_recovery", "reaches_target", "recovery_mean"} <= set(reproduction.columns)
+    budget = table(workdir, "budget")
+    assert {"smallest_budget_to_target", "recovery_by_budget"} <= set(budget.columns)
+    pretraining = table(workdir, "pretraining")
+    assert set(pretraining["victim_init"]) == {"scratch", "public-lenet"}
+    assert set(pretraining["surrogate_init"]) == {"scratch", "public-lenet"}
+    assert {"probs_acc", "label_acc", "probs_ci95"} <= set(table(workdir, "granularity").columns)
+    assert set(table(workdir, "architecture")["surrogate_arch"]) == {"lenet", "resnet8"}
+    strategies = table(workdir, "strategies")
+    assert {"random", "adaptive"} <= set(strategies["strategy"])
+    per_class = table(workdir, "per_class")
     assert set(per_class["class"]) == set(range(10))
-    assert {"victim_class_acc", "surrogate_class_acc", "class_name"} <= set(per_class.columns)
 
 
-def test_each_victim_queried_once_per_attack(smoke_run):
+def test_query_accounting(smoke_run):
+    """A query is one image sent to the API: every seed's budget (every run of a sequential
+    attacker) counts; the victim computed one posterior per distinct image."""
     workdir, cfg = smoke_run
-    queries = pd.read_parquet(workdir / "results/tables/queries.parquet")
-    pairs = config.victim_attacks(cfg)
-    largest = max(cfg["surrogates"]["budgets"])
-    assert len(queries) == len(pairs)
-    assert queries["victim_forward_passes"].sum() == len(pairs) * largest
-    budgets = cfg["surrogates"]["budgets"]
+    queries = table(workdir, "queries")
+    assert len(queries) == len(config.victim_attacks(cfg))
     for row in queries.itertuples():
-        axes = config.axes(cfg, row.attack)
-        per_pair = len(axes["granularities"]) * len(axes["archs"]) * len(axes["seeds"])
-        assert row.cells == per_pair * len(budgets)
-        assert row.passes_without_cache == per_pair * sum(budgets)
+        runs = [r for r in config.query_runs(cfg) if r[:2] == (row.victim, row.attack)]
+        budget = config.query_budget(cfg, row.attack)
+        if config.is_sequential(cfg, row.attack):
+            sent = sum(
+                len(config.run_granularities(cfg, row.attack, d)) * budget for *_, d, _ in runs
+            )
+            assert row.victim_passes == row.queries_sent == sent
+        else:
+            assert row.queries_sent == len(runs) * budget
+            assert budget <= row.victim_passes < row.queries_sent
 
 
-def test_victims_learn_their_task(smoke_run):
+def test_victims_learn_their_task_and_the_backbone_is_used(smoke_run):
     workdir, cfg = smoke_run
     for victim in cfg["victims"]:
         metrics = json.loads((workdir / f"results/victims/{victim}/metrics.json").read_text())
         assert metrics["test_acc"] > 0.3, (victim, metrics["test_acc"])  # chance is 0.1
+        assert (metrics["backbone_checksum"] is not None) == (metrics["init"] != "scratch")
+    backbone = json.loads((workdir / "results/pretrain/public-lenet/metrics.json").read_text())
+    assert backbone["num_classes"] == 52 + 2  # letters of both cases and two photographs
 
 
-def test_figures_and_findings(smoke_run):
+def test_findings_verdicts_follow_from_the_tables(smoke_run):
     workdir, cfg = smoke_run
-    for victim in cfg["victims"]:
-        for ext in ("png", "svg"):
-            assert (workdir / f"results/figures/accuracy_vs_budget/{victim}.{ext}").stat().st_size
     text = (workdir / "results/findings.md").read_text()
-    for heading in (
-        "full probabilities beat top-1 labels",
-        "accuracy grow with budget",
-        "realistic adversary beat",
-    ):
+    cells = table(workdir, "cells")
+    keys = ["victim", "attack", "budget", "surrogate_arch", "surrogate_init", "seed"]
+    wide = cells.pivot_table(index=keys, columns="granularity", values="test_acc")
+    diff = (wide["probs"] - wide["label"]).dropna()
+    verdict = "Yes" if diff.mean() > 0 and (diff > 0).sum() > len(diff) / 2 else "No"
+    section = text.split("## Claim 2a")[1].split("##")[0]
+    assert f"**{verdict}.**" in section
+    assert f"probabilities win {int((diff > 0).sum())} of {len(diff)}" in section
+    budget = table(workdir, "budget")
+    claim1 = text.split("## Claim 1")[1].split("## ")[0]
+    for victim, part in budget[budget["adversary"] == "out-of-distribution"].groupby("victim"):
+        probs = part[part["granularity"] == "probs"]
+        reached = probs["smallest_budget_to_target"].dropna()
+        line = next(
+            x for x in claim1.splitlines() if x.startswith(f"- **{victim}**") and "`probs`" in x
+        )
+        if len(reached):
+            assert f"**{int(reached.min())}** queries" in line
+        else:
+            assert "does **not** reach" in line
+    for heading in ("Claim 3", "PRADA", "Defenses as trade-offs", "DAWN", "Strategies"):
         assert heading in text
-    assert "**Yes.**" in text or "**No.**" in text
 
 
 def test_logs_record_progress(smoke_run):
     workdir, cfg = smoke_run
     log = next((workdir / "results/logs/surrogates").rglob("*.log")).read_text()
-    assert "cell probs b50" in log
-    assert "epoch 1/" in log and "val_acc" in log
-    query_log = next((workdir / "results/logs/queries").rglob("*.log")).read_text()
-    assert "victim forward passes" in query_log
+    assert re.search(r"cell scratch probs b50", log)
+    assert "epoch 1/" in log
+    query_log = next((workdir / "results/logs/queries").rglob("s1.log")).read_text()
+    assert "answered by the victim now" in query_log
 
 
-def test_second_run_does_nothing(root, smoke_run):
+def test_second_run_does_nothing(smoke_run):
     workdir, _ = smoke_run
-    run = snakemake(root, workdir, "-n")
+    run = snakemake(workdir, "-n")
     assert run.returncode == 0
     assert "Nothing to be done" in run.stdout + run.stderr
 
@@ -160,45 +194,93 @@ def test_bad_config_fails_before_any_job(root, tmp_path):
     path.write_text(yaml.safe_dump(bad))
     run = run_snakemake(tmp_path, "--cores", "1", configfile=path, timeout=300)
     assert run.returncode != 0
-    assert "surrogates.archs[1]" in run.stderr
+    assert "config key 'surrogates.archs[1]': 'resnet9' is not allowed" in run.stderr
     assert "allowed values: lenet, cnn5, cnn9, resnet8" in run.stderr
     assert not (tmp_path / "results").exists()
 
 
 def test_defense_tables(smoke_run):
     workdir, cfg = smoke_run
-    tables = {
-        name: pd.read_parquet(workdir / f"results/tables/{name}.parquet")
-        for name in ("detection", "prada", "prada_curve", "defended")
-    }
-    detection = tables["detection"]
-    assert {"tpr_in", "tnr_out", "flagged_share", "source"} <= set(detection.columns)
+    detection = table(workdir, "detection")
     assert set(detection["queries_from"]) == {"test", "pool", "attack"}
-    prada = tables["prada"]
+    assert set(detection["seen"]) == {"in-distribution", "seen kind"}
+    assert (detection.loc[detection["source"] == "letters", "seen"] == "seen kind").all()
+    prada = table(workdir, "prada")
     assert set(prada["kind"]) == {"attacker", "benign"}
-    jbda = prada[prada["strategy"] == "jbda"]
-    assert jbda["flagged"].all()  # the synthetic-query attack PRADA was designed against
-    defended = tables["defended"]
-    assert set(defended["defense"]) == {"none", "ood-shuffle", "reverse-sigmoid", "gaussian-noise"}
+    assert prada[prada["strategy"] == "jbda"]["flagged"].all()  # what PRADA was designed for
+    defended = table(workdir, "defended")
+    instances = {d.id for d in config.defense_instances(cfg)}
+    assert set(defended["defense_id"]) == instances
+    pairs = config.defended_pairs(cfg)
+    assert len(defended) == len(instances) * len(pairs) * len(cfg["defenses"]["defended"]["seeds"])
     assert defended["benign_utility"].between(0, 1).all()
-    none = defended[defended["defense"] == "none"].iloc[0]
-    assert abs(none["benign_utility"] - none["victim_acc"]) < 1e-9
-    assert (workdir / "results/figures/defense_tradeoff.png").stat().st_size
-    assert "Claim 3" in (workdir / "results/findings.md").read_text()
+    none = defended[defended["defense"] == "none"]
+    assert (none["benign_utility"] == none["victim_acc"]).all() and (none["attack_l1"] == 0).all()
+    mad = defended[defended["defense"] == "mad"]
+    assert (mad["attack_l1"] <= 0.5 + 1e-5).all() and (mad["attack_l1"] > 0).all()
+    dawn = table(workdir, "dawn")
+    assert len(dawn) == len(pairs) and (dawn["dawn_watermarks"] > 0).all()
+    assert (dawn["dawn_independent"] == len(cfg["defenses"]["dawn"]["independent_seeds"])).all()
+    for name in ("defense_utility", "defense_perturbation"):
+        assert (workdir / f"results/figures/{name}.png").stat().st_size
 
 
-def test_adding_a_defense_queries_no_victim_again(root, smoke_run, tmp_path):
-    workdir, _ = smoke_run
-    changed = yaml.safe_load((root / "configs" / "smoke.yaml").read_text())
-    changed["defenses"]["defended"]["defenses"] = ["none", "ood-shuffle"]
-    path = tmp_path / "fewer-defenses.yaml"
-    path.write_text(yaml.safe_dump(changed))
+def _plan(workdir, cfg_dict, tmp_path, name):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg_dict))
     run = run_snakemake(workdir, "--cores", "1", "-n", configfile=path, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    plan = run.stdout + run.stderr
+    return run.stdout + run.stderr
+
+
+def _jobs(plan: str, rule: str) -> list[str]:
+    """The wildcards of every planned job of ``rule``."""
+    blocks = re.findall(rf"^(?:local)?rule {rule}:\n(.*?)(?:\n\n|\Z)", plan, re.M | re.S)
+    return [re.search(r"wildcards: (.*)", b)[1] for b in blocks if "wildcards:" in b]
+
+
+def test_adding_a_seed_trains_only_the_new_seeds_cells(root, smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    changed = yaml.safe_load((root / "configs" / "smoke.yaml").read_text())
+    changed["surrogates"]["seeds"] = [0, 1, 2]
+    plan = _plan(workdir, changed, tmp_path, "more-seeds")
+    trained = _jobs(plan, "train_surrogates")
+    assert trained and all("seed=2" in w for w in trained), trained
+    assert all("seed=2" in w for w in _jobs(plan, "sample_pool") + _jobs(plan, "run_attack"))
+    assert "rule train_victim:" not in plan and "rule train_defended_surrogates:" not in plan
+
+
+def test_adding_an_attack_or_an_architecture_trains_nothing_already_there(
+    root, smoke_run, tmp_path
+):
+    workdir, _ = smoke_run
+    changed = yaml.safe_load((root / "configs" / "smoke.yaml").read_text())
+    changed["attacks"]["random-uci-digits"]["archs"] = ["lenet", "resnet8"]
+    changed["attacks"]["random-photos-2"] = dict(changed["attacks"]["random-photos"])
+    changed["victims"]["digits-lenet"]["attacks"].append("random-photos-2")
+    plan = _plan(workdir, changed, tmp_path, "more-axes")
+    trained = _jobs(plan, "train_surrogates")
+    assert trained
+    for wildcards in trained:
+        assert "attack=random-photos-2" in wildcards or (
+            "attack=random-uci-digits" in wildcards and "arch=resnet8" in wildcards
+        ), wildcards
+    assert {w for w in _jobs(plan, "sample_pool")} <= {
+        w for w in _jobs(plan, "sample_pool") if "random-photos-2" in w
+    }
+
+
+def test_adding_a_defense_queries_no_victim_with_a_sampling_attack(root, smoke_run, tmp_path):
+    """Sampling attackers' caches serve every defense; a sequential attacker is rerun only
+    against the new defense (it must meet the defended API)."""
+    workdir, _ = smoke_run
+    changed = yaml.safe_load((root / "configs" / "smoke.yaml").read_text())
+    changed["defenses"]["defended"]["defenses"]["gaussian-noise"] = {"scale": [0.2, 0.4]}
+    plan = _plan(workdir, changed, tmp_path, "more-defenses")
     assert "train_defended_surrogates" in plan
-    for rule in ("query_victim", "train_victim", "train_surrogates"):
-        assert f"rule {rule}:" not in plan and f"localrule {rule}:" not in plan
+    for rule in ("sample_pool", "train_victim", "train_surrogates", "train_defense_models"):
+        assert not _jobs(plan, rule), rule
+    assert all("defense=gaussian-noise@0.4" in w for w in _jobs(plan, "run_attack"))
 
 
 def test_paper_grid_plans_with_placeholder_roots(root, tmp_path):
@@ -217,19 +299,24 @@ def test_paper_grid_plans_with_placeholder_roots(root, tmp_path):
     for rule in (
         "materialise_dataset",
         "train_victim",
-        "query_victim",
+        "sample_pool",
         "train_surrogates",
         "train_defended_surrogates",
-        "run_prada",
+        "evaluate_detectors",
     ):
         assert rule in plan
     cfg = config.validate(yaml.safe_load((root / "configs/paper.yaml").read_text()))
     assert len(config.victim_attacks(cfg)) == 14 and cfg["device"] == "cuda"
+    assert cfg["surrogates"]["training"]["optimizer"] == "sgd"
+    assert cfg["surrogates"]["training"]["momentum"] == 0.5
     assert not (tmp_path / "results").exists()
 
 
-def test_default_config_plans_from_any_directory(tmp_path):
-    """The embedded default is found from any --directory, and alone: no merge with others."""
-    run = run_snakemake(tmp_path, "-n", "--cores", "2", configfile=None, timeout=300)
+@pytest.mark.parametrize("configfile", [None, "configs/scale.yaml"])
+def test_other_configs_plan_from_any_directory(root, tmp_path, configfile):
+    """The embedded default (found from any --directory, and alone: no merge with others)
+    and the scale grid plan."""
+    path = None if configfile is None else root / configfile
+    run = run_snakemake(tmp_path, "-n", "--cores", "2", configfile=path, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "train_surrogates" in run.stdout + run.stderr

@@ -96,12 +96,19 @@ for instance, path in zip(
                     images[marked], queries.probs[sent][marked], context.key
                 )
                 k = queries.probs.shape[1]
+                threshold = p.dawn["threshold"]
                 verdict = dawn.verify(
-                    predict_proba(model, images[marked]).argmax(1), labels, p.dawn["threshold"], k
+                    predict_proba(model, images[marked]).argmax(1),
+                    labels,
+                    threshold,
+                    num_classes=k,
                 )
                 claims = [
                     dawn.verify(
-                        predict_proba(m, images[marked]).argmax(1), labels, p.dawn["threshold"], k
+                        predict_proba(m, images[marked]).argmax(1),
+                        labels,
+                        threshold,
+                        num_classes=k,
                     )["stolen"]
                     for m in independent.values()
                 ]
