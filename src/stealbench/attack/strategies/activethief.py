@@ -110,6 +110,7 @@ def deepfool_distances(
     max_iter: int = 20,
     overshoot: float = 0.02,
     batch_size: int = 256,
+    classes: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multi-class DeepFool (Moosavi-Dezfooli et al., CVPR 2016) on ``model``'s logits.
 
@@ -119,6 +120,8 @@ def deepfool_distances(
     class within ``max_iter`` steps. Each step, against the original class k0, takes
     ``l = argmin_j |f_j - f_k0| / ||grad f_j - grad f_k0||`` and adds
     ``(|f_l - f_k0| + 1e-4) / ||w_l||^2 * w_l``; a sample stops once its class changes.
+    Only the ``classes`` classes with the largest logits at the image are candidates for l
+    (as in DeepFool's reference code), which bounds the cost for victims with many classes.
     For a linear model the first step lands on the nearest boundary, so the norm is
     ``(1 + overshoot)`` times the analytic distance.
 
@@ -132,7 +135,9 @@ def deepfool_distances(
     for i in range(0, len(images), batch_size):
         x0 = to_tensor(np.asarray(images[i : i + batch_size])).to(device)
         with torch.no_grad():
-            k0 = model(x0).argmax(1)
+            logits0 = model(x0)
+        # Candidate classes per image, its own class k0 first (argsort ties like argmax).
+        top = torch.argsort(-logits0, dim=1, stable=True)[:, : max(2, classes)]
         r = torch.zeros_like(x0)
         done = torch.zeros(len(x0), dtype=torch.bool, device=device)
         for step in range(max_iter + 1):
@@ -141,28 +146,27 @@ def deepfool_distances(
                 break
             x = (x0[active] + (1 + overshoot) * r[active]).requires_grad_(True)
             logits = model(x)
-            k = k0[active]
-            crossed = logits.argmax(1) != k
+            crossed = logits.argmax(1) != top[active, 0]
             done[active[crossed]] = True
             if step == max_iter or bool(crossed.all()):
                 break
+            f_top = logits.gather(1, top[active])  # (n, K), column 0 is k0
             grads = torch.stack(
                 [
-                    torch.autograd.grad(logits[:, j].sum(), x, retain_graph=True)[0]
-                    for j in range(logits.shape[1])
+                    torch.autograd.grad(f_top[:, j].sum(), x, retain_graph=True)[0]
+                    for j in range(f_top.shape[1])
                 ],
                 dim=1,
-            ).flatten(2)  # (n, classes, D)
-            rows = torch.arange(len(k), device=device)
-            f = (logits - logits[rows, k][:, None]).detach()
-            w = grads - grads[rows, k][:, None, :]
+            ).flatten(2)  # (n, K, D)
+            f = (f_top - f_top[:, :1]).detach()
+            w = grads - grads[:, :1]
             w_norm = w.norm(dim=2)
             ratio = f.abs() / (w_norm + 1e-12)
-            ratio[rows, k] = float("inf")
+            ratio[:, 0] = float("inf")
             nearest = ratio.argmin(1)
-            w_l = w[rows, nearest]
+            rows = torch.arange(len(x), device=device)
             scale = (f[rows, nearest].abs() + 1e-4) / (w_norm[rows, nearest] ** 2 + 1e-12)
-            step_r = (scale[:, None] * w_l).view_as(x)
+            step_r = (scale[:, None] * w[rows, nearest]).view_as(x)
             keep = ~crossed
             r[active[keep]] += step_r[keep]
         norms.append(((1 + overshoot) * r).flatten(1).norm(dim=1).cpu())
@@ -170,16 +174,11 @@ def deepfool_distances(
     return torch.cat(norms).numpy().astype(np.float64), torch.cat(flipped).numpy()
 
 
-def select_dfal(
-    model: torch.nn.Module,
-    images,
-    k: int,
-    max_iter: int = 20,
-    overshoot: float = 0.02,
-) -> np.ndarray:
+def select_dfal(model: torch.nn.Module, images, k: int, **deepfool) -> np.ndarray:
     """Positions of the ``k`` images nearest the substitute's boundary, nearest first:
-    samples DeepFool flipped by their perturbation norm, then the ones it did not flip."""
-    norm, flipped = deepfool_distances(model, images, max_iter, overshoot)
+    samples DeepFool flipped by their perturbation norm, then the ones it did not flip.
+    ``deepfool``: options of :func:`deepfool_distances`."""
+    norm, flipped = deepfool_distances(model, images, **deepfool)
     return np.lexsort((norm, ~flipped))[:k]
 
 
@@ -190,12 +189,11 @@ def select_dfal_k_center(
     labelled_outputs: np.ndarray,
     k: int,
     shortlist: int,
-    max_iter: int = 20,
-    overshoot: float = 0.02,
+    **deepfool,
 ) -> np.ndarray:
     """DFAL keeps the ``shortlist`` candidates nearest the boundary, k-center picks ``k``
     of them (positions into ``images``, in pick order)."""
-    short = np.sort(select_dfal(model, images, max(shortlist, k), max_iter, overshoot))
+    short = np.sort(select_dfal(model, images, max(shortlist, k), **deepfool))
     picks = select_k_center(candidate_outputs[short], labelled_outputs, k)
     return short[picks]
 
@@ -248,12 +246,14 @@ def run_activethief(
     min_steps: int = 100,
     dfal_iter: int = 20,
     dfal_overshoot: float = 0.02,
+    dfal_classes: int = 10,
     dfal_shortlist: float = 4.0,
     device: str = "cpu",
 ) -> np.ndarray:
     """Seed, optional validation set, then selection rounds; return the pool id of every
     query in the order sent (see the module docstring for the schedule).
 
+    ``dfal_iter``, ``dfal_overshoot`` and ``dfal_classes`` set :func:`deepfool_distances`;
     ``dfal_shortlist`` is the k-center+dfal shortlist as a multiple of the round's size.
     """
     if selection not in SELECTIONS:
@@ -327,8 +327,7 @@ def run_activethief(
             labelled_ids,
             n,
             shortlist=int(round(dfal_shortlist * k)),
-            max_iter=dfal_iter,
-            overshoot=dfal_overshoot,
+            deepfool={"max_iter": dfal_iter, "overshoot": dfal_overshoot, "classes": dfal_classes},
         )
         new_ids, new_answers = ask(pick_from[positions])
         labelled_ids = np.concatenate([labelled_ids, new_ids])
@@ -353,17 +352,16 @@ def _select(
     labelled_ids: np.ndarray,
     n: int,
     shortlist: int,
-    max_iter: int,
-    overshoot: float,
+    deepfool: dict,
 ) -> np.ndarray:
     """Positions into ``candidate_ids`` of the ``n`` queries of this round, in rank order."""
     rows = _Rows(pool.images, candidate_ids)
     if selection == "dfal":
-        return select_dfal(model, rows, n, max_iter, overshoot)
+        return select_dfal(model, rows, n, **deepfool)
     outputs = _outputs(model, pool.images, candidate_ids)
     if selection == "uncertainty":
         return select_uncertainty(outputs, n)
     labelled = _outputs(model, pool.images, labelled_ids)
     if selection == "k-center":
         return select_k_center(outputs, labelled, n)
-    return select_dfal_k_center(model, rows, outputs, labelled, n, shortlist, max_iter, overshoot)
+    return select_dfal_k_center(model, rows, outputs, labelled, n, shortlist, **deepfool)
