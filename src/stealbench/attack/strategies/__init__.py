@@ -3,5 +3,5 @@
 Importing this package registers every strategy; the files load torch only where they train
 a model of their own."""
 
-from . import adaptive, jbda, random_sampling  # noqa: F401 (registers the strategies)
+from . import activethief, adaptive, dfme, jbda, random_sampling  # noqa: F401 (registers them)
 from .registry import STRATEGIES, Draw, StrategySpec, lookup, register  # noqa: F401
