@@ -172,3 +172,19 @@ def test_a_sequential_runs_cache_answers_only_at_its_own_granularity(tmp_path):
         label.answers(rows, "label", images=np.zeros((4, 2, 2, 1)), defense=object())
     with pytest.raises(ArtefactError, match=r"holds runs at granularities \['label', 'probs'\]"):
         load_cache(path, granularity="top2")
+
+
+def test_a_seed_whose_every_image_an_earlier_seed_drew_loads(tmp_path):
+    """Budget = pool size (the default's random-mnist5k at 1000): seeds 1 and 2 ask the victim
+    for nothing, and their files hold no posterior at all."""
+    pool, victim = toy_pool(), linear_victim()
+    paths = [tmp_path / f"s{s}.parquet" for s in range(3)]
+    for seed, path in enumerate(paths):
+        earlier = [load_cache(p, earlier=paths[:i]) for i, p in enumerate(paths[:seed])]
+        log = sample_pool("random", victim, pool, 40, seed, rng_seed=seed, earlier=earlier)
+        assert log.victim_passes == (40 if seed == 0 else 0)
+        save_cache(log, path, META)
+    for seed, path in enumerate(paths):
+        cache = load_cache(path, earlier=paths[:seed])
+        truth = predict_proba(victim, pool.images[cache.sample_ids])
+        np.testing.assert_allclose(cache.probs, truth, rtol=1e-6, atol=1e-7)
