@@ -160,9 +160,7 @@ def _run(strategy, model, granularity):
 
 
 @pytest.mark.parametrize("strategy", ["adaptive", "jbda"])
-def test_a_label_run_does_not_depend_on_the_probabilities_it_was_not_served(
-    twin_victims, strategy
-):
+def test_a_label_run_does_not_depend_on_the_probabilities_it_was_not_served(twin_victims, strategy):
     """Victims that agree on every label must get the same queries from a label attacker."""
     a, b = (_run(strategy, model, "label") for model in twin_victims)
     np.testing.assert_array_equal(a.sample_ids, b.sample_ids)
