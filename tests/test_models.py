@@ -1,14 +1,136 @@
+"""The model registry (architectures, backbones, checkpoints), and the agreement of every
+registry in the package with the config schema and config.py: a name a config may use must
+exist, and a registered one must be usable from a config."""
+
+import inspect
+
 import pytest
 import torch
 
-from stealbench import config, models
+from stealbench import config
+from stealbench.attack.api import GRANULARITY_PATTERN
+from stealbench.attack.strategies import STRATEGIES
+from stealbench.data.builders import BUILDERS
+from stealbench.data.datasets import STREAMED_SOURCES
+from stealbench.defense import DEFENSES, DefenseContext, create, defense_parameters
+from stealbench.models import architectures as models
 
 SMALL = [a for a in models.ARCHITECTURES if a not in models.TORCHVISION_MODELS]
 
 
-def test_registry_agrees_with_config_schema():
-    schema = config.load_schema()
+@pytest.fixture(scope="module")
+def schema():
+    return config.load_schema()
+
+
+# ---------------------------------------------------------- registries and the schema
+
+
+def test_architectures_agree_with_the_schema(schema):
     assert set(schema["definitions"]["arch"]["enum"]) == set(models.ARCHITECTURES)
+    assert set(config.PRETRAINED_ARCHS) == set(models.TORCHVISION_MODELS)
+
+
+def _attack_schema(schema):
+    return schema["properties"]["attacks"]["additionalProperties"]
+
+
+def _strategy_options(schema) -> dict[str, set | None]:
+    """Each strategy's options as the schema lists them (None: not listed yet)."""
+    out = {}
+    for branch in _attack_schema(schema)["allOf"]:
+        name = branch["if"]["properties"]["strategy"]["const"]
+        options = branch["then"]["properties"]["options"]
+        out[name] = set(options["properties"]) if "properties" in options else None
+    return out
+
+
+def test_strategies_agree_with_the_schema_and_config(schema):
+    allowed = _attack_schema(schema)["properties"]["strategy"]["enum"]
+    assert set(allowed) == set(config.STRATEGY_KIND)
+    assert set(_strategy_options(schema)) == set(allowed)  # an options branch for each
+    for name, spec in STRATEGIES.items():
+        assert name in config.STRATEGY_KIND, name
+        kind = config.STRATEGY_KIND[name]
+        assert kind in (("sequential", "data-free") if spec.sequential else ("sampling",)), name
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategy_options_in_the_schema_are_the_strategys_options(schema, name):
+    assert _strategy_options(schema)[name] == set(STRATEGIES[name].options)
+
+
+PENDING = sorted(set(config.STRATEGY_KIND) - set(STRATEGIES))
+
+
+@pytest.mark.xfail(
+    bool(PENDING), reason=f"strategies in the schema but not registered yet: {PENDING}", strict=True
+)
+def test_every_strategy_a_config_may_name_is_registered():
+    assert set(config.STRATEGY_KIND) <= set(STRATEGIES)
+
+
+def _defense_schema(schema) -> dict:
+    defended = schema["properties"]["defenses"]["properties"]["defended"]
+    return defended["properties"]["defenses"]
+
+
+def test_defenses_agree_with_the_schema_and_config(schema):
+    entries = _defense_schema(schema)["properties"]
+    assert set(entries) == set(DEFENSES) == set(config.DEFENSE_STRENGTH)
+    assert set(_defense_schema(schema)["default"]) <= set(DEFENSES)
+    assert set(config.DEFENSE_NEEDS) <= set(DEFENSES)
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES))
+def test_each_defenses_schema_entry_lists_its_parameters_and_strength(schema, name):
+    entry = _defense_schema(schema)["properties"][name]
+    assert entry.get("additionalProperties") is False
+    params = entry.get("properties", {})
+    assert set(params) == set(defense_parameters(name))
+    signature = inspect.signature(DEFENSES[name].__init__).parameters
+    assert set(defense_parameters(name)) == set(signature) - {"self", "context"}
+    strength = DEFENSES[name].strength
+    assert config.DEFENSE_STRENGTH[name] == strength
+    # the strength (and only the strength) may be a sweep: a list of values
+    for param, sub in params.items():
+        is_sweep = sub.get("$ref", "").startswith("#/definitions/strength_")
+        assert is_sweep == (param == strength), (name, param)
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES))
+def test_the_models_a_defense_needs_are_the_ones_the_defense_stage_provides(name):
+    """config.DEFENSE_NEEDS names the model the defense stage trains per victim; any other
+    need (MAD's proxy) is built from the victim's metadata by build_context."""
+    from stealbench.defense.context import build_context
+
+    needs = set(DEFENSES[name].needs)
+    assert needs <= set(DefenseContext.__dataclass_fields__)
+    trained = {config.DEFENSE_NEEDS[name]} if name in config.DEFENSE_NEEDS else set()
+    assert trained <= needs
+    if needs - trained:
+        meta = {"arch": "lenet", "num_classes": 10, "input_size": None}
+        context = build_context([name], 0, "v", meta)
+        assert all(getattr(context, need) is not None for need in needs - trained)
+        create(name, context)  # builds without a model the defense stage did not train
+
+
+def test_dataset_sources_agree_with_the_builders(schema):
+    source = schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]
+    assert set(source["enum"]) == set(BUILDERS) | {"torchvision", "imagefolder"}
+    assert set(config.REAL_SOURCES) == set(STREAMED_SOURCES) == {"torchvision", "imagefolder"}
+    assert set(config.DEFAULT_SIZES) == set(BUILDERS)
+    for name, build in BUILDERS.items():
+        size = inspect.signature(build).parameters.get("size")
+        if size is not None:
+            assert size.default == config.DEFAULT_SIZES[name], name
+
+
+def test_granularities_agree_with_the_api(schema):
+    assert schema["definitions"]["granularities"]["items"]["pattern"] == GRANULARITY_PATTERN
+
+
+# --------------------------------------------------------------------- architectures
 
 
 @pytest.mark.parametrize("arch", sorted(SMALL))
@@ -58,6 +180,63 @@ def test_unknown_architecture_lists_allowed():
         models.create_model("vgg99", 10)
 
 
+def test_seeded_models_do_not_depend_on_the_global_generator():
+    torch.manual_seed(0)
+    a = models.create_model("lenet", 10, seed=3)
+    torch.rand(5)
+    b = models.create_model("lenet", 10, seed=3)
+    c = models.create_model("lenet", 10, seed=4)
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    assert not torch.equal(a.net[0].weight, c.net[0].weight)
+
+
+# ------------------------------------------------------------------------ backbones
+
+
+@pytest.mark.parametrize(
+    ("arch", "head"), [("lenet", "net.9"), ("resnet8", "net.head"), ("cnn5", "net.15")]
+)
+def test_head_name_is_the_last_linear_layer(arch, head):
+    model = models.create_model(arch, 3)
+    assert models.head_name(model) == head
+    assert dict(model.named_modules())[head].out_features == 3
+    with pytest.raises(ValueError, match="has no Linear layer"):
+        models.head_name(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1)))
+
+
+@pytest.mark.parametrize("arch", ["lenet", "resnet8"])
+def test_a_backbone_gives_every_weight_but_the_head(arch):
+    # e.g. trained on 26 letters: every weight moved away from any fresh initialisation
+    trained = models.create_model(arch, 26, seed=7).state_dict()
+    backbone = {k: v + 0.5 if v.is_floating_point() else v for k, v in trained.items()}
+    fresh = models.create_model(arch, 10, seed=1)
+    model = models.create_model(arch, 10, seed=1, backbone=backbone)
+    head = models.head_name(model) + "."
+    state = model.state_dict()
+    body = [k for k in state if not k.startswith(head)]
+    assert len(body) > 2
+    for key in body:
+        assert torch.equal(state[key], backbone[key]), key
+        if state[key].is_floating_point():
+            assert not torch.equal(state[key], fresh.state_dict()[key]), key  # it did change
+    for key in (head + "weight", head + "bias"):
+        assert torch.equal(state[key], fresh.state_dict()[key])  # the head starts fresh
+        assert state[key].shape[0] == 10
+
+
+def test_a_backbone_of_another_architecture_is_an_error_naming_the_weight():
+    resnet = models.create_model("resnet8", 10).state_dict()
+    with pytest.raises(ValueError, match=r"does not fit this lenet: weight 'net.0.weight' is m"):
+        models.create_model("lenet", 10, backbone=resnet)
+    lenet = models.create_model("lenet", 10).state_dict()
+    lenet["net.3.weight"] = torch.zeros(8, 16, 5, 5)
+    with pytest.raises(ValueError, match=r"'net.3.weight' is \(8, 16, 5, 5\) in the backbone, \("):
+        models.create_model("lenet", 10, backbone=lenet)
+
+
+# ------------------------------------------------------------------------ checkpoints
+
+
 def test_state_dict_round_trip_with_weights_only(tmp_path):
     from stealbench.io import load_state_dict, save_state_dict
 
@@ -88,7 +267,7 @@ def test_weights_checksum_ignores_the_checkpoint_files_random_id(tmp_path):
 
 def test_load_victim_checks_the_weights_against_its_metrics(tmp_path):
     from stealbench.io import ArtefactError, save_state_dict, state_dict_checksum
-    from stealbench.victims import load_victim
+    from stealbench.models.victims import load_victim
 
     model = models.create_model("lenet", 10, seed=0)
     save_state_dict(model.state_dict(), tmp_path / "model.pt")
@@ -103,3 +282,16 @@ def test_load_victim_checks_the_weights_against_its_metrics(tmp_path):
     assert torch.equal(loaded(x), model.eval()(x))
     with pytest.raises(ArtefactError, match="does not match the victim's metrics.json"):
         load_victim(tmp_path / "model.pt", {**meta, "weights_checksum": "0" * 64})
+
+
+def test_load_backbone_state_checks_its_metrics(tmp_path):
+    from stealbench.io import ArtefactError, save_state_dict, state_dict_checksum
+    from stealbench.models.pretrain import load_backbone_state
+
+    state = models.create_model("lenet", 26, seed=0).state_dict()
+    save_state_dict(state, tmp_path / "backbone.pt")
+    metrics = {"weights_checksum": state_dict_checksum(state)}
+    loaded = load_backbone_state(tmp_path / "backbone.pt", metrics)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    with pytest.raises(ArtefactError, match="does not match its metrics.json"):
+        load_backbone_state(tmp_path / "backbone.pt", {"weights_checksum": "0" * 64})

@@ -1,112 +1,523 @@
+"""The report: tables from a synthetic grid whose effects are known, findings whose verdicts
+and numbers must be what the tables imply (recomputed here), and figures checked for what
+they draw."""
+
 import numpy as np
 import pandas as pd
+import pytest
+from matplotlib.markers import MarkerStyle
 
-from stealbench import report
+from stealbench.report import figures, findings, tables
+from stealbench.report.tables import AXES, RECOVERY_TARGET
+
+# victim -> (arch, init, accuracy, base accuracy of its surrogates)
+VICTIMS = {"v1": ("lenet", "scratch", 0.90, 0.50), "v2": ("lenet", "pt", 0.95, 0.30)}
+# attack -> (strategy, pool, adversary)
+ATTACKS = {
+    "a-real": ("random", "p-real", "realistic"),
+    "a-ood": ("random", "p-ood", "out-of-distribution"),
+    "a-adapt": ("adaptive", "p-ood", "out-of-distribution"),
+}
+FACES = {"v1": ["a-real", "a-ood", "a-adapt"], "v2": ["a-ood"]}
+INITS = {"a-ood": ["scratch", "pt"]}  # the others: surrogates from scratch only
+BUDGETS = (10, 100, 1000)
+PAPERS = {"v1": "cifar10-rn34"}
 
 
-def _cells(probs_bonus=0.1, budget_slope=0.1, realistic_bonus=0.2):
+def _cells(
+    probs_bonus=0.1,
+    budget_slope=0.1,
+    realistic_bonus=0.15,
+    arch_bonus=0.05,
+    adaptive_bonus=-0.05,
+    pretrained_bonus=0.1,
+):
+    """One row per cell, every axis of the report; accuracy is a sum of known effects."""
     rows = []
-    for attack, adversary in [("a-real", "realistic"), ("a-ood", "out-of-distribution")]:
-        for granularity in ("probs", "label"):
-            for i, budget in enumerate((10, 100, 1000)):
-                for seed in (0, 1):
-                    acc = 0.3 + budget_slope * i + (probs_bonus if granularity == "probs" else 0)
-                    acc += realistic_bonus if adversary == "realistic" else 0
-                    rows.append(
-                        {
-                            "victim": "v",
-                            "victim_arch": "lenet",
-                            "dataset": "d",
-                            "attack": attack,
-                            "strategy": "random",
-                            "pool": attack,
-                            "adversary": adversary,
-                            "granularity": granularity,
-                            "budget": budget,
-                            "surrogate_arch": "lenet",
-                            "seed": seed,
-                            "victim_acc": 0.9,
-                            "test_acc": acc + 0.001 * seed,
-                            "agreement": acc,
-                            "recovery": acc / 0.9,
-                        }
-                    )
+    for victim, attacks in FACES.items():
+        victim_arch, victim_init, victim_acc, base = VICTIMS[victim]
+        for attack in attacks:
+            strategy, pool, adversary = ATTACKS[attack]
+            for granularity in ("probs", "label"):
+                for i, budget in enumerate(BUDGETS):
+                    for arch in ("lenet", "resnet8"):
+                        for init in INITS.get(attack, ["scratch"]):
+                            for seed in (0, 1):
+                                acc = (
+                                    base
+                                    + budget_slope * i
+                                    + probs_bonus * (granularity == "probs")
+                                    + realistic_bonus * (adversary == "realistic")
+                                    + arch_bonus * (arch == victim_arch)
+                                    + adaptive_bonus * (strategy == "adaptive")
+                                    + pretrained_bonus * (init != "scratch")
+                                    + 0.01 * seed
+                                )
+                                acc = float(np.clip(acc, 0.01, 0.99))
+                                rows.append(
+                                    {
+                                        "victim": victim,
+                                        "victim_arch": victim_arch,
+                                        "victim_init": victim_init,
+                                        "dataset": "d",
+                                        "attack": attack,
+                                        "strategy": strategy,
+                                        "pool": pool,
+                                        "adversary": adversary,
+                                        "granularity": granularity,
+                                        "budget": budget,
+                                        "surrogate_arch": arch,
+                                        "surrogate_init": init,
+                                        "seed": seed,
+                                        "victim_acc": victim_acc,
+                                        "test_acc": acc,
+                                        "agreement": acc,
+                                        "recovery": acc / victim_acc,
+                                        "kl_divergence": 0.1 + 0.01 * seed,
+                                    }
+                                )
     return pd.DataFrame(rows)
 
 
-def test_findings_follow_the_data():
-    assert report.granularity_finding(_cells(probs_bonus=0.1))[1]["verdict"] == "Yes"
-    assert report.granularity_finding(_cells(probs_bonus=-0.1))[1]["verdict"] == "No"
-    assert report.budget_finding(_cells(budget_slope=0.1))[1]["verdict"] == "Yes"
-    assert report.budget_finding(_cells(budget_slope=-0.1))[1]["verdict"] == "No"
-    assert report.adversary_finding(_cells(realistic_bonus=0.2))[1]["verdict"] == "Yes"
-    assert report.adversary_finding(_cells(realistic_bonus=-0.2))[1]["verdict"] == "No"
+def _summary(**effects):
+    return tables.summarise(_cells(**effects))
 
 
-def test_finding_numbers_are_computed():
-    text, stats = report.granularity_finding(_cells(probs_bonus=0.1))
-    assert np.isclose(stats["mean_difference"], 0.1)
-    assert stats["pairs"] == 12 and stats["wins"] == 12
-    assert "+0.100" in text
+def _mean(frame, column="test_acc", **where):
+    mask = np.ones(len(frame), bool)
+    for key, value in where.items():
+        mask &= frame[key] == value
+    assert mask.any(), where
+    return float(frame.loc[mask, column].mean())
 
 
-def test_query_accounting():
-    cells = _cells()
-    metas = [
-        {
-            "victim": "v",
-            "attack": a,
-            "strategy": "random",
-            "pool": a,
-            "budget": 1000,
-            "victim_forward_passes": 1000,
-        }
-        for a in ("a-real", "a-ood")
-    ]
-    table = report.query_accounting(metas, cells)
-    assert (table["cells"] == 12).all()
-    assert (table["passes_without_cache"] == 2 * 2 * (10 + 100 + 1000)).all()
-    assert np.allclose(table["cache_saving"], 4.44)
+# --------------------------------------------------------------------------- tables
 
 
 def test_ci95_is_student_t_half_width():
     values = [0.5, 0.6, 0.7]
     # t(0.975, 2) = 4.302653; sd = 0.1; n = 3
-    assert np.isclose(report.ci95(values), 4.302653 * 0.1 / np.sqrt(3), rtol=1e-6)
-    assert np.isnan(report.ci95([0.4]))
+    assert np.isclose(tables.ci95(values), 4.302653 * 0.1 / np.sqrt(3), rtol=1e-6)
+    assert np.isnan(tables.ci95([0.4]))
 
 
 def test_summarise_groups_over_seeds_only():
-    cells = _cells().assign(kl_divergence=0.1)
-    summary = report.summarise(cells)
+    cells = _cells()
+    summary = tables.summarise(cells)
     assert len(summary) == len(cells) / 2 and (summary["seeds"] == 2).all()
-    first = summary.iloc[0]
-    same = cells[
-        (cells["attack"] == first["attack"])
-        & (cells["granularity"] == first["granularity"])
-        & (cells["budget"] == first["budget"])
-    ]
-    assert np.isclose(first["test_acc_mean"], same["test_acc"].mean())
+    assert set(AXES) - {"seed"} <= set(summary.columns)
+    for row in summary.sample(5, random_state=0).itertuples():
+        where = {a: getattr(row, a) for a in AXES if a != "seed"}
+        same = cells[(cells[list(where)] == pd.Series(where)).all(axis=1)]
+        assert len(same) == 2
+        assert np.isclose(row.test_acc_mean, same["test_acc"].mean())
+        assert np.isclose(row.test_acc_ci95, tables.ci95(same["test_acc"]))
+        assert np.isclose(row.kl_divergence_mean, 0.105)
 
 
 def test_per_class_table_explodes_and_names_classes():
     cells = _cells().head(4).assign(class_acc=[[1.0, 0.5]] * 4, victim_class_acc=[[1.0, 1.0]] * 4)
-    table = report.per_class_table(cells, {"d": ["zero", "one"]})
+    table = tables.per_class_table(cells, {"d": ["zero", "one"]})
     assert list(table["class_name"].unique()) == ["zero", "one"]
     assert np.allclose(table.loc[table["class"] == 1, "drop"], 0.5)
+    assert np.allclose(table.loc[table["class"] == 0, "drop"], 0.0)
+    assert len(table) == 2 * 2  # 4 cells = 2 (cell, seed) pairs, two classes each
 
 
-def test_claim_tables_put_the_paper_beside_matching_victims():
-    summary = report.summarise(_cells().assign(kl_divergence=0.1))
-    table = report.reproduction_table(summary, {"v": "cifar10-rn34"})
-    assert (table["paper_victim_acc"] == 94.6).all()
-    assert np.allclose(table["paper_recovery"], 88.2 / 94.6)
-    assert (table["budget"] == 1000).all() and set(table["adversary"]) == {
-        "realistic",
-        "out-of-distribution",
+def test_query_accounting_with_the_cache_metadata():
+    cells = _cells()
+    common = {"victim": "v1", "pool": "p-ood"}
+    metas = [
+        # random sampling: one file per seed, the second asking only for new images
+        {
+            **common,
+            "attack": "a-ood",
+            "strategy": "random",
+            "seed": 0,
+            "queries": 1000,
+            "victim_passes": 1000,
+            "budget": 1000,
+        },
+        {
+            **common,
+            "attack": "a-ood",
+            "strategy": "random",
+            "seed": 1,
+            "queries": 1000,
+            "victim_passes": 400,
+            "budget": 1000,
+        },
+        # a sequential attacker: one run per granularity in one file
+        {
+            **common,
+            "attack": "a-adapt",
+            "strategy": "adaptive",
+            "seed": 0,
+            "defense_id": "none",
+            "queries": {"probs": 1000, "label": 1000},
+            "victim_passes": 2000,
+            "budget": 1000,
+        },
+    ]
+    table = tables.query_accounting(metas, cells).set_index("attack")
+    assert table.loc["a-ood", "attackers"] == 2 and table.loc["a-adapt", "attackers"] == 2
+    assert table.loc["a-ood", "queries_sent"] == 2000
+    assert table.loc["a-ood", "victim_passes"] == 1400
+    assert table.loc["a-adapt", "queries_sent"] == 2000
+    for attack in ("a-ood", "a-adapt"):
+        mine = cells[(cells["victim"] == "v1") & (cells["attack"] == attack)]
+        assert table.loc[attack, "cells"] == len(mine)
+        assert table.loc[attack, "passes_without_cache"] == mine["budget"].sum()
+        assert np.isclose(
+            table.loc[attack, "cache_saving"],
+            mine["budget"].sum() / table.loc[attack, "victim_passes"],
+        )
+
+
+def test_reproduction_table_is_ood_probs_at_the_largest_budget_beside_the_paper():
+    summary = _summary()
+    table = tables.reproduction_table(summary, PAPERS)
+    assert set(table["attack"]) == {"a-ood", "a-adapt"}
+    assert (table["budget"] == 1000).all()
+    expected = summary[
+        (summary["granularity"] == "probs")
+        & (summary["adversary"] == "out-of-distribution")
+        & (summary["budget"] == 1000)
+    ]
+    assert len(table) == len(expected)
+    assert (table["reaches_target"] == (table["recovery_mean"] >= RECOVERY_TARGET)).all()
+    assert table["reaches_target"].any() and not table["reaches_target"].all()
+    v1, v2 = table[table["victim"] == "v1"], table[table["victim"] == "v2"]
+    assert (v1["paper_victim_acc"] == 0.946).all()
+    assert np.allclose(v1["paper_recovery"], 0.882 / 0.946)
+    assert v2["paper_victim_acc"].isna().all() and v2["paper_recovery"].isna().all()
+
+
+def test_budget_table_finds_the_smallest_budget_reaching_the_target():
+    summary = _summary()
+    table = tables.budget_table(summary)
+    keys = ["victim", "attack", "granularity", "surrogate_arch", "surrogate_init"]
+    assert len(table) == len(summary.groupby(keys))
+    for row in table.itertuples():
+        series = summary[(summary[keys] == pd.Series(row._asdict())[keys]).all(axis=1)]
+        reached = sorted(series.loc[series["recovery_mean"] >= RECOVERY_TARGET, "budget"])
+        if reached:
+            assert row.smallest_budget_to_target == reached[0]
+        else:
+            assert np.isnan(row.smallest_budget_to_target)
+        assert row.budgets == list(BUDGETS) and row.largest_budget == 1000
+    assert table["smallest_budget_to_target"].notna().any()
+    assert table["smallest_budget_to_target"].isna().any()
+
+
+def test_pretraining_table_keeps_the_rows_where_a_start_varies():
+    summary = _summary()
+    table = tables.pretraining_table(summary)
+    # only a-ood is faced by victims of both starts (and has surrogates of both starts)
+    assert set(table["attack"]) == {"a-ood"}
+    assert len(table) == len(summary[summary["attack"] == "a-ood"])
+    combos = set(zip(table["victim_init"], table["surrogate_init"], strict=True))
+    assert combos == {("scratch", "scratch"), ("scratch", "pt"), ("pt", "scratch"), ("pt", "pt")}
+
+
+def test_granularity_table_puts_granularities_side_by_side():
+    summary = _summary()
+    wide = tables.granularity_table(summary, PAPERS)
+    assert list(wide.columns[5:9]) == ["probs_acc", "probs_ci95", "label_acc", "label_ci95"]
+    assert (wide["budget"] == 1000).all()
+    # one row per (victim, attack, surrogate) of the grid: none for pairs that do not exist
+    cells = summary[summary["budget"] == 1000]
+    assert len(wide) == len(cells) / 2 == 12
+    assert wide[["probs_acc", "label_acc"]].notna().all().all()
+    (row,) = wide[
+        (wide["victim"] == "v1")
+        & (wide["attack"] == "a-real")
+        & (wide["surrogate_arch"] == "lenet")
+    ].itertuples()
+    row = row._asdict()
+    cell = dict(victim="v1", attack="a-real", surrogate_arch="lenet", budget=1000)
+    assert np.isclose(
+        row["probs_acc"], _mean(summary, "test_acc_mean", granularity="probs", **cell)
+    )
+    assert np.isclose(
+        row["label_acc"], _mean(summary, "test_acc_mean", granularity="label", **cell)
+    )
+    assert (wide.loc[wide["victim"] == "v1", "paper_label"] == 0.844).all()
+
+
+def test_architecture_table_marks_the_victims_own_architecture():
+    table = tables.architecture_table(_summary(), PAPERS)
+    assert (table["matches_victim"] == (table["surrogate_arch"] == table["victim_arch"])).all()
+    assert (table["budget"] == 1000).all() and len(table) == 2 * 4  # 4 (victim, attack) pairs
+    assert (table.loc[table["victim"] == "v1", "paper_vgg16"] == 0.829).all()
+
+
+def test_strategies_table_compares_each_strategy_with_random_on_its_pool():
+    summary = _summary(adaptive_bonus=-0.05)
+    table = tables.strategies_table(summary)
+    assert set(table["pool"]) == {"p-ood"} and set(table["victim"]) == {"v1"}
+    assert set(table["strategy"]) == {"random", "adaptive"}
+    assert np.allclose(table.loc[table["strategy"] == "random", "vs_random"], 0.0)
+    # the synthetic effect of the adaptive strategy, wherever accuracy was not clipped
+    assert np.allclose(table.loc[table["strategy"] == "adaptive", "vs_random"], -0.05)
+
+
+# ------------------------------------------------------------------------- findings
+
+
+def _pairs(cells):
+    keys = ["victim", "attack", "budget", "surrogate_arch", "surrogate_init", "seed"]
+    wide = cells.pivot_table(index=keys, columns="granularity", values="test_acc")
+    return wide["probs"] - wide["label"]
+
+
+@pytest.mark.parametrize("bonus", [0.1, -0.1, 0.0])
+def test_granularity_finding_follows_the_paired_differences(bonus):
+    cells = _cells(probs_bonus=bonus)
+    diff = _pairs(cells)
+    text, stats = findings.granularity_finding(cells)
+    wins = int((diff > 0).sum())
+    assert stats["pairs"] == len(diff) == len(cells) / 2
+    assert stats["wins"] == wins
+    assert np.isclose(stats["mean_difference"], diff.mean())
+    expected = "Yes" if diff.mean() > 0 and wins > len(diff) / 2 else "No"
+    assert stats["verdict"] == expected == ("Yes" if bonus > 0 else "No")
+    assert text.startswith(f"**{expected}.**")
+    assert f"probabilities win {wins} of {len(diff)}" in text
+
+
+def test_granularity_finding_needs_both_granularities():
+    cells = _cells()
+    text, stats = findings.granularity_finding(cells[cells["granularity"] == "probs"])
+    assert stats == {} and text.startswith("Not measured")
+
+
+def test_reproduction_finding_names_the_smallest_budget_per_victim():
+    summary = _summary()
+    budget, reproduction = tables.budget_table(summary), tables.reproduction_table(summary, PAPERS)
+    text, stats = findings.reproduction_finding(budget, reproduction)
+    ood = summary[summary["adversary"] == "out-of-distribution"]
+    expected = {}
+    for (victim, granularity), part in ood.groupby(["victim", "granularity"]):
+        reached = part.loc[part["recovery_mean"] >= RECOVERY_TARGET, "budget"]
+        expected[f"{victim}/{granularity}"] = int(reached.min()) if len(reached) else None
+    assert stats["smallest_budget"] == expected
+    assert expected["v1/probs"] == 100 and expected["v2/probs"] is None  # the premise
+    assert "stolen within the grid: v1; not within the grid: v2" in text
+    assert "reaches 0.9 at **100** queries (a-ood, lenet from pt)" in text
+
+
+def test_budget_adversary_and_architecture_findings_follow_the_data():
+    assert findings.budget_finding(_cells(budget_slope=0.1))[1]["verdict"] == "Yes"
+    assert findings.budget_finding(_cells(budget_slope=-0.1))[1]["verdict"] == "No"
+    assert findings.adversary_finding(_summary(realistic_bonus=0.2))[1]["verdict"] == "Yes"
+    assert findings.adversary_finding(_summary(realistic_bonus=-0.2))[1]["verdict"] == "No"
+    for bonus, verdict in ((0.05, "Yes"), (-0.05, "No")):
+        architecture = tables.architecture_table(_summary(arch_bonus=bonus), PAPERS)
+        stats = findings.architecture_finding(architecture)[1]
+        assert stats == {"verdict": verdict, "wins": 4 if bonus > 0 else 0, "pairs": 4}
+
+
+def test_pretraining_finding_reports_each_start_against_scratch():
+    summary = _summary(pretrained_bonus=0.1)
+    _, stats = findings.pretraining_finding(tables.pretraining_table(summary))
+    top = summary[(summary["attack"] == "a-ood") & (summary["budget"] == 1000)]
+    for granularity in ("probs", "label"):
+        where = {"granularity": granularity, "victim_init": "scratch"}
+        base = _mean(top, "recovery_mean", surrogate_init="scratch", **where)
+        for v, s in (("scratch", "pt"), ("pt", "scratch"), ("pt", "pt")):
+            where = {"granularity": granularity, "victim_init": v, "surrogate_init": s}
+            value = _mean(top, "recovery_mean", **where)
+            key = f"d/a-ood/{granularity}/{v}/{s}"
+            assert np.isclose(stats[key], value - base), key
+    assert len(stats) == 6
+
+
+def _defended(dawn=False):
+    """Defended cells: per attack, the undefended API and two defenses at two strengths.
+    (defense, strength value) -> (attacker accuracy, benign utility)."""
+    effects = {
+        ("none", None): (0.80, 0.95),
+        ("gaussian-noise", 0.1): (0.70, 0.945),  # costs the attacker 0.10 within 1 point
+        ("gaussian-noise", 0.5): (0.30, 0.80),  # stronger, but costs benign users 0.15
+        ("top-k", 1): (0.75, 0.95),
+        ("top-k", 2): (0.78, 0.95),
     }
-    unmatched = report.reproduction_table(summary, {})
-    assert unmatched["paper_victim_acc"].isna().all()
-    wide = report.granularity_table(summary, {"v": "cifar10-rn34"})
-    assert list(wide.columns[4:8]) == ["probs_acc", "probs_ci95", "label_acc", "label_ci95"]
-    assert (wide["paper_label"] == 84.4).all()
+    if dawn:
+        effects = {("none", None): (0.8, 0.95), ("dawn", 0.05): (0.79, 0.95)}
+    rows = []
+    for attack, (strategy, pool, adversary) in ATTACKS.items():
+        for (defense, value), (acc, utility) in effects.items():
+            for budget in (100, 1000):
+                for seed in (0, 1):
+                    a = acc + 0.01 * seed - (0.2 if budget == 100 else 0)
+                    if adversary == "realistic" and defense == "gaussian-noise":
+                        a -= 0.3  # noise hurts the realistic adversary most
+                    rows.append(
+                        {
+                            "victim": "v1",
+                            "victim_arch": "lenet",
+                            "victim_init": "scratch",
+                            "dataset": "d",
+                            "attack": attack,
+                            "strategy": strategy,
+                            "pool": pool,
+                            "adversary": adversary,
+                            "defense": defense,
+                            "strength": None if value is None else "x",
+                            "strength_value": np.nan if value is None else float(value),
+                            "defense_id": defense if value is None else f"{defense}@{value:g}",
+                            "granularity": "probs",
+                            "budget": budget,
+                            "surrogate_arch": "lenet",
+                            "seed": seed,
+                            "test_acc": a,
+                            "recovery": a / 0.9,
+                            "benign_utility": utility,
+                            "benign_l1": 1 - utility,
+                            "benign_top1_changed": 1 - utility,
+                            "dawn_watermarks": 5,
+                            "dawn_reproduced": 4 - seed,
+                            "dawn_acc": 0.8 - 0.2 * seed,
+                            "dawn_p_value": 0.01,
+                            "dawn_caught": attack != "a-adapt" or seed == 0,
+                            "dawn_independent": 3,
+                            "dawn_false_claims": int(attack == "a-real"),
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_defended_finding_picks_the_costliest_defense_within_one_point_of_utility():
+    defended = _defended()
+    text, stats = findings.defended_finding(defended)
+    top = defended[defended["budget"] == 1000]
+    means = top.groupby(["attack", "defense_id", "defense"]).agg(
+        acc=("test_acc", "mean"), utility=("benign_utility", "mean")
+    )
+    for attack in ATTACKS:
+        rows = means.loc[attack].reset_index()
+        base = rows[rows["defense_id"] == "none"].iloc[0]
+        kept = rows[
+            (rows["defense"] != "none")
+            & (rows["utility"] >= base["utility"] - findings.UTILITY_TOLERANCE)
+        ]
+        best = kept.loc[(base["acc"] - kept["acc"]).idxmax()]
+        assert stats[f"v1/{attack}"]["defense"] == best["defense_id"]
+        assert np.isclose(stats[f"v1/{attack}"]["drop"], base["acc"] - best["acc"])
+    # gaussian-noise@0.5 costs the attacker most but benign users 0.15: never chosen
+    assert {s["defense"] for s in stats.values()} == {"gaussian-noise@0.1"}
+    # the realistic attacker falls to 0.31 / 0.9 recovery behind gaussian-noise@0.1
+    assert (
+        "Stops the realistic adversary" in text
+        and "gaussian-noise@0.1" in text.split("Stops the realistic adversary")[1].split("\n")[0]
+    )
+
+
+def test_dawn_finding_rates():
+    defended = _defended(dawn=True)
+    dawn = tables.dawn_table(defended)
+    assert set(dawn["share"]) == {0.05}
+    detection = pd.DataFrame(
+        [
+            {"victim": "v1", "queries_from": "attack", "source": "a-real", "flagged_share": 0.0},
+            {"victim": "v1", "queries_from": "attack", "source": "a-ood", "flagged_share": 0.6},
+            {"victim": "v1", "queries_from": "attack", "source": "a-adapt", "flagged_share": 0.05},
+        ]
+    )
+    _, stats = findings.dawn_finding(dawn, detection)
+    assert np.isclose(stats["caught"], dawn["dawn_caught"].mean())
+    # let through (<= 0.1 flagged): a-real (always caught) and a-adapt (caught at one seed of
+    # two), every (attack, budget) group holding both seeds
+    through = dawn[dawn["attack"].isin(["a-real", "a-adapt"])]
+    assert np.isclose(stats["caught_let_through"], through["dawn_caught"].mean())
+    assert np.isclose(stats["caught_let_through"], 0.75)
+    false = dawn["dawn_false_claims"].sum() / dawn["dawn_independent"].sum()
+    assert np.isclose(stats["false_claim_rate"], false) and false > 0
+    assert findings.dawn_finding(dawn.iloc[:0], None)[0].startswith("Not measured")
+
+
+# -------------------------------------------------------------------------- figures
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures a plotting function draws, kept instead of written."""
+    kept = []
+    monkeypatch.setattr(figures, "save_figure", lambda figure, paths: kept.append(figure))
+    yield kept
+    import matplotlib.pyplot as plt
+
+    for figure in kept:
+        plt.close(figure)
+
+
+def _visible(figure):
+    return [ax for ax in figure.axes if ax.get_visible()]
+
+
+def test_accuracy_vs_budget_draws_a_line_per_attack_in_each_panel(drawn):
+    summary = _summary()
+    figures.plot_accuracy_vs_budget(summary, "v1", ["unused.png"])
+    (figure,) = drawn
+    data = summary[summary["victim"] == "v1"]
+    panels = data.groupby(["surrogate_arch", "surrogate_init", "granularity"])
+    axes = _visible(figure)
+    assert len(axes) == len(panels) == 2 * 2 + 2 * 2  # lenet/resnet8 x scratch/pt x 2 grans
+    by_title = {ax.get_title(): ax for ax in axes}
+    for (arch, init, granularity), part in panels:
+        label = figures.surrogate_label(arch, init)
+        ax = by_title[f"{label}, {granularity}"]
+        lines = {ln.get_label(): ln for ln in ax.lines if not ln.get_label().startswith("_")}
+        assert set(lines) == set(part["attack"])
+        for attack, series in part.groupby("attack"):
+            series = series.sort_values("budget")
+            np.testing.assert_array_equal(lines[attack].get_xdata(), series["budget"])
+            np.testing.assert_allclose(lines[attack].get_ydata(), series["test_acc_mean"])
+            realistic = ATTACKS[attack][2] == "realistic"
+            assert lines[attack].get_linestyle() == ("-" if realistic else "--")
+        victim_line = [ln for ln in ax.lines if ln.get_label().startswith("_")]
+        assert [list(ln.get_ydata()) for ln in victim_line] == [[0.9, 0.9]]
+
+
+def test_strategies_figure_draws_each_attack_of_a_pool(drawn):
+    table = tables.strategies_table(_summary())
+    figures.plot_strategies(table, ["unused.png"])
+    (figure,) = drawn
+    axes = _visible(figure)
+    assert len(axes) == len(table.groupby(["victim", "pool", "granularity", "surrogate_arch"]))
+    for ax in axes:
+        labels = sorted(ln.get_label() for ln in ax.lines)
+        assert labels == ["a-adapt", "a-ood"]
+        assert all(len(ln.get_xdata()) == len(BUDGETS) for ln in ax.lines)
+
+
+def test_defenses_figure_draws_a_line_per_defense_through_its_strengths(drawn):
+    defended = _defended()
+    figures.plot_defenses(defended, "benign_utility", "benign utility", ["unused.png"])
+    (figure,) = drawn
+    axes = _visible(figure)
+    assert len(axes) == len(ATTACKS)
+    star = MarkerStyle("*")
+    star_path = star.get_path().transformed(star.get_transform())
+    for ax in axes:
+        attack = ax.get_title().split(", ")[1]
+        top = defended[(defended["attack"] == attack) & (defended["budget"] == 1000)]
+        lines = {c.get_label(): c.lines[0] for c in ax.containers}  # errorbar: data line
+        assert set(lines) == {"gaussian-noise", "top-k"}
+        for defense, line in lines.items():
+            strengths = top.loc[top["defense"] == defense, "strength_value"].unique()
+            assert len(line.get_xdata()) == len(strengths) == 2
+            expected = (
+                top[top["defense"] == defense]
+                .groupby("strength_value")["test_acc"]
+                .mean()
+                .sort_index()
+            )
+            np.testing.assert_allclose(np.asarray(line.get_ydata(), float), expected.to_numpy())
+        (undefended,) = [c for c in ax.collections if c.get_label() == "undefended"]
+        np.testing.assert_allclose(undefended.get_paths()[0].vertices, star_path.vertices)
+        none = top[top["defense"] == "none"]
+        np.testing.assert_allclose(
+            undefended.get_offsets(), [[none["benign_utility"].mean(), none["test_acc"].mean()]]
+        )

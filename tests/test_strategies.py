@@ -1,31 +1,25 @@
-"""Knockoff adaptive (rewards, bandit, hierarchy) and JbDA."""
+"""Sequential strategies against the prediction API: Knockoff adaptive (rewards, bandit,
+hierarchy) and JbDA. They see only the API's answers, spend exactly their budget, and a smaller
+budget is a prefix of a larger one."""
 
 import numpy as np
 import pytest
+from toys import Scaled, labelled_pool
 
-from stealbench import adaptive, attacks, datasets
-from stealbench.blackbox import Blackbox
-from stealbench.models import create_model
-
-
-def _labelled_pool(n=400, classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    images = rng.integers(0, 40, size=(n, 28, 28, 1)).astype(np.uint8)
-    for i, y in enumerate(labels):  # class y is a bright band at rows 7y..7y+7
-        images[i, 7 * y : 7 * y + 7] += 180
-    splits = np.array(["pool"] * n, dtype=object)
-    names = [f"c{k}" for k in range(classes)]
-    _, meta = datasets.to_table("toy", images, labels, splits, names, "toy", 0, {})
-    return datasets.Dataset("toy", images, labels, splits, meta)
+from stealbench.attack import query as query_module
+from stealbench.attack.api import PredictionAPI
+from stealbench.attack.query import run_sequential
+from stealbench.attack.strategies import adaptive
+from stealbench.models.architectures import create_model
+from stealbench.models.training import predict_proba
 
 
 @pytest.fixture(scope="module")
 def victim():
-    import torch
+    return create_model("lenet", 10, seed=0).eval()
 
-    torch.manual_seed(0)
-    return create_model("lenet", 10).eval()
+
+# ----------------------------------------------------------------- rewards and bandit
 
 
 def test_certainty_and_diversity_rewards_on_known_vectors():
@@ -86,49 +80,51 @@ def test_hierarchy_groups_and_rejects_unknown_classes():
         adaptive.build_hierarchy(["a"], {"g": ["z"]}, lr=0.1)
 
 
+# ------------------------------------------------------------- runs against the API
+
+
 def test_adaptive_queries_without_replacement_and_rewards_finite(victim):
-    pool = _labelled_pool()
-    box = Blackbox(victim)
-    log = attacks.run_attack("adaptive", box, pool, budget=120, seed=0, batch_size=20)
-    assert box.queries == 120 and len(set(log.sample_ids.tolist())) == 120
-    assert np.isfinite(log.probs).all()
+    log = run_sequential("adaptive", victim, labelled_pool(), 120, 0, 0, batch_size=20)
+    assert len(log.sample_ids) == 120 and len(set(log.sample_ids.tolist())) == 120
+    assert np.isfinite(log.probs).all() and np.isfinite(log.answers).all()
 
 
 def test_adaptive_exhausts_classes_and_still_fills_the_budget(victim):
-    pool = _labelled_pool(n=40, classes=4)
-    log = attacks.run_attack("adaptive", Blackbox(victim), pool, budget=40, seed=1)
+    pool = labelled_pool(n=40, classes=4)
+    log = run_sequential("adaptive", victim, pool, 40, 0, 1)
     assert sorted(log.sample_ids.tolist()) == list(range(40))
 
 
 def test_adaptive_needs_labels(victim):
-    pool = _labelled_pool()
+    pool = labelled_pool()
     pool.labels[:] = -1
     with pytest.raises(ValueError, match="needs a labelled pool"):
-        attacks.run_attack("adaptive", Blackbox(victim), pool, 10, seed=0)
+        run_sequential("adaptive", victim, pool, 10, 0, 0)
 
 
-@pytest.mark.parametrize("strategy", ["adaptive", "jbda", "random"])
+def test_unknown_reward_lists_allowed(victim):
+    with pytest.raises(ValueError, match="allowed: certainty, diversity, loss"):
+        run_sequential("adaptive", victim, labelled_pool(), 10, 0, 0, rewards=("margin",))
+
+
+OPTIONS = {"jbda": {"seed_size": 20, "epochs": 1}, "adaptive": {"batch_size": 16}}
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "jbda"])
 def test_smaller_budget_is_a_prefix_of_the_larger_run(victim, strategy):
-    pool = _labelled_pool()
-    options = {"jbda": {"seed_size": 20, "epochs": 1}, "adaptive": {"batch_size": 16}}
-    small = attacks.run_attack(
-        strategy, Blackbox(victim), pool, 70, seed=3, **options.get(strategy, {})
-    )
-    large = attacks.run_attack(
-        strategy, Blackbox(victim), pool, 150, seed=3, **options.get(strategy, {})
-    )
-    if strategy == "random":  # random draws a permutation of the pool: same order either way
-        np.testing.assert_array_equal(small.sample_ids, large.sample_ids[:70])
-        return
+    pool = labelled_pool()
+    small = run_sequential(strategy, victim, pool, 70, 0, 3, "label", **OPTIONS[strategy])
+    large = run_sequential(strategy, victim, pool, 150, 0, 3, "label", **OPTIONS[strategy])
     np.testing.assert_array_equal(small.sample_ids, large.sample_ids[:70])
+    np.testing.assert_array_equal(small.answers, large.answers[:70])
     np.testing.assert_allclose(small.probs, large.probs[:70], rtol=1e-6)
+    if strategy == "jbda":
+        np.testing.assert_array_equal(small.images, large.images[:70])
 
 
 def test_jbda_shapes_and_budget_accounting(victim):
-    pool = _labelled_pool()
-    box = Blackbox(victim)
-    log = attacks.run_attack("jbda", box, pool, budget=90, seed=0, seed_size=20, epochs=1)
-    assert box.queries == 90
+    pool = labelled_pool()
+    log = run_sequential("jbda", victim, pool, 90, 0, 0, seed_size=20, epochs=1)
     assert log.images.shape == (90, 28, 28, 1) and log.images.dtype == np.uint8
     assert log.probs.shape == (90, 10)
     np.testing.assert_array_equal(log.images[:20], pool.images[log.sample_ids[:20]])
@@ -137,10 +133,82 @@ def test_jbda_shapes_and_budget_accounting(victim):
     assert diff.max() <= 26 and diff.mean() > 1
 
 
-def test_random_with_augmentation_caches_the_jittered_images(tmp_path, victim):
-    pool = _labelled_pool()
-    log = attacks.run_attack("random", Blackbox(victim), pool, 30, seed=0, augment=True)
-    assert log.images is not None and not np.array_equal(log.images, pool.images[log.sample_ids])
-    attacks.save_cache(log, tmp_path / "c.parquet", {})
-    cache = attacks.load_cache(tmp_path / "c.parquet")
-    np.testing.assert_array_equal(cache.query_images(pool, 10), log.images[:10])
+# ------------------------------------ a label run sees labels and nothing more
+
+
+@pytest.fixture(scope="module")
+def twin_victims(victim):
+    """Two victims with the same top-1 on every image but other probabilities."""
+    sharper = Scaled(victim, 20.0).eval()
+    images = labelled_pool().images
+    a, b = predict_proba(victim, images), predict_proba(sharper, images)
+    assert np.array_equal(a.argmax(1), b.argmax(1))  # the premise: same labels ...
+    assert np.abs(a - b).max() > 0.1  # ... other probabilities
+    return victim, sharper
+
+
+RUNS = {
+    "adaptive": {"budget": 60, "batch_size": 10, "train_steps": 1},
+    "jbda": {"budget": 60, "seed_size": 15, "epochs": 1},
+}
+
+
+def _run(strategy, model, granularity):
+    options = dict(RUNS[strategy])
+    budget = options.pop("budget")
+    return run_sequential(strategy, model, labelled_pool(), budget, 0, 11, granularity, **options)
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "jbda"])
+def test_a_label_run_does_not_depend_on_the_probabilities_it_was_not_served(twin_victims, strategy):
+    """Victims that agree on every label must get the same queries from a label attacker."""
+    a, b = (_run(strategy, model, "label") for model in twin_victims)
+    np.testing.assert_array_equal(a.sample_ids, b.sample_ids)
+    np.testing.assert_array_equal(a.answers, b.answers)
+    if strategy == "jbda":
+        np.testing.assert_array_equal(a.images, b.images)
+    assert not np.allclose(a.probs, b.probs)  # the owner's record does tell them apart
+
+
+def test_a_probs_run_of_adaptive_does_tell_the_twins_apart(twin_victims):
+    """The check above can fail: with full probabilities the same attacker diverges."""
+    a, b = (_run("adaptive", model, "probs") for model in twin_victims)
+    assert not np.array_equal(a.sample_ids, b.sample_ids)
+
+
+class SpyAPI(PredictionAPI):
+    """The API, recording what it returned and any peek at posteriors outside a call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.returned, self.peeks, self._in_call = [], 0, False
+
+    def __call__(self, images):
+        self._in_call = True
+        try:
+            answers = super().__call__(images)
+        finally:
+            self._in_call = False
+        self.returned.append(answers.copy())
+        return answers
+
+    def posteriors(self, images):
+        self.peeks += not self._in_call
+        return super().posteriors(images)
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "jbda"])
+def test_every_answer_a_label_run_receives_is_one_hot(victim, strategy, monkeypatch):
+    spies = []
+
+    def spy(*args, **kwargs):
+        spies.append(SpyAPI(*args, **kwargs))
+        return spies[-1]
+
+    monkeypatch.setattr(query_module, "PredictionAPI", spy)
+    log = _run(strategy, victim, "label")
+    (api,) = spies
+    received = np.concatenate(api.returned)
+    assert len(received) == len(log.sample_ids) == api.queries
+    assert set(np.unique(received)) == {0.0, 1.0} and (received.sum(1) == 1).all()
+    assert api.peeks == 0  # never asked for the victim's posteriors behind the API's back

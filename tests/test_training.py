@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from stealbench.models import create_model
-from stealbench.training import TrainConfig, fit, predict_proba, soft_cross_entropy
+from stealbench.models import training
+from stealbench.models.architectures import create_model
+from stealbench.models.training import TrainConfig, fit, predict_proba, soft_cross_entropy
 
 
 def _toy(n=300, seed=0):
@@ -50,3 +51,94 @@ def test_nan_loss_fails_with_a_fix():
     targets = np.full((64, 2), np.nan, dtype=np.float32)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         fit(create_model("lenet", 2), x, targets, x[:8], y[:8], TrainConfig(epochs=1), seed=0)
+
+
+# ------------------------------------------------------ which model fit keeps, and its schedule
+
+
+def _tiny_fit(monkeypatch, val_accuracies, cfg=None):
+    """Fit a small model for len(val_accuracies) epochs (or on ``cfg``); validation is faked to
+    score ``val_accuracies`` epoch by epoch (None: no validation data). Returns the model, the
+    result, the weights and learning rate at the end of every epoch, and the optimiser."""
+    x, y = _toy(48)
+    epochs = len(val_accuracies)
+    cfg = cfg or TrainConfig(epochs=epochs, batch_size=16, lr=1e-2)
+    validate = val_accuracies[0] is not None
+    val_labels = np.zeros(10, dtype=int)
+    snapshots, lrs, optimisers = [], [], []
+
+    original = training.make_optimizer
+
+    def spy_optimizer(model, cfg):
+        optimisers.append(original(model, cfg))
+        return optimisers[-1]
+
+    def fake_predict(model, images, batch_size=1000):
+        """Validation after each epoch: snapshot the weights, score the scripted accuracy."""
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        lrs.append(optimisers[0].param_groups[0]["lr"])
+        right = int(round(val_accuracies[len(snapshots) - 1] * len(images)))
+        predicted = np.where(np.arange(len(images)) < right, 0, 1)
+        return np.eye(2, dtype=np.float32)[predicted]
+
+    monkeypatch.setattr(training, "make_optimizer", spy_optimizer)
+    monkeypatch.setattr(training, "predict_proba", fake_predict)
+    model = create_model("lenet", 2, seed=0)
+    targets = np.eye(2, dtype=np.float32)[y]
+    val = (x[:10], val_labels) if validate else (None, None)
+    result = fit(model, x, targets, *val, cfg, seed=1)
+    return model, result, snapshots, lrs, optimisers[0]
+
+
+def _same_weights(model, state):
+    return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_fit_with_validation_keeps_the_best_epoch(monkeypatch):
+    model, result, snapshots, _, _ = _tiny_fit(monkeypatch, [0.5, 1.0, 0.2])
+    assert result.best_epoch == 2 and result.best_val_acc == 1.0
+    assert _same_weights(model, snapshots[1])
+    assert not _same_weights(model, snapshots[2])  # the last epoch trained on
+    assert [h["val_acc"] for h in result.history] == [0.5, 1.0, 0.2]
+    # ties keep the later epoch
+    model, result, snapshots, _, _ = _tiny_fit(monkeypatch, [1.0, 1.0, 0.5])
+    assert result.best_epoch == 2 and _same_weights(model, snapshots[1])
+
+
+def test_fit_without_validation_keeps_the_final_model(monkeypatch):
+    # the same run, validated with the best score last: its last snapshot is the final model
+    _, _, snapshots, _, _ = _tiny_fit(monkeypatch, [0.0, 0.5, 1.0])
+    model, result, none_taken, _, _ = _tiny_fit(monkeypatch, [None, None, None])
+    assert none_taken == []  # nothing is validated
+    assert result.best_epoch == result.epochs == 3 and np.isnan(result.best_val_acc)
+    assert _same_weights(model, snapshots[2])
+    assert not _same_weights(model, snapshots[0])
+
+
+def test_step_schedule_multiplies_the_lr_by_gamma_every_lr_step_epochs(monkeypatch):
+    cfg = TrainConfig(epochs=5, batch_size=16, lr=0.1, lr_step=2, lr_gamma=0.5)
+    _, _, _, lrs, optimiser = _tiny_fit(monkeypatch, [0.5] * 5, cfg)
+    # the lr after epoch e: 0.1 * 0.5 ** (e // 2)
+    np.testing.assert_allclose(lrs, [0.1, 0.05, 0.05, 0.025, 0.025])
+    assert optimiser.param_groups[0]["lr"] == pytest.approx(0.025)
+    constant = TrainConfig(epochs=3, batch_size=16, lr=0.1)
+    _, _, _, lrs, _ = _tiny_fit(monkeypatch, [0.5] * 3, constant)
+    np.testing.assert_allclose(lrs, [0.1, 0.1, 0.1])
+
+
+def test_sgd_uses_the_configured_momentum(monkeypatch):
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.01, optimizer="sgd", momentum=0.5)
+    _, _, _, _, optimiser = _tiny_fit(monkeypatch, [None], cfg)
+    assert isinstance(optimiser, torch.optim.SGD)
+    assert optimiser.param_groups[0]["momentum"] == 0.5
+    cfg = TrainConfig(epochs=1, batch_size=16, weight_decay=1e-4)
+    _, _, _, _, optimiser = _tiny_fit(monkeypatch, [None], cfg)
+    assert isinstance(optimiser, torch.optim.Adam)
+    assert optimiser.param_groups[0]["weight_decay"] == 1e-4
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; allowed: adam, sgd"):
+        training.make_optimizer(create_model("lenet", 2), TrainConfig(optimizer="rmsprop"))
+
+
+def test_train_config_from_dict_ignores_unknown_keys():
+    cfg = TrainConfig.from_dict({"epochs": 3, "lr_step": 2, "not_a_field": 1})
+    assert (cfg.epochs, cfg.lr_step, cfg.batch_size) == (3, 2, TrainConfig().batch_size)

@@ -110,6 +110,17 @@ def _message(error: jsonschema.ValidationError) -> str:
         )
     if error.validator == "required":
         return f"config key '{key}': {error.message}"
+    path = list(error.absolute_path)
+    if (
+        error.validator == "type"
+        and isinstance(error.instance, list)
+        and len(path) == 5
+        and path[:3] == ["defenses", "defended", "defenses"]
+    ):
+        return (
+            f"config key '{key}': only the strength ({DEFENSE_STRENGTH.get(path[3])}) may be a "
+            f"list of values"
+        )
     if error.validator == "oneOf" and error.context:
         # A strength is one value or a list of them: report what is wrong with the value.
         specific = [e for e in error.context if e.validator != "type"] or list(error.context)
@@ -415,6 +426,8 @@ def _check_references(config: dict) -> None:
             continue  # a generator needs no pool images; an ImageFolder pool is checked by its job
         if budget > available:
             key = f"attacks.{name}.budgets" if "budgets" in attack else "surrogates.budgets"
+            if budget > max(axes(config, name)["budgets"]):
+                key = "defenses.defended.budgets"  # the defended cells' budget is the largest
             errors.append(
                 f"config key '{key}': the largest budget {budget} exceeds "
                 f"the {available} images of the pool split of '{attack['pool']}' "
@@ -451,6 +464,8 @@ def _check_init(
             f"model starts only from a backbone of its own architecture"
         ]
     datasets = config["datasets"]
+    if backbone["dataset"] not in datasets:
+        return []  # reported as an unknown dataset of pretrain.{init}.dataset
     corpus_task = datasets[backbone["dataset"]].get("task")
     victims = [victim] if victim else [v for v, s in config["victims"].items() if s["init"] == init]
     for v in victims:

@@ -79,7 +79,8 @@ def _matrix(column: pa.ChunkedArray, dtype) -> tuple[np.ndarray, np.ndarray]:
     values = column.flatten().to_numpy().astype(dtype)  # a null row stores no values
     width = len(values) // max(1, int(valid.sum()))
     out = np.zeros((len(column), width), dtype=dtype)
-    out[valid] = values.reshape(-1, width)
+    if valid.any():  # with no row holding values, the width is unknown here (0)
+        out[valid] = values.reshape(-1, width)
     return out, valid
 
 
@@ -235,6 +236,8 @@ def load_cache(
             other_ids = other_table.column("sample_id").to_numpy()
             for i in np.flatnonzero(other_valid):
                 known.setdefault(int(other_ids[i]), other_probs[i])
+        if not valid.any() and known:  # earlier seeds drew every image of this one
+            probs = np.zeros((len(sample_ids), len(next(iter(known.values())))), np.float32)
         for i in np.flatnonzero(missing):
             found = known.get(int(sample_ids[i]))
             if found is None:

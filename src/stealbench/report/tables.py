@@ -208,6 +208,9 @@ def granularity_table(summary: pd.DataFrame, victim_papers: dict[str, str]) -> p
     wide = rows.pivot_table(
         index=keys, columns="granularity", values=["test_acc_mean", "test_acc_ci95"], dropna=False
     )
+    # dropna=False keeps a granularity a cell lacks as NaN, but also makes every combination
+    # of the index levels: keep only the (victim, attack, surrogate, budget) cells that exist.
+    wide = wide[wide.xs("test_acc_mean", axis=1, level=0).notna().any(axis=1)]
     wide.columns = [f"{g}_{'acc' if m == 'test_acc_mean' else 'ci95'}" for m, g in wide.columns]
     order = information_order({c.rsplit("_", 1)[0] for c in wide.columns})
     wide = wide[[f"{g}_{k}" for g in order for k in ("acc", "ci95")]].reset_index()
