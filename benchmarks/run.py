@@ -96,8 +96,8 @@ def bare_loop_throughput(arch: str, batch_size: int, images: int = 8192) -> floa
     """Images/s of the plainest loop: float tensors in memory, Adam, soft cross-entropy."""
     import torch
 
-    from stealbench.models import create_model
-    from stealbench.training import soft_cross_entropy
+    from stealbench.models.architectures import create_model
+    from stealbench.models.training import soft_cross_entropy
 
     torch.set_num_threads(1)
     model = create_model(arch, 10, seed=0)

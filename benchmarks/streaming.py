@@ -102,7 +102,7 @@ def tree_mib(tree: Path) -> float:
 
 
 def child_materialise(tree: str, out: str, image_size: int) -> dict:
-    from stealbench import datasets
+    from stealbench.data import datasets
 
     base = rss_mib()
     spec = {
@@ -124,9 +124,9 @@ def child_train(data: str, threads: int) -> dict:
     import numpy as np
     import torch
 
-    from stealbench import datasets
-    from stealbench.models import create_model
-    from stealbench.training import TrainConfig, fit
+    from stealbench.data import datasets
+    from stealbench.models.architectures import create_model
+    from stealbench.models.training import TrainConfig, fit
 
     torch.set_num_threads(threads)
     base = rss_mib()
@@ -263,7 +263,7 @@ def main() -> None:
     print("\n" + report + "\n\n" + summary)
     import torch
 
-    from stealbench import datasets
+    from stealbench.data import datasets
 
     load = os.getloadavg()[1]
     last = rows[-1]

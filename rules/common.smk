@@ -24,7 +24,11 @@ INSTANCES = {d.id: d for d in stealbench_config.defense_instances(config)}
 DEFENSE_NAMES = {d.name for d in INSTANCES.values()}
 # Every surrogate architecture of the grid, the defended surrogates' included.
 ARCHS = sorted(
-    {arch for _, attack in PAIRS for arch in stealbench_config.axes(config, attack)["archs"]}
+    {
+        arch
+        for _, attack in PAIRS
+        for arch in stealbench_config.axes(config, attack)["archs"]
+    }
     | set(DEFENSES["defended"]["archs"] if DEFENSES else [])
 )
 DEFENSE_TABLES = ["detection", "prada", "prada_curve", "defended", "dawn"]
@@ -112,7 +116,10 @@ def all_surrogate_cells(wildcards=None):
 
 
 def all_query_caches(wildcards=None):
-    return [query_cache(v, a, s, d or "none") for v, a, d, s in stealbench_config.query_runs(config)]
+    return [
+        query_cache(v, a, s, d or "none")
+        for v, a, d, s in stealbench_config.query_runs(config)
+    ]
 
 
 def victim_streams(wildcards):
@@ -131,7 +138,9 @@ def victim_attack_pools(wildcards):
 
 
 def benign_sources(wildcards):
-    task = config["datasets"][config["victims"][wildcards.victim]["dataset"]].get("task")
+    task = config["datasets"][config["victims"][wildcards.victim]["dataset"]].get(
+        "task"
+    )
     return [
         d
         for d in DEFENSES["benign"]["sources"]
@@ -168,7 +177,9 @@ def final_outputs():
                     ext=["parquet", "csv"],
                 ),
                 *expand(
-                    "results/figures/{figure}.{ext}", figure=DEFENSE_FIGURES, ext=["png", "svg"]
+                    "results/figures/{figure}.{ext}",
+                    figure=DEFENSE_FIGURES,
+                    ext=["png", "svg"],
                 ),
             ]
             if DEFENSES

@@ -20,10 +20,11 @@ def defense_model_outputs():
 
 rule train_defense_models:
     input:
-        victim_dataset=victim_dataset,
         **victim_files("{victim}"),
+        victim_dataset=victim_dataset,
         out=lambda wildcards: [
-            dataset_path(d) for d in stealbench_config.detector_out(config, wildcards.victim)
+            dataset_path(d)
+            for d in stealbench_config.detector_out(config, wildcards.victim)
         ],
         outlier=lambda wildcards: [
             dataset_path(d) for d in DEFENSES["misinformation"]["outlier"]
@@ -34,10 +35,10 @@ rule train_defense_models:
         "results/logs/defenses/{victim}/train_defense_models.log",
     benchmark:
         "results/benchmarks/defenses/{victim}/train_defense_models.tsv"
+    priority: 35
     conda:
         ENV
     threads: 1
-    priority: 35
     resources:
         mem_mb=4000,
         runtime=60,
@@ -50,7 +51,7 @@ rule train_defense_models:
         misinformation=lambda wildcards: DEFENSES["misinformation"],
         dawn=lambda wildcards: DEFENSES["dawn"],
         independent_archs=lambda wildcards: DEFENSES["defended"]["archs"],
-        victim=lambda wildcards: config["victims"][wildcards.victim],
+        victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         seed=config["seed"],
         device=config["device"],
     script:
@@ -66,7 +67,9 @@ rule evaluate_detectors:
         pools=lambda wildcards: [dataset_path(d) for d in POOL_DATASETS],
         queries=victim_streams,
         attack_pools=victim_attack_pools,
-        benign_sources=lambda wildcards: [dataset_path(d) for d in benign_sources(wildcards)],
+        benign_sources=lambda wildcards: [
+            dataset_path(d) for d in benign_sources(wildcards)
+        ],
     output:
         detection="results/defenses/{victim}/detection.parquet",
         prada="results/defenses/{victim}/prada.parquet",
@@ -89,8 +92,10 @@ rule evaluate_detectors:
         pools={name: spec["pool"] for name, spec in config["attacks"].items()},
         pool_names=POOL_DATASETS,
         tasks={name: spec.get("task") for name, spec in config["datasets"].items()},
-        detector_out=lambda wildcards: stealbench_config.detector_out(config, wildcards.victim),
-        victim=lambda wildcards: config["victims"][wildcards.victim],
+        detector_out=lambda wildcards: stealbench_config.detector_out(
+            config, wildcards.victim
+        ),
+        victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         prada=lambda wildcards: DEFENSES["prada"],
         benign=lambda wildcards: DEFENSES["benign"],
         seed=config["seed"],
@@ -128,25 +133,28 @@ rule train_defended_surrogates:
         "results/logs/defended/{victim}/{attack}/{arch}/s{seed}.log",
     benchmark:
         "results/benchmarks/defended/{victim}/{attack}/{arch}/s{seed}.tsv"
+    priority: 10
     conda:
         ENV
     threads: 1
-    priority: 10
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
     params:
         instances=lambda wildcards: [vars(d) for d in INSTANCES.values()],
-        defended=lambda wildcards: DEFENSES["defended"],
+        budgets=lambda wildcards: DEFENSES["defended"]["budgets"][wildcards.attack],
+        granularities=lambda wildcards: DEFENSES["defended"]["granularities"],
         dawn=lambda wildcards: DEFENSES["dawn"],
-        victim=lambda wildcards: config["victims"][wildcards.victim],
-        attack=lambda wildcards: config["attacks"][wildcards.attack],
-        sequential=lambda wildcards: stealbench_config.is_sequential(config, wildcards.attack),
+        victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
+        attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
+        sequential=lambda wildcards: stealbench_config.is_sequential(
+            config, wildcards.attack
+        ),
         realistic=lambda wildcards: stealbench_config.is_realistic(
             config, wildcards.victim, wildcards.attack
         ),
-        surrogates=S,
+        surrogates=stealbench_config.training_spec(config),
         seed=config["seed"],
         device=config["device"],
     script:

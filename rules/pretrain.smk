@@ -4,7 +4,9 @@
 
 rule pretrain_backbone:
     input:
-        dataset=lambda wildcards: dataset_path(config["pretrain"][wildcards.backbone]["dataset"]),
+        dataset=lambda wildcards: dataset_path(
+            config["pretrain"][wildcards.backbone]["dataset"]
+        ),
     output:
         model="results/pretrain/{backbone}/model.pt",
         metrics="results/pretrain/{backbone}/metrics.json",
@@ -12,10 +14,10 @@ rule pretrain_backbone:
         "results/logs/pretrain/{backbone}.log",
     benchmark:
         "results/benchmarks/pretrain/{backbone}.tsv"
+    priority: 50
     conda:
         ENV
     threads: 1
-    priority: 50
     resources:
         mem_mb=4000,
         runtime=120,

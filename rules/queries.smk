@@ -16,19 +16,21 @@ rule sample_pool:
         "results/queries/{victim}/{attack}/s{seed}.parquet",
     log:
         "results/logs/queries/{victim}/{attack}/s{seed}.log",
+    wildcard_constraints:
+        attack=_alternatives(SAMPLING),
+    priority: 30
     conda:
         ENV
     threads: 1
-    priority: 30
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=GPUS,
-    wildcard_constraints:
-        attack=_alternatives(SAMPLING),
     params:
-        attack=lambda wildcards: config["attacks"][wildcards.attack],
-        budget=lambda wildcards: stealbench_config.query_budget(config, wildcards.attack),
+        attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
+        budget=lambda wildcards: stealbench_config.query_budget(
+            config, wildcards.attack
+        ),
         seed=config["seed"],
         device=config["device"],
     script:
@@ -54,19 +56,21 @@ rule run_attack:
         "results/logs/queries/{victim}/{attack}/{defense}/s{seed}.log",
     benchmark:
         "results/benchmarks/queries/{victim}/{attack}/{defense}/s{seed}.tsv"
+    wildcard_constraints:
+        attack=_alternatives(SEQUENTIAL),
+    priority: 30
     conda:
         ENV
     threads: 1
-    priority: 30
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
-    wildcard_constraints:
-        attack=_alternatives(SEQUENTIAL),
     params:
-        attack=lambda wildcards: config["attacks"][wildcards.attack],
-        budget=lambda wildcards: stealbench_config.query_budget(config, wildcards.attack),
+        attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
+        budget=lambda wildcards: stealbench_config.query_budget(
+            config, wildcards.attack
+        ),
         granularities=lambda wildcards: stealbench_config.run_granularities(
             config, wildcards.attack, wildcards.defense
         ),

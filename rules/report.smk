@@ -125,7 +125,11 @@ rule write_findings:
             if DEFENSES
             else {}
         ),
-        **{name: f"results/tables/{name}.parquet" for name in TABLES if name != "per_class"},
+        **{
+            name: f"results/tables/{name}.parquet"
+            for name in TABLES
+            if name != "per_class"
+        },
     output:
         report(
             "results/findings.md",

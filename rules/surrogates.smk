@@ -8,7 +8,11 @@ def surrogate_inputs(wildcards):
     v, a, s = wildcards.victim, wildcards.attack, wildcards.seed
     inputs = {
         "queries": query_cache(v, a, s),
-        "earlier": [] if stealbench_config.is_sequential(config, a) else earlier_caches(v, a, s),
+        "earlier": (
+            []
+            if stealbench_config.is_sequential(config, a)
+            else earlier_caches(v, a, s)
+        ),
         "pool": attack_pool(wildcards),
         "victim_dataset": victim_dataset(wildcards),
         "victim_test": f"results/victims/{v}/test_outputs.parquet",
@@ -36,10 +40,10 @@ rule train_surrogates:
         "results/logs/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.log",
     benchmark:
         "results/benchmarks/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.tsv"
+    priority: 20
     conda:
         ENV
     threads: 1
-    priority: 20
     resources:
         mem_mb=4000,
         runtime=120,
@@ -48,18 +52,20 @@ rule train_surrogates:
         cells=lambda wildcards: stealbench_config.part_cells(
             config, wildcards.attack, wildcards.part
         ),
-        victim=lambda wildcards: config["victims"][wildcards.victim],
-        attack=lambda wildcards: config["attacks"][wildcards.attack],
+        victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
+        attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
         realistic=lambda wildcards: stealbench_config.is_realistic(
             config, wildcards.victim, wildcards.attack
         ),
-        sequential=lambda wildcards: stealbench_config.is_sequential(config, wildcards.attack),
+        sequential=lambda wildcards: stealbench_config.is_sequential(
+            config, wildcards.attack
+        ),
         backbones=lambda wildcards: {
             i: f"results/pretrain/{i}/model.pt"
             for i in stealbench_config.axes(config, wildcards.attack)["inits"]
             if i in config["pretrain"]
         },
-        surrogates=S,
+        surrogates=stealbench_config.training_spec(config),
         seed=config["seed"],
         device=config["device"],
     script:

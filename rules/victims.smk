@@ -5,7 +5,9 @@
 rule train_victim:
     input:
         dataset=victim_dataset,
-        backbone=lambda wildcards: backbone_paths([config["victims"][wildcards.victim]["init"]]),
+        backbone=lambda wildcards: backbone_paths(
+            [config["victims"][wildcards.victim]["init"]]
+        ),
     output:
         model="results/victims/{victim}/model.pt",
         metrics="results/victims/{victim}/metrics.json",
@@ -14,16 +16,16 @@ rule train_victim:
         "results/logs/victims/{victim}.log",
     benchmark:
         "results/benchmarks/victims/{victim}.tsv"
+    priority: 40
     conda:
         ENV
     threads: 1
-    priority: 40
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=GPUS,
     params:
-        victim=lambda wildcards: config["victims"][wildcards.victim],
+        victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         seed=config["seed"],
         device=config["device"],
     script:

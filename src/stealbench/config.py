@@ -765,6 +765,27 @@ def cells(config: dict) -> list[Cell]:
     ]
 
 
+def victim_spec(config: dict, victim: str) -> dict:
+    """What a victim is (its data, architecture, start and training), without the attacks it
+    faces: adding an attack leaves the victim and the jobs that read it unchanged."""
+    spec = config["victims"][victim]
+    return {key: spec[key] for key in ("dataset", "arch", "init", "input_size", "training")}
+
+
+def attack_spec(config: dict, attack: str) -> dict:
+    """What an attacker does (its strategy on its pool, with options): a job's parameter that
+    changes only when the attack itself does, not when its grid grows."""
+    spec = config["attacks"][attack]
+    return {key: spec[key] for key in ("strategy", "pool", "options")}
+
+
+def training_spec(config: dict) -> dict:
+    """The attacker's recipe, without the grid: adding a seed, a budget or an architecture
+    leaves it (and the jobs already trained with it) unchanged."""
+    s = config["surrogates"]
+    return {key: s[key] for key in ("training", "selection", "val_fraction", "input_size")}
+
+
 def is_realistic(config: dict, victim: str, attack: str) -> bool:
     """A realistic adversary queries with data of the victim's own task (Atli et al. §4)."""
     task = config["datasets"][config["victims"][victim]["dataset"]].get("task")

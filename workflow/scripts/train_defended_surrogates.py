@@ -16,7 +16,6 @@ from stealbench.runtime import derive_seed, setup
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
 w, p = sm.wildcards, sm.params
-d = p.defended
 inputs = surrogates.load_attack_inputs(sm.input)
 test = inputs.test
 names = {i["name"] for i in p.instances}
@@ -42,7 +41,7 @@ if "dawn" in names:
 spec = surrogates.spec_from_config(w.arch, "scratch", p.surrogates, p.device)
 model_seed = derive_seed(p.seed, "surrogate", w.victim, w.attack, w.arch, int(w.seed))
 axes = surrogates.cell_axes(w, p)
-budgets = d["budgets"][w.attack]
+budgets = p.budgets
 shared = None
 if not p.sequential:
     shared = cache.load_cache(sm.input.queries[0], sm.input.earlier, inputs.expect)
@@ -53,7 +52,7 @@ for instance, path in zip(
     defense = defenses.create(instance["name"], context, **instance["params"])
     costs = benign_costs(defense, test.victim_probs, test.images, test.labels)
     log.info("defense %s: benign utility %.4f", instance["id"], costs["benign_utility"])
-    for granularity in d["granularities"]:
+    for granularity in p.granularities:
         if p.sequential:  # the run this attacker made against the defended API
             queries = cache.load_cache(path, expect=inputs.expect, granularity=granularity)
         else:

@@ -60,8 +60,7 @@ io.write_rows(
         "kind": "surrogate_cells",
         **inputs.expect,
         "query_cache": caches[granularities[0]].meta,
-        "training": p.surrogates["training"],
-        "selection": p.surrogates["selection"],
+        "training": p.surrogates,
     },
 )
 log.info("wrote %d cells", len(rows))
