@@ -186,3 +186,64 @@ def final_outputs():
             else []
         ),
     ]
+
+
+def attack_inputs(wildcards):
+    """A sequential run's inputs: the victim, the pool, and the models of its defense."""
+    names = [INSTANCES[wildcards.defense].name] if wildcards.defense != "none" else []
+    return {
+        **victim_files(wildcards.victim),
+        "pool": attack_pool(wildcards),
+        **defense_models(wildcards.victim, names),
+    }
+
+
+def surrogate_inputs(wildcards):
+    v, a, s = wildcards.victim, wildcards.attack, wildcards.seed
+    inputs = {
+        "queries": query_cache(v, a, s),
+        "earlier": (
+            []
+            if stealbench_config.is_sequential(config, a)
+            else earlier_caches(v, a, s)
+        ),
+        "pool": attack_pool(wildcards),
+        "victim_dataset": victim_dataset(wildcards),
+        "victim_test": f"results/victims/{v}/test_outputs.parquet",
+        "victim_metrics": f"results/victims/{v}/metrics.json",
+        "backbones": backbone_paths(stealbench_config.axes(config, a)["inits"]),
+    }
+    return inputs
+
+
+def defense_model_outputs():
+    names = DEFENSE_NAMES
+    out = {
+        "detector": "results/defenses/{victim}/detector.pt",
+        "detector_info": "results/defenses/{victim}/detector.json",
+    }
+    if "adaptive-misinformation" in names:
+        out["misinformation"] = "results/defenses/{victim}/misinformation.pt"
+    if "dawn" in names:
+        out["independent"] = "results/defenses/{victim}/independent.pt"
+    return out
+
+
+def defended_inputs(wildcards):
+    v, a, s = wildcards.victim, wildcards.attack, wildcards.seed
+    inputs = {
+        **victim_files(v),
+        "pool": attack_pool(wildcards),
+        "victim_dataset": victim_dataset(wildcards),
+        "victim_test": f"results/victims/{v}/test_outputs.parquet",
+        **defense_models(v, DEFENSE_NAMES),
+        "independent": (
+            [f"results/defenses/{v}/independent.pt"] if "dawn" in DEFENSE_NAMES else []
+        ),
+    }
+    if stealbench_config.is_sequential(config, a):
+        inputs["queries"] = [query_cache(v, a, s, d) for d in INSTANCES]
+    else:
+        inputs["queries"] = [query_cache(v, a, s)]
+        inputs["earlier"] = earlier_caches(v, a, s)
+    return inputs

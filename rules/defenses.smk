@@ -5,19 +5,6 @@
 # against the defended API (rules/queries.smk).
 
 
-def defense_model_outputs():
-    names = DEFENSE_NAMES
-    out = {
-        "detector": "results/defenses/{victim}/detector.pt",
-        "detector_info": "results/defenses/{victim}/detector.json",
-    }
-    if "adaptive-misinformation" in names:
-        out["misinformation"] = "results/defenses/{victim}/misinformation.pt"
-    if "dawn" in names:
-        out["independent"] = "results/defenses/{victim}/independent.pt"
-    return out
-
-
 rule train_defense_models:
     input:
         **victim_files("{victim}"),
@@ -102,26 +89,6 @@ rule evaluate_detectors:
         device=config["device"],
     script:
         "../workflow/scripts/evaluate_detectors.py"
-
-
-def defended_inputs(wildcards):
-    v, a, s = wildcards.victim, wildcards.attack, wildcards.seed
-    inputs = {
-        **victim_files(v),
-        "pool": attack_pool(wildcards),
-        "victim_dataset": victim_dataset(wildcards),
-        "victim_test": f"results/victims/{v}/test_outputs.parquet",
-        **defense_models(v, DEFENSE_NAMES),
-        "independent": (
-            [f"results/defenses/{v}/independent.pt"] if "dawn" in DEFENSE_NAMES else []
-        ),
-    }
-    if stealbench_config.is_sequential(config, a):
-        inputs["queries"] = [query_cache(v, a, s, d) for d in INSTANCES]
-    else:
-        inputs["queries"] = [query_cache(v, a, s)]
-        inputs["earlier"] = earlier_caches(v, a, s)
-    return inputs
 
 
 rule train_defended_surrogates:

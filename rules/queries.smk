@@ -37,16 +37,6 @@ rule sample_pool:
         "../workflow/scripts/sample_pool.py"
 
 
-def attack_inputs(wildcards):
-    """A sequential run's inputs: the victim, the pool, and the models of its defense."""
-    names = [INSTANCES[wildcards.defense].name] if wildcards.defense != "none" else []
-    return {
-        **victim_files(wildcards.victim),
-        "pool": attack_pool(wildcards),
-        **defense_models(wildcards.victim, names),
-    }
-
-
 rule run_attack:
     input:
         unpack(attack_inputs),

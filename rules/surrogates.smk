@@ -4,24 +4,6 @@
 # atomically. With surrogates.job_size: cell, each cell is its own job.
 
 
-def surrogate_inputs(wildcards):
-    v, a, s = wildcards.victim, wildcards.attack, wildcards.seed
-    inputs = {
-        "queries": query_cache(v, a, s),
-        "earlier": (
-            []
-            if stealbench_config.is_sequential(config, a)
-            else earlier_caches(v, a, s)
-        ),
-        "pool": attack_pool(wildcards),
-        "victim_dataset": victim_dataset(wildcards),
-        "victim_test": f"results/victims/{v}/test_outputs.parquet",
-        "victim_metrics": f"results/victims/{v}/metrics.json",
-        "backbones": backbone_paths(stealbench_config.axes(config, a)["inits"]),
-    }
-    return inputs
-
-
 rule train_surrogates:
     input:
         unpack(surrogate_inputs),

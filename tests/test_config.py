@@ -21,13 +21,7 @@ def test_the_default_config_is_valid(default):
     assert len(config.cells(cfg)) > 0
 
 
-@pytest.mark.xfail(
-    reason="configs/smoke.yaml and configs/paper.yaml still use the schema from before the "
-    "restructure (detector.out a string, defended.defenses a list); the lead rewrites them",
-    raises=config.ConfigError,
-    strict=True,
-)
-@pytest.mark.parametrize("path", ["configs/smoke.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize("path", ["configs/smoke.yaml", "configs/paper.yaml", "configs/scale.yaml"])
 def test_shipped_configs_are_valid(root, path):
     cfg = config.validate(yaml.safe_load((root / path).read_text()))
     assert len(config.cells(cfg)) > 0

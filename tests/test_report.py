@@ -255,8 +255,10 @@ def test_architecture_table_marks_the_victims_own_architecture():
 def test_strategies_table_compares_each_strategy_with_random_on_its_pool():
     summary = _summary(adaptive_bonus=-0.05)
     table = tables.strategies_table(summary)
-    assert set(table["pool"]) == {"p-ood"} and set(table["victim"]) == {"v1"}
+    # every attack of the victims that face more than one strategy, pools side by side
+    assert set(table["victim"]) == {"v1"} and set(table["pool"]) == {"p-ood", "p-real"}
     assert set(table["strategy"]) == {"random", "adaptive"}
+    assert set(table.loc[table["strategy"] == "adaptive", "pool"]) == {"p-ood"}
     assert np.allclose(table.loc[table["strategy"] == "random", "vs_random"], 0.0)
     # the synthetic effect of the adaptive strategy, wherever accuracy was not clipped
     assert np.allclose(table.loc[table["strategy"] == "adaptive", "vs_random"], -0.05)

@@ -203,10 +203,9 @@ def plot_strategies(strategies: pd.DataFrame, paths) -> None:
     attacks = sorted(strategies["attack"].unique())
     colours = dict(zip(attacks, _palette(len(attacks)), strict=True))
     for ax, key in zip(axes, panels, strict=False):
-        victim, pool, granularity, arch = key
+        victim, granularity, arch = key
         part = strategies[
             (strategies["victim"] == victim)
-            & (strategies["pool"] == pool)
             & (strategies["granularity"] == granularity)
             & (strategies["surrogate_arch"] == arch)
         ]
@@ -218,15 +217,16 @@ def plot_strategies(strategies: pd.DataFrame, paths) -> None:
                 "test_acc_mean",
                 "test_acc_ci95",
                 color=colours[attack],
+                linestyle="-" if series["strategy"].iloc[0] == "random" else "--",
                 label=attack,
             )
         ax.set_xscale("log")
-        ax.set_title(f"{victim}, {pool} pool, {granularity}, {arch}", fontsize=8)
+        ax.set_title(f"{victim}, {granularity}, {arch}", fontsize=8)
         ax.set_xlabel("queries (budget)")
         ax.set_ylabel("surrogate test accuracy")
     if not panels:
-        axes[0].text(0.5, 0.5, "no pool is used by two strategies", ha="center", va="center")
-    _legend(figure, axes, "attack (strategy on its pool)")
+        axes[0].text(0.5, 0.5, "no victim faces two strategies", ha="center", va="center")
+    _legend(figure, axes, "attack (solid: random sampling of a pool, dashed: other strategies)")
     figure.suptitle("strategies at equal budget", y=1.02)
     save_figure(figure, paths)
 

@@ -246,14 +246,16 @@ def architecture_table(summary: pd.DataFrame, victim_papers: dict[str, str]) -> 
 
 
 def strategies_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Strategies on the same victim and pool, at every granularity and budget: accuracy ±
-    CI and the difference to random sampling of the same pool (surrogates from scratch)."""
+    """Every attack on victims facing more than one strategy, at every granularity and budget
+    (surrogates from scratch): accuracy ± CI, and the difference to random sampling of the
+    same pool at the same budget (NaN where random does not sample that pool, e.g. a
+    data-free attack, whose pool gives only the image shape)."""
     rows = summary[summary["surrogate_init"] == "scratch"]
-    keys = ["victim", "pool", "granularity", "budget", "surrogate_arch"]
-    several = rows.groupby(keys[:2])["strategy"].transform("nunique") > 1
-    rows = rows[several]
+    rows = rows[rows.groupby("victim")["strategy"].transform("nunique") > 1]
+    keys = ["victim", "granularity", "budget", "surrogate_arch"]
     columns = [
         *keys,
+        "pool",
         "strategy",
         "attack",
         "seeds",
@@ -262,10 +264,11 @@ def strategies_table(summary: pd.DataFrame) -> pd.DataFrame:
         "recovery_mean",
         "agreement_mean",
     ]
-    table = rows[columns].sort_values(keys + ["strategy", "attack"]).reset_index(drop=True)
-    random = table[table["strategy"] == "random"].groupby(keys)["test_acc_mean"].max()
+    table = rows[columns].sort_values([*keys, "pool", "strategy", "attack"]).reset_index(drop=True)
+    same = [*keys, "pool"]
+    random = table[table["strategy"] == "random"].groupby(same)["test_acc_mean"].max()
     table["vs_random"] = table["test_acc_mean"] - [
-        random.get(tuple(k), np.nan) for k in table[keys].itertuples(index=False)
+        random.get(tuple(k), np.nan) for k in table[same].itertuples(index=False)
     ]
     return table
 
