@@ -482,16 +482,17 @@ def test_accuracy_vs_budget_draws_a_line_per_attack_in_each_panel(drawn):
         assert [list(ln.get_ydata()) for ln in victim_line] == [[0.9, 0.9]]
 
 
-def test_strategies_figure_draws_each_attack_of_a_pool(drawn):
+def test_strategies_figure_draws_each_attack_of_a_victim(drawn):
     table = tables.strategies_table(_summary())
     figures.plot_strategies(table, ["unused.png"])
     (figure,) = drawn
     axes = _visible(figure)
-    assert len(axes) == len(table.groupby(["victim", "pool", "granularity", "surrogate_arch"]))
+    assert len(axes) == len(table.groupby(["victim", "granularity", "surrogate_arch"]))
     for ax in axes:
-        labels = sorted(ln.get_label() for ln in ax.lines)
-        assert labels == ["a-adapt", "a-ood"]
+        lines = {ln.get_label(): ln for ln in ax.lines}
+        assert sorted(lines) == sorted(table["attack"].unique())
         assert all(len(ln.get_xdata()) == len(BUDGETS) for ln in ax.lines)
+        assert lines["a-adapt"].get_linestyle() == "--" and lines["a-ood"].get_linestyle() == "-"
 
 
 def test_defenses_figure_draws_a_line_per_defense_through_its_strengths(drawn):

@@ -198,7 +198,7 @@ def plot_recovery_vs_budget(summary: pd.DataFrame, anchors, paths) -> None:
 def plot_strategies(strategies: pd.DataFrame, paths) -> None:
     """Accuracy against budget per strategy on the same victim and pool (band: 95% CI), a
     panel per (victim, pool, granularity)."""
-    panels = list(strategies.groupby(["victim", "pool", "granularity", "surrogate_arch"]).groups)
+    panels = list(strategies.groupby(["victim", "granularity", "surrogate_arch"]).groups)
     figure, axes = _grid(max(1, len(panels)), ncols=3)
     attacks = sorted(strategies["attack"].unique())
     colours = dict(zip(attacks, _palette(len(attacks)), strict=True))
