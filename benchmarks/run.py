@@ -1,16 +1,22 @@
-"""The benchmark suite: every figure of issue 7, printed and written to benchmarks/results.md.
+"""The benchmark suite: speed, memory and scale, printed and written to benchmarks/results.md.
 
-    .venv/bin/python benchmarks/run.py            # all (about 15 minutes on 2 cores)
-    .venv/bin/python benchmarks/run.py --only planning throughput
+    .venv/bin/python benchmarks/run.py                       # pipeline, planning, streaming, peer
+    .venv/bin/python benchmarks/run.py --only pipeline peer
+    .venv/bin/python benchmarks/run.py --only scale datafree # the bigger grids (~20 + ~30 min)
 
-1. default pipeline: wall time and peak memory of the whole default run from empty results/
-2. query economy: victim forward passes made vs. what a pipeline without the cache makes
-3. training throughput: surrogate images/s in the pipeline vs. a bare in-memory torch loop
-4. job overhead: share of the run's wall time outside model training and querying
-5. planning scale: `snakemake -n` on a generated 10,000-cell grid
-6. streaming scale: benchmarks/streaming.py (its own section of results.md)
+1. pipeline: the whole default from an empty results/ on 2 cores: wall time, peak memory of
+   the process tree, the query economy, training throughput against a bare PyTorch loop, and
+   the job overhead: 1 - (seconds inside model training and querying, as the artefacts record
+   them) / (cores x wall time), with where the rest goes (per rule: job wall time outside the
+   recorded work);
+2. planning: `snakemake -n` on a generated 10,000-cell grid;
+3. streaming: benchmarks/streaming.py (its own section);
+4. peer: benchmarks/peer.py, ART's KnockoffNets beside stealbench (its own section);
+5. scale / datafree: configs/scale.yaml and configs/datafree.yaml end to end: wall time,
+   peak memory, and the recovery (accuracy) at each budget with 95% CIs;
+6. gpu: benchmarks/gpu.py, on a CUDA machine only (its own section).
 
-Timings are measured here, on a shared machine: compare ratios taken in one run.
+Timings are measured on a shared machine: compare ratios taken in one run.
 """
 
 from __future__ import annotations
@@ -31,23 +37,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-RESULTS = ROOT / "benchmarks" / "results.md"
-START, END = "<!-- suite:start -->", "<!-- suite:end -->"
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from sections import snakemake, write_section  # noqa: E402
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-    ]
-    if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
-    return [*cmd, *args]
+OUT = ROOT / "benchmarks" / "out"  # kept for inspection (git-ignored)
 
 
 def run_sampled(cmd: list[str]) -> tuple[float, float, int]:
@@ -70,10 +64,11 @@ def run_sampled(cmd: list[str]) -> tuple[float, float, int]:
     return wall, peak, proc.returncode
 
 
-def default_pipeline(workdir: Path) -> dict:
-    wall, peak, code = run_sampled(snakemake(workdir, "--cores", "2"))
+def whole_run(workdir: Path, configfile: Path | None = None) -> dict:
+    shutil.rmtree(workdir, ignore_errors=True)
+    wall, peak, code = run_sampled(snakemake(workdir, "--cores", "2", configfile=configfile))
     if code:
-        raise SystemExit("the default pipeline failed; see above")
+        raise SystemExit(f"the run in {workdir} failed; see above")
     return {"wall_s": wall, "peak_rss_mib": peak}
 
 
@@ -83,12 +78,10 @@ def query_economy(workdir: Path) -> dict:
     q = pd.read_parquet(workdir / "results/tables/queries.parquet")
     return {
         "pairs": len(q),
-        "forward_passes": int(q["victim_forward_passes"].sum()),
-        "largest_budget_sum": int(q["largest_budget"].sum()),
+        "queries_sent": int(q["queries_sent"].sum()),
+        "victim_passes": int(q["victim_passes"].sum()),
         "passes_without_cache": int(q["passes_without_cache"].sum()),
         "cells": int(q["cells"].sum()),
-        "cells_per_query_set": float(q["cells"].mean()),
-        "one_query_set_per_pair": bool((q["victim_forward_passes"] == q["largest_budget"]).all()),
     }
 
 
@@ -120,54 +113,76 @@ def training_throughput(workdir: Path) -> dict:
     import pandas as pd
 
     cells = pd.read_parquet(workdir / "results/tables/cells.parquet")
-    big = cells[cells["budget"] == cells["budget"].max()]
     batch = yaml.safe_load((ROOT / "config.yaml").read_text())["surrogates"]["training"][
         "batch_size"
     ]
     out = {}
-    for arch, rows in big.groupby("surrogate_arch"):
+    for arch, rows in cells.groupby("surrogate_arch"):
+        rows = rows[rows["budget"] == rows["budget"].max()]
         pipeline = rows["images_seen"].sum() / rows["train_seconds"].sum()
         bare = bare_loop_throughput(arch, batch)
         out[arch] = {"pipeline_img_s": pipeline, "bare_img_s": bare, "ratio": pipeline / bare}
     return out
 
 
-def job_overhead(workdir: Path, wall: float, cores: int = 2) -> dict:
-    """Share of core-seconds not spent training models or answering queries."""
+def recorded_work(workdir: Path) -> dict[str, float]:
+    """Seconds inside model training and querying, as the artefacts record them, by kind."""
     import pandas as pd
 
-    results = workdir / "results"
-    model_seconds = pd.read_parquet(results / "tables/cells.parquet")["train_seconds"].sum()
-    for path in results.glob("defended/**/*.parquet"):
-        model_seconds += pd.read_parquet(path)["train_seconds"].sum()
-    for path in results.glob("victims/*/metrics.json"):
-        model_seconds += json.loads(path.read_text())["train_seconds"]
-    for path in results.glob("defenses/*/detector.json"):
-        model_seconds += json.loads(path.read_text()).get("seconds", 0.0)
-    query_seconds = 0.0
-    for path in results.glob("logs/queries/*/*.log"):
-        query_seconds += _log_span(path)
-    busy = model_seconds + query_seconds
+    from stealbench.io import read_parquet_meta
+
+    r = workdir / "results"
+    work = {
+        "surrogates": float(pd.read_parquet(r / "tables/cells.parquet")["train_seconds"].sum()),
+        "victims and backbones": sum(
+            json.loads(p.read_text())["train_seconds"]
+            for p in [*r.glob("victims/*/metrics.json"), *r.glob("pretrain/*/metrics.json")]
+        ),
+    }
+    if (r / "tables/defended.parquet").exists():
+        work["defended surrogates"] = float(
+            pd.read_parquet(r / "tables/defended.parquet")["train_seconds"].sum()
+        )
+    work["defense models"] = sum(
+        sum(json.loads(p.read_text())["train_seconds"].values())
+        for p in r.glob("defenses/*/models.json")
+    )
+    sampling = sequential = 0.0
+    for path in r.glob("queries/**/*.parquet"):
+        seconds = read_parquet_meta(path).get("seconds", 0.0)
+        if isinstance(seconds, dict):  # a sequential attacker: one run per granularity
+            sequential += sum(seconds.values())
+        else:
+            sampling += seconds
+    work["sequential attacks (substitutes, queries)"] = sequential
+    work["sampling (victim queries)"] = sampling
+    return work
+
+
+def job_overhead(workdir: Path, wall: float, cores: int = 2) -> dict:
+    """1 - recorded work / (cores x wall); and, per rule, job wall time beyond it."""
+    work = recorded_work(workdir)
+    jobs: dict[str, list[float]] = {}
+    for path in (workdir / "results/benchmarks").rglob("*.tsv"):
+        rule = path.relative_to(workdir / "results/benchmarks").parts[0]
+        jobs.setdefault(rule, []).append(float(path.read_text().splitlines()[1].split("\t")[0]))
+    busy = sum(work.values())
     return {
         "wall_s": wall,
         "core_seconds": wall * cores,
-        "model_seconds": model_seconds,
-        "query_seconds": query_seconds,
+        "work": work,
+        "busy": busy,
         "overhead_share": 1 - busy / (wall * cores),
+        "job_seconds": {rule: (len(s), sum(s)) for rule, s in sorted(jobs.items())},
+        "jobs": _count_jobs(workdir),
     }
 
 
-def _log_span(path: Path) -> float:
-    """Seconds between the first and last line of a job log (the query job's working time)."""
-    from datetime import datetime
-
-    stamps = []
-    for line in path.read_text().splitlines():
-        try:
-            stamps.append(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f"))
-        except ValueError:
-            continue
-    return (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 else 0.0
+def _count_jobs(workdir: Path) -> int:
+    logs = sorted((workdir / ".snakemake/log").glob("*.snakemake.log"))
+    if not logs:
+        return 0
+    return logs[-1].read_text().count("Finished jobid")
 
 
 def planning_scale(tmp: Path, target_cells: int = 10_000) -> dict:
@@ -178,7 +193,7 @@ def planning_scale(tmp: Path, target_cells: int = 10_000) -> dict:
     cfg.pop("defenses", None)
     attacks = {}
     for i in range(14):  # 6 victims x 14 attacks x 120 cells each = 10,080 cells
-        attacks[f"random-glyphs-{i}"] = {"strategy": "random", "pool": "glyphs"}
+        attacks[f"random-letters-{i}"] = {"strategy": "random", "pool": "letters"}
     cfg["attacks"] = attacks
     cfg["victims"] = {
         f"victim-{v}": {"dataset": "mnist5k", "arch": "lenet", "attacks": list(attacks)}
@@ -207,88 +222,138 @@ def planning_scale(tmp: Path, target_cells: int = 10_000) -> dict:
     return {"cells": cells, "surrogate_jobs": jobs, "dry_run_s": seconds}
 
 
-def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in old:
-        new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
+def pipeline_section() -> str:
+    workdir = OUT / "default"
+    run = whole_run(workdir)
+    economy = query_economy(workdir)
+    throughput = training_throughput(workdir)
+    overhead = job_overhead(workdir, run["wall_s"])
+    rows = "\n".join(f"| {kind} | {seconds:.0f} |" for kind, seconds in overhead["work"].items())
+    jobs = "\n".join(
+        f"| {rule} | {n} | {total:.0f} |" for rule, (n, total) in overhead["job_seconds"].items()
+    )
+    return "\n".join(
+        [
+            "### 1. Default pipeline (target: about 10 minutes)\n",
+            f"`snakemake --cores 2` from an empty results/ (`benchmarks/out/default`): "
+            f"**{run['wall_s'] / 60:.1f} min** wall for {overhead['jobs']} jobs, peak memory of "
+            f"the whole process tree **{run['peak_rss_mib']:.0f} MiB**.\n",
+            "### 2. Query economy\n",
+            f"The attackers sent {economy['queries_sent']} queries (a query is one image sent to "
+            f"the API); the victims computed {economy['victim_passes']} posteriors for them. The "
+            f"same {economy['cells']} cells queried afresh would cost "
+            f"{economy['passes_without_cache']} victim passes: "
+            f"**{economy['passes_without_cache'] / economy['victim_passes']:.1f}x** more.\n",
+            "### 3. Training throughput (target: at least 0.9 of a bare loop)\n",
+            "| surrogate | pipeline img/s | bare loop img/s | ratio |\n|---|---|---|---|",
+            *[
+                f"| {a} | {t['pipeline_img_s']:.0f} | {t['bare_img_s']:.0f} | "
+                f"**{t['ratio']:.2f}** |"
+                for a, t in throughput.items()
+            ],
+            "\nPipeline: images seen / training seconds of the largest-budget cells (the "
+            "epoch loop and per-batch uint8 conversion included); bare: the same model, batch "
+            "size and 1 thread on float tensors in memory.\n",
+            "### 4. Job overhead (target: at most 25%)\n",
+            f"Recorded work {overhead['busy']:.0f} core-s of {overhead['core_seconds']:.0f} "
+            f"core-s (wall x 2 cores): **{100 * overhead['overhead_share']:.0f}%** elsewhere "
+            f"(interpreter start, imports, loading, scoring, scheduling, idle cores).\n",
+            "| recorded work | core-s |\n|---|---:|",
+            rows,
+            "\nWall time of the jobs that keep a Snakemake benchmark record, per rule (their "
+            "training and querying included):\n",
+            "| rule | jobs | job seconds |\n|---|---:|---:|",
+            jobs,
+            "",
+        ]
+    )
+
+
+def grid_section(name: str, configfile: Path) -> str:
+    """A bigger grid end to end: wall, peak memory, accuracy and recovery by budget."""
+    import pandas as pd
+
+    workdir = OUT / name
+    run = whole_run(workdir, configfile)
+    summary = pd.read_parquet(workdir / "results/tables/summary.parquet")
+    keys = ["victim", "attack", "granularity", "surrogate_init"]
+    table = summary[
+        [
+            *keys,
+            "budget",
+            "seeds",
+            "test_acc_mean",
+            "test_acc_ci95",
+            "recovery_mean",
+            "recovery_ci95",
+        ]
+    ].sort_values([*keys, "budget"])
+    lines = [
+        "| " + " | ".join(table.columns) + " |",
+        "|" + "---|" * len(table.columns),
+        *(
+            "| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for row in table.itertuples(index=False)
+        ),
+    ]
+    return "\n".join(
+        [
+            f"## {configfile.relative_to(ROOT)}\n",
+            f"`snakemake --cores 2 --configfile {configfile.relative_to(ROOT)}` from an empty "
+            f"results/, run {time.strftime('%Y-%m-%d %H:%M')}: **{run['wall_s'] / 60:.1f} min** "
+            f"wall, peak memory of the whole process tree **{run['peak_rss_mib']:.0f} MiB**.\n",
+            *lines,
+        ]
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    choices = ["pipeline", "planning", "streaming", "peer", "scale", "datafree", "gpu"]
     parser.add_argument(
         "--only",
         nargs="*",
         default=None,
-        choices=["pipeline", "planning", "streaming"],
-        help="pipeline = figures 1-4 (one default run); default: all",
+        choices=choices,
+        help="default: pipeline planning streaming peer",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    only = set(args.only or ["pipeline", "planning", "streaming"])
-    lines = [
+    only = set(args.only or ["pipeline", "planning", "streaming", "peer"])
+    head = (
         f"## Suite\n\n`.venv/bin/python benchmarks/run.py`, run "
         f"{time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()} with "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}.\n"
-    ]
+    )
+    parts = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
         if "pipeline" in only:
-            workdir = ROOT / "benchmarks" / "out" / "default"  # kept for inspection (ignored)
-            shutil.rmtree(workdir, ignore_errors=True)
-            pipe = default_pipeline(workdir)
-            economy = query_economy(workdir)
-            throughput = training_throughput(workdir)
-            overhead = job_overhead(workdir, pipe["wall_s"])
-            lines += [
-                "### 1. Default pipeline (target: about 10 minutes)\n",
-                f"`snakemake --cores 2` from an empty results/: **{pipe['wall_s'] / 60:.1f} min**"
-                f" wall, peak memory of the whole process tree **{pipe['peak_rss_mib']:.0f} MiB**."
-                "\n",
-                "### 2. Query economy (target: one query set serves every cell)\n",
-                f"{economy['forward_passes']} victim forward passes for {economy['pairs']} "
-                f"(victim, attack) query sets (sum of their largest budgets: "
-                f"{economy['largest_budget_sum']}); they serve {economy['cells']} cells, "
-                f"{economy['cells_per_query_set']:.1f} per query set. A pipeline that queried "
-                f"once per cell would make {economy['passes_without_cache']} passes: "
-                f"**{economy['passes_without_cache'] / economy['forward_passes']:.1f}x** more. "
-                f"One query set per pair: **{economy['one_query_set_per_pair']}**.\n",
-                "### 3. Training throughput (target: at least 0.9 of a bare loop)\n",
-                "| surrogate | pipeline img/s | bare loop img/s | ratio |\n|---|---|---|---|",
-                *[
-                    f"| {a} | {t['pipeline_img_s']:.0f} | {t['bare_img_s']:.0f} | "
-                    f"**{t['ratio']:.2f}** |"
-                    for a, t in throughput.items()
-                ],
-                "\nPipeline: images seen / training seconds of the largest-budget cells (the "
-                "epoch loop, per-batch uint8 conversion and per-epoch validation included); "
-                "bare: the same model, batch size and 1 thread on float tensors in memory.\n",
-                "### 4. Job overhead (target: at most 25%)\n",
-                f"Model training {overhead['model_seconds']:.0f} core-s and querying "
-                f"{overhead['query_seconds']:.0f} core-s of {overhead['core_seconds']:.0f} "
-                f"core-s (wall x 2 cores): **{100 * overhead['overhead_share']:.0f}%** "
-                "elsewhere (interpreter start, imports, I/O, scheduling, idle cores).\n",
-            ]
+            parts.append(pipeline_section())
         if "planning" in only:
-            plan = planning_scale(tmp)
-            lines += [
-                "### 5. Planning scale (target: under 30 s)\n",
+            plan = planning_scale(Path(tmp))
+            parts.append(
+                "### 5. Planning scale (target: under 30 s)\n\n"
                 f"`snakemake -n` on a generated grid of {plan['cells']} cells "
-                f"({plan['surrogate_jobs']} surrogate jobs): **{plan['dry_run_s']:.1f} s**."
-                "\n",
-            ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(text)
-    if "streaming" in only:
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "streaming.py")]
-        if args.no_write:
-            cmd.append("--no-write")
-        subprocess.run(cmd, check=True)
+                f"({plan['surrogate_jobs']} surrogate jobs): **{plan['dry_run_s']:.1f} s**.\n"
+            )
+    if parts:
+        text = head + "\n" + "\n".join(parts)
+        print(text)
+        if not args.no_write:
+            write_section("suite", text)
+    for name in ("scale", "datafree"):
+        if name in only:
+            text = grid_section(name, ROOT / "configs" / f"{name}.yaml")
+            print(text)
+            if not args.no_write:
+                write_section(name, text)
+    scripts = {"streaming": "streaming.py", "peer": "peer.py", "gpu": "gpu.py"}
+    for name, script in scripts.items():
+        if name in only:
+            cmd = [sys.executable, str(ROOT / "benchmarks" / script)]
+            if args.no_write:
+                cmd.append("--no-write")
+            subprocess.run(cmd, check=True)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-RESULTS = ROOT / "benchmarks" / "results.md"
-START, END = "<!-- streaming:start -->", "<!-- streaming:end -->"
+from sections import (
+    RESULTS,  # noqa: E402
+    write_section,  # noqa: E402
+)
 
 
 def rss_mib() -> float:
@@ -195,20 +198,6 @@ def growth(rows: list[dict]) -> str:
     return "; ".join(out)
 
 
-def write_results(text: str) -> None:
-    section = f"{START}\n{text.strip()}\n{END}"
-    if RESULTS.exists():
-        current = RESULTS.read_text()
-        if START in current and END in current:
-            head, rest = current.split(START, 1)
-            updated = head + section + rest.split(END, 1)[1]
-        else:
-            updated = current.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        updated = "# Benchmark results\n\n" + section + "\n"
-    RESULTS.write_text(updated)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
@@ -291,7 +280,7 @@ train split, validating on the lazy val split.
 Growth from the smallest to the largest tree: {summary}.
 """
     if not args.no_write:
-        write_results(text)
+        write_section("streaming", text)
         print(f"\nwrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -220,7 +220,7 @@ def defense_model_outputs():
     names = DEFENSE_NAMES
     out = {
         "detector": "results/defenses/{victim}/detector.pt",
-        "detector_info": "results/defenses/{victim}/detector.json",
+        "models_info": "results/defenses/{victim}/models.json",
     }
     if "adaptive-misinformation" in names:
         out["misinformation"] = "results/defenses/{victim}/misinformation.pt"

@@ -12,7 +12,6 @@ from stealbench.runtime import derive_seed, setup
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
 w, p = sm.wildcards, sm.params
-start = time.perf_counter()
 victim_meta = io.read_json(sm.input.victim_metrics)
 model = load_victim(sm.input.model, victim_meta, p.device)
 pool = datasets.load(sm.input.pool)
@@ -22,6 +21,7 @@ earlier = [
     cache.load_cache(path, sm.input.earlier[:i], expect) for i, path in enumerate(sm.input.earlier)
 ]
 seed = int(w.seed)
+start = time.perf_counter()
 log_ = query.sample_pool(
     p.attack["strategy"],
     model,
@@ -32,6 +32,7 @@ log_ = query.sample_pool(
     earlier,
     **p.attack["options"],
 )
+seconds = time.perf_counter() - start
 cache.save_cache(
     log_,
     sm.output[0],
@@ -44,7 +45,7 @@ cache.save_cache(
         "pool": pool.name,
         "budget": p.budget,
         "earlier_seeds": [c.meta["seed"] for c in earlier],
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
     },
 )
 log.info("cached %d queries; the victim answered %d of them now", p.budget, log_.victim_passes)

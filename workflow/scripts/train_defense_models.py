@@ -2,6 +2,8 @@
 Adaptive Misinformation's misinformation model, and DAWN's independent models (trained on
 the victim's task data without any query, to count false ownership claims)."""
 
+import time
+
 import numpy as np
 
 from stealbench import io
@@ -29,16 +31,14 @@ ood = detector.train_ood_detector(
     p.device,
 )
 detector.save_detector(ood, sm.output.detector)
-io.write_json(
-    {
-        **ood.metadata(),
-        "out": [d.name for d in out],
-        "in": victim_data.name,
-        "in_checksum": victim_data.checksum,
-        "out_checksums": {d.name: d.checksum for d in out},
-    },
-    sm.output.detector_info,
-)
+info = {
+    **ood.metadata(),
+    "out": [d.name for d in out],
+    "in": victim_data.name,
+    "in_checksum": victim_data.checksum,
+    "out_checksums": {d.name: d.checksum for d in out},
+    "train_seconds": {"detector": ood.info["seconds"]},
+}
 log.info(
     "detector: threshold %.3f, validation TPR(in) %.3f TNR(out) %.3f",
     ood.threshold,
@@ -53,6 +53,7 @@ if "misinformation" in sm.output.keys():
 
     victim_model = load_victim(sm.input.model, io.read_json(sm.input.victim_metrics), p.device)
     outlier = [np.asarray(datasets.load(path).split("train")[0]) for path in sm.input.outlier]
+    start = time.perf_counter()
     model = train_misinformation_model(
         in_images,
         in_labels,
@@ -63,6 +64,7 @@ if "misinformation" in sm.output.keys():
         victim_predict=lambda images: predict_proba(victim_model, images),
         device=p.device,
     )
+    info["train_seconds"]["misinformation"] = time.perf_counter() - start
     save_model(
         model,
         sm.output.misinformation,
@@ -84,8 +86,10 @@ if "independent" in sm.output.keys():
                 p.device,
             )
             models[f"{arch}/s{s}"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            info["train_seconds"][f"independent {arch}/s{s}"] = fit.seconds
             log.info("independent %s seed %d: val accuracy %.4f", arch, s, fit.best_val_acc)
     io.save_state_dict(
         {"kind": "independent", "num_classes": num_classes, "models": models},
         sm.output.independent,
     )
+io.write_json(info, sm.output.models_info)

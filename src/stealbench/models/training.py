@@ -64,9 +64,15 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+def to_tensor(images: np.ndarray, device=None) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1], on ``device`` (default: CPU).
+
+    The bytes travel to the device first and are converted there: a quarter of the data to
+    copy to a GPU, and no float conversion on the host's cores."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -94,7 +100,7 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 1000) 
     model.eval()
     device = model_device(model)
     out = [
-        F.softmax(model(to_tensor(images[i : i + batch_size]).to(device)), dim=1).cpu()
+        F.softmax(model(to_tensor(images[i : i + batch_size], device)), dim=1).cpu()
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 0), np.float32)
@@ -139,20 +145,23 @@ def fit(
             order = torch.from_numpy(images.epoch_order(generator))
         else:
             order = torch.randperm(n, generator=generator)
-        total = 0.0
+        # The epoch's loss is summed on the device and read once per epoch: reading it every
+        # step would make a GPU wait for each step to finish.
+        total = torch.zeros((), device=device)
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            batch = to_tensor(images[idx.numpy()]).to(device, non_blocking=True)
+            batch = to_tensor(images[idx.numpy()], device)
             loss = soft_cross_entropy(model(batch), targets_t[idx].to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{desc}: loss became {loss.item()} at epoch {epoch}; lower the learning "
-                    f"rate (lr={cfg.lr}) or check the inputs for NaN"
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
+            total += loss.detach() * len(idx)
+        total = float(total)
+        if not math.isfinite(total):
+            raise FloatingPointError(
+                f"{desc}: the loss became {total} in epoch {epoch}; lower the learning rate "
+                f"(lr={cfg.lr}) or check the inputs for NaN"
+            )
         if scheduler is not None:
             scheduler.step()
         val_acc = (

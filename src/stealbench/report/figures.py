@@ -196,8 +196,9 @@ def plot_recovery_vs_budget(summary: pd.DataFrame, anchors, paths) -> None:
 
 
 def plot_strategies(strategies: pd.DataFrame, paths) -> None:
-    """Accuracy against budget per strategy on the same victim and pool (band: 95% CI), a
-    panel per (victim, pool, granularity)."""
+    """Accuracy against budget per attack on the same victim (band: 95% CI), a panel per
+    (victim, granularity, surrogate architecture): strategies on a shared pool side by side,
+    and the pools beside them."""
     panels = list(strategies.groupby(["victim", "granularity", "surrogate_arch"]).groups)
     figure, axes = _grid(max(1, len(panels)), ncols=3)
     attacks = sorted(strategies["attack"].unique())
