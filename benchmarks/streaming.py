@@ -33,10 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sections import (
-    RESULTS,  # noqa: E402
-    write_section,  # noqa: E402
-)
+from sections import RESULTS, write_section  # noqa: E402
 
 
 def rss_mib() -> float:
