@@ -242,7 +242,9 @@ def defended_inputs(wildcards):
         ),
     }
     if stealbench_config.is_sequential(config, a):
-        inputs["queries"] = [query_cache(v, a, s, d) for d in INSTANCES]
+        inputs["queries"] = [
+            query_cache(v, a, s, d.id) for d in stealbench_config.attack_defenses(config, a)
+        ]
     else:
         inputs["queries"] = [query_cache(v, a, s)]
         inputs["earlier"] = earlier_caches(v, a, s)

@@ -109,7 +109,9 @@ rule train_defended_surrogates:
         runtime=120,
         gpu=GPUS,
     params:
-        instances=lambda wildcards: [vars(d) for d in INSTANCES.values()],
+        instances=lambda wildcards: [
+            vars(d) for d in stealbench_config.attack_defenses(config, wildcards.attack)
+        ],
         budgets=lambda wildcards: DEFENSES["defended"]["budgets"][wildcards.attack],
         granularities=lambda wildcards: DEFENSES["defended"]["granularities"],
         dawn=lambda wildcards: DEFENSES["dawn"],

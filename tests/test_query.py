@@ -45,7 +45,10 @@ def test_budget_beyond_pool_is_an_error():
 
 
 def test_unknown_strategy_lists_allowed():
-    with pytest.raises(ValueError, match="unknown strategy 'copycat'; allowed: activethief, adaptive, dfme, jbda, random"):
+    with pytest.raises(
+        ValueError,
+        match="unknown strategy 'copycat'; allowed: activethief, adaptive, dfme, jbda, random",
+    ):
         sample_pool("copycat", linear_victim(), toy_pool(), 5, seed=0, rng_seed=0)
     with pytest.raises(ValueError, match="allowed: adaptive, jbda, random"):
         run_sequential("copycat", linear_victim(), toy_pool(), 5, seed=0, rng_seed=0)

@@ -212,14 +212,18 @@ def test_defense_tables(smoke_run):
     instances = {d.id for d in config.defense_instances(cfg)}
     assert set(defended["defense_id"]) == instances
     pairs = config.defended_pairs(cfg)
-    assert len(defended) == len(instances) * len(pairs) * len(cfg["defenses"]["defended"]["seeds"])
+    expected = sum(len(config.attack_defenses(cfg, a)) for _, a in pairs)
+    assert len(defended) == expected * len(cfg["defenses"]["defended"]["seeds"])
+    sequential = defended[defended["strategy"] == "adaptive"]
+    assert set(sequential["defense"]) == set(cfg["defenses"]["defended"]["sequential_defenses"])
     assert defended["benign_utility"].between(0, 1).all()
     none = defended[defended["defense"] == "none"]
     assert (none["benign_utility"] == none["victim_acc"]).all() and (none["attack_l1"] == 0).all()
     mad = defended[defended["defense"] == "mad"]
     assert (mad["attack_l1"] <= 0.5 + 1e-5).all() and (mad["attack_l1"] > 0).all()
     dawn = table(workdir, "dawn")
-    assert len(dawn) == len(pairs) and (dawn["dawn_watermarks"] > 0).all()
+    sampling = [p for p in pairs if not config.is_sequential(cfg, p[1])]
+    assert len(dawn) == len(sampling) and (dawn["dawn_watermarks"] > 0).all()
     assert (dawn["dawn_independent"] == len(cfg["defenses"]["dawn"]["independent_seeds"])).all()
     for name in ("defense_utility", "defense_perturbation"):
         assert (workdir / f"results/figures/{name}.png").stat().st_size
@@ -275,12 +279,13 @@ def test_adding_a_defense_queries_no_victim_with_a_sampling_attack(root, smoke_r
     against the new defense (it must meet the defended API)."""
     workdir, _ = smoke_run
     changed = yaml.safe_load((root / "configs" / "smoke.yaml").read_text())
-    changed["defenses"]["defended"]["defenses"]["gaussian-noise"] = {"scale": [0.2, 0.4]}
+    changed["defenses"]["defended"]["defenses"]["mad"] = {"epsilon": [0.5, 0.9]}
     plan = _plan(workdir, changed, tmp_path, "more-defenses")
     assert "train_defended_surrogates" in plan
     for rule in ("sample_pool", "train_victim", "train_surrogates", "train_defense_models"):
         assert not _jobs(plan, rule), rule
-    assert all("defense=gaussian-noise@0.4" in w for w in _jobs(plan, "run_attack"))
+    reruns = _jobs(plan, "run_attack")
+    assert reruns and all("attack=adaptive-letters, defense=mad@0.9" in w for w in reruns)
 
 
 def test_paper_grid_plans_with_placeholder_roots(root, tmp_path):

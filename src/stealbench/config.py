@@ -553,6 +553,13 @@ def _check_defenses(config: dict) -> list[str]:
         a: sorted(given) if given else [max(axes(config, a)["budgets"])]
         for a in defended["attacks"]
     }
+    defended.setdefault("sequential_defenses", list(defended["defenses"]))
+    for name in defended["sequential_defenses"]:
+        if name not in defended["defenses"]:
+            errors.append(
+                f"config key 'defenses.defended.sequential_defenses': '{name}' is not among "
+                f"defenses.defended.defenses ({', '.join(defended['defenses'])})"
+            )
     for name, params in defended["defenses"].items():
         strength = DEFENSE_STRENGTH[name]
         for param, value in params.items():
@@ -655,6 +662,17 @@ def defense_instances(config: dict) -> list[DefenseInstance]:
     return out
 
 
+def attack_defenses(config: dict, attack: str) -> list[DefenseInstance]:
+    """The defense instances an attack is answered through: all of them for a sampling attack
+    (its cache serves every defense for free), those of ``defended.sequential_defenses`` for a
+    sequential one (each is a rerun of the attack against that defended API)."""
+    instances = defense_instances(config)
+    if not is_sequential(config, attack):
+        return instances
+    names = config["defenses"]["defended"]["sequential_defenses"]
+    return [d for d in instances if d.name in names]
+
+
 def victim_attacks(config: dict) -> list[tuple[str, str]]:
     """Every (victim, attack) pair."""
     return [(v, a) for v, spec in config["victims"].items() for a in spec["attacks"]]
@@ -696,14 +714,13 @@ def query_runs(config: dict) -> list[tuple[str, str, str, int]]:
     seed with defense id None (every defense reads it), sequential ones one per defense."""
     runs = []
     defended = defended_pairs(config)
-    instances = defense_instances(config)
     for victim, attack in victim_attacks(config):
         if not is_sequential(config, attack):
             runs += [(victim, attack, None, s) for s in query_seeds(config, victim, attack)]
             continue
         runs += [(victim, attack, "none", s) for s in axes(config, attack)["seeds"]]
         if (victim, attack) in defended:
-            for instance in instances:
+            for instance in attack_defenses(config, attack):
                 for s in config["defenses"]["defended"]["seeds"]:
                     if (victim, attack, instance.id, s) not in runs:
                         runs.append((victim, attack, instance.id, s))
