@@ -146,7 +146,7 @@ def recorded_work(workdir: Path) -> dict[str, float]:
     work["defense models"] = sum(
         sum(json.loads(p.read_text())["train_seconds"].values())
         for p in r.glob("defenses/*/models.json")
-    )
+    ) + sum(json.loads(p.read_text())["train_seconds"] for p in r.glob("defenses/*/detector.json"))
     sampling = sequential = 0.0
     for path in r.glob("queries/**/*.parquet"):
         seconds = read_parquet_meta(path).get("seconds", 0.0)

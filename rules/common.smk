@@ -22,6 +22,8 @@ ENV = "../envs/stealbench.yaml"
 DEFENSES = config.get("defenses")
 INSTANCES = {d.id: d for d in stealbench_config.defense_instances(config)}
 DEFENSE_NAMES = {d.name for d in INSTANCES.values()}
+# Victims whose API is defended (they get the misinformation and DAWN's independent models).
+DEFENDED_VICTIMS = sorted({v for v, _ in stealbench_config.defended_pairs(config)})
 # Every surrogate architecture of the grid, the defended surrogates' included.
 ARCHS = sorted(
     {
@@ -84,13 +86,17 @@ def victim_files(victim):
 
 
 def defense_models(victim, names):
-    """The per-victim model files the given defenses need (detector, misinformation)."""
+    """The per-victim model files the given defenses need (detector, misinformation), and the
+    record of the defense models' training when any is needed."""
     needs = {stealbench_config.DEFENSE_NEEDS.get(n) for n in names}
-    return {
+    files = {
         need: f"results/defenses/{victim}/{need}.pt"
         for need in ("detector", "misinformation")
         if need in needs
     }
+    if "misinformation" in files:
+        files["models_info"] = f"results/defenses/{victim}/models.json"
+    return files
 
 
 def query_cache(victim, attack, seed, defense="none"):
@@ -217,14 +223,11 @@ def surrogate_inputs(wildcards):
 
 
 def defense_model_outputs():
-    names = DEFENSE_NAMES
-    out = {
-        "detector": "results/defenses/{victim}/detector.pt",
-        "models_info": "results/defenses/{victim}/models.json",
-    }
-    if "adaptive-misinformation" in names:
+    """The models a defended victim's API needs beyond the detector (and their record)."""
+    out = {"models_info": "results/defenses/{victim}/models.json"}
+    if "adaptive-misinformation" in DEFENSE_NAMES:
         out["misinformation"] = "results/defenses/{victim}/misinformation.pt"
-    if "dawn" in names:
+    if "dawn" in DEFENSE_NAMES:
         out["independent"] = "results/defenses/{victim}/independent.pt"
     return out
 
@@ -237,13 +240,19 @@ def defended_inputs(wildcards):
         "victim_dataset": victim_dataset(wildcards),
         "victim_test": f"results/victims/{v}/test_outputs.parquet",
         **defense_models(v, DEFENSE_NAMES),
-        "independent": (
-            [f"results/defenses/{v}/independent.pt"] if "dawn" in DEFENSE_NAMES else []
+        **(
+            {
+                "independent": f"results/defenses/{v}/independent.pt",
+                "models_info": f"results/defenses/{v}/models.json",
+            }
+            if "dawn" in DEFENSE_NAMES
+            else {}
         ),
     }
     if stealbench_config.is_sequential(config, a):
         inputs["queries"] = [
-            query_cache(v, a, s, d.id) for d in stealbench_config.attack_defenses(config, a)
+            query_cache(v, a, s, d.id)
+            for d in stealbench_config.attack_defenses(config, a)
         ]
     else:
         inputs["queries"] = [query_cache(v, a, s)]

@@ -5,23 +5,20 @@
 # against the defended API (rules/queries.smk).
 
 
-rule train_defense_models:
+rule train_detector:
     input:
-        **victim_files("{victim}"),
         victim_dataset=victim_dataset,
         out=lambda wildcards: [
             dataset_path(d)
             for d in stealbench_config.detector_out(config, wildcards.victim)
         ],
-        outlier=lambda wildcards: [
-            dataset_path(d) for d in DEFENSES["misinformation"]["outlier"]
-        ],
     output:
-        **defense_model_outputs(),
+        model="results/defenses/{victim}/detector.pt",
+        info="results/defenses/{victim}/detector.json",
     log:
-        "results/logs/defenses/{victim}/train_defense_models.log",
+        "results/logs/defenses/{victim}/train_detector.log",
     benchmark:
-        "results/benchmarks/defenses/{victim}/train_defense_models.tsv"
+        "results/benchmarks/defenses/{victim}/train_detector.tsv"
     priority: 35
     conda:
         ENV
@@ -35,6 +32,36 @@ rule train_defense_models:
             **DEFENSES["detector"],
             "out": stealbench_config.detector_out(config, wildcards.victim),
         },
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../workflow/scripts/train_detector.py"
+
+
+rule train_defense_models:
+    input:
+        **victim_files("{victim}"),
+        victim_dataset=victim_dataset,
+        outlier=lambda wildcards: [
+            dataset_path(d) for d in DEFENSES["misinformation"]["outlier"]
+        ],
+    output:
+        **defense_model_outputs(),
+    log:
+        "results/logs/defenses/{victim}/train_defense_models.log",
+    benchmark:
+        "results/benchmarks/defenses/{victim}/train_defense_models.tsv"
+    wildcard_constraints:
+        victim=_alternatives(DEFENDED_VICTIMS),
+    priority: 35
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS,
+    params:
         misinformation=lambda wildcards: DEFENSES["misinformation"],
         dawn=lambda wildcards: DEFENSES["dawn"],
         independent_archs=lambda wildcards: DEFENSES["defended"]["archs"],
@@ -110,7 +137,8 @@ rule train_defended_surrogates:
         gpu=GPUS,
     params:
         instances=lambda wildcards: [
-            vars(d) for d in stealbench_config.attack_defenses(config, wildcards.attack)
+            vars(d)
+            for d in stealbench_config.attack_defenses(config, wildcards.attack)
         ],
         budgets=lambda wildcards: DEFENSES["defended"]["budgets"][wildcards.attack],
         granularities=lambda wildcards: DEFENSES["defended"]["granularities"],

@@ -1,6 +1,6 @@
-"""Train the models one victim's defended API needs: the OOD pre-classifier (Atli et al.),
-Adaptive Misinformation's misinformation model, and DAWN's independent models (trained on
-the victim's task data without any query, to count false ownership claims)."""
+"""Train the models a defended victim's API needs beyond the detector: Adaptive
+Misinformation's misinformation model, and DAWN's independent models (trained on the victim's
+task data without any query, to count false ownership claims)."""
 
 import time
 
@@ -8,7 +8,6 @@ import numpy as np
 
 from stealbench import io
 from stealbench.data import datasets
-from stealbench.defense import detector
 from stealbench.defense.context import save_model
 from stealbench.models.training import TrainConfig
 from stealbench.models.victims import load_victim, train_on_splits
@@ -18,39 +17,13 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
 p, victim = sm.params, sm.wildcards.victim
 victim_data = datasets.load(sm.input.victim_dataset)
-in_images, in_labels = victim_data.split("train")
-out = [datasets.load(path) for path in sm.input.out]
-out_images = np.concatenate([np.asarray(d.split("train")[0]) for d in out])
-ood = detector.train_ood_detector(
-    in_images,
-    out_images,
-    p.detector["arch"],
-    TrainConfig.from_dict(p.detector["training"]),
-    derive_seed(p.seed, "detector", victim),
-    p.detector["val_fraction"],
-    p.device,
-)
-detector.save_detector(ood, sm.output.detector)
-info = {
-    **ood.metadata(),
-    "out": [d.name for d in out],
-    "in": victim_data.name,
-    "in_checksum": victim_data.checksum,
-    "out_checksums": {d.name: d.checksum for d in out},
-    "train_seconds": {"detector": ood.info["seconds"]},
-}
-log.info(
-    "detector: threshold %.3f, validation TPR(in) %.3f TNR(out) %.3f",
-    ood.threshold,
-    ood.info["val_tpr_in"],
-    ood.info["val_tnr_out"],
-)
 num_classes = len(victim_data.classes)
+seconds = {}
 if "misinformation" in sm.output.keys():
     from stealbench.defense.misinformation import train_misinformation_model
-
     from stealbench.models.training import predict_proba
 
+    in_images, in_labels = victim_data.split("train")
     victim_model = load_victim(sm.input.model, io.read_json(sm.input.victim_metrics), p.device)
     outlier = [np.asarray(datasets.load(path).split("train")[0]) for path in sm.input.outlier]
     start = time.perf_counter()
@@ -63,8 +36,9 @@ if "misinformation" in sm.output.keys():
         outlier_images=np.concatenate(outlier) if outlier else None,
         victim_predict=lambda images: predict_proba(victim_model, images),
         device=p.device,
+        num_classes=num_classes,
     )
-    info["train_seconds"]["misinformation"] = time.perf_counter() - start
+    seconds["misinformation"] = time.perf_counter() - start
     save_model(
         model,
         sm.output.misinformation,
@@ -78,18 +52,13 @@ if "independent" in sm.output.keys():
     models = {}
     for arch in p.independent_archs:
         for s in p.dawn["independent_seeds"]:
-            model, fit = train_on_splits(
-                victim_data,
-                arch,
-                cfg,
-                derive_seed(p.seed, "independent", victim, arch, s),
-                p.device,
-            )
+            seed = derive_seed(p.seed, "independent", victim, arch, s)
+            model, fit = train_on_splits(victim_data, arch, cfg, seed, p.device)
             models[f"{arch}/s{s}"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            info["train_seconds"][f"independent {arch}/s{s}"] = fit.seconds
+            seconds[f"independent {arch}/s{s}"] = fit.seconds
             log.info("independent %s seed %d: val accuracy %.4f", arch, s, fit.best_val_acc)
     io.save_state_dict(
         {"kind": "independent", "num_classes": num_classes, "models": models},
         sm.output.independent,
     )
-io.write_json(info, sm.output.models_info)
+io.write_json({"victim": victim, "train_seconds": seconds}, sm.output.models_info)
