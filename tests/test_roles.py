@@ -252,3 +252,19 @@ def test_check_roles_reports_shared_images_and_photographs(tmp_path):
     assert any("image hash" in v for v in violations)
     with pytest.raises(ValueError, match="not materialised: nowhere"):
         roles.check_roles(materialised, {"victim": [("nowhere", "train")]})
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "configs/smoke.yaml"])
+def test_the_shipped_configs_give_every_role_its_own_images_and_sources(root, tmp_path, path):
+    """Victim data, defender data, attacker pools and the public corpus of the shipped grids
+    share no image and no source image, by content hash, as materialised."""
+    import yaml
+
+    from stealbench import config as stealbench_config
+
+    cfg = stealbench_config.validate(yaml.safe_load((root / path).read_text()))
+    layout = roles.role_datasets(cfg)
+    assert layout["victim"] and layout["defender"] and layout["attacker"] and layout["public"]
+    used = {name for pairs in layout.values() for name, _ in pairs}
+    materialised = _materialised({name: cfg["datasets"][name] for name in used}, tmp_path)
+    assert roles.check_roles(materialised, layout) == []

@@ -16,7 +16,8 @@ from .tables import RECOVERY_TARGET, ci95
 
 # A defense "keeps utility" when benign users lose at most this much accuracy through it.
 UTILITY_TOLERANCE = 0.01
-# A defense "stops" an attacker when the surrogate recovers less than this of the victim.
+# A defense "stops" an attacker when its surrogate recovers less than this of the victim's
+# accuracy, where the undefended API let it recover at least this much.
 STOPPED_RECOVERY = 0.5
 
 
@@ -449,6 +450,7 @@ def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
         if base.empty:
             continue
         base_acc, base_util = float(base["attacker_acc"].iloc[0]), float(base["utility"].iloc[0])
+        base_recovery = float(base["recovery"].iloc[0])
         for defense, options in part[part["defense"] != "none"].groupby("defense"):
             kept = options[options["utility"] >= base_util - UTILITY_TOLERANCE]
             if kept.empty:
@@ -474,7 +476,7 @@ def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
                     "attacker_acc": best["attacker_acc"],
                     "attacker_drop": base_acc - best["attacker_acc"],
                     "recovery": best["recovery"],
-                    "stops": bool(best["recovery"] < STOPPED_RECOVERY),
+                    "stops": bool(best["recovery"] < STOPPED_RECOVERY <= base_recovery),
                 }
             )
     table = pd.DataFrame(rows)
@@ -498,8 +500,9 @@ def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
             & table.get("stops", False).fillna(False).astype(bool)
         ]
         lines.append(
-            "- Stops the realistic adversary (recovery below "
-            f"{STOPPED_RECOVERY} at <= {UTILITY_TOLERANCE} utility loss): "
+            "- Stops the realistic adversary (its recovery falls below "
+            f"{STOPPED_RECOVERY}, from at least that undefended, at <= {UTILITY_TOLERANCE} "
+            "utility loss): "
             + (", ".join(sorted(set(realistic["strength"]))) or "**no defense**")
             + "."
         )
