@@ -1,9 +1,13 @@
 """Interrupted runs resume to the same tables; clean runs are deterministic; provenance."""
 
+import base64
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +20,43 @@ from stealbench import io
 pytestmark = pytest.mark.workflow
 
 
-def kill_when(workdir: Path, ready, timeout: float = 600) -> bool:
-    """Start the workflow, SIGKILL its whole process group once ``ready()``; True if killed."""
+def running_jobs(workdir: Path) -> set[str]:
+    """Outputs of the jobs Snakemake has started and not finished, from its incomplete markers
+    (``.snakemake/incomplete/<urlsafe base64 of the output path>``, split into ``@``-prefixed
+    folders where the name is too long). Empty while Snakemake plans or between jobs."""
+    root = workdir / ".snakemake" / "incomplete"
+    outputs = set()
+    try:
+        for folder, _, files in os.walk(root):
+            prefix = "".join(p.lstrip("@") for p in Path(folder).relative_to(root).parts)
+            for name in files:
+                if name != "migration_underway":
+                    outputs.add(base64.urlsafe_b64decode(prefix + name).decode())
+    except (OSError, ValueError):  # a marker removed or half written while we read
+        return set()
+    return outputs
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Processes of a process group that are still running (zombies excluded)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def kill_while_running(
+    workdir: Path, patterns: list[str], timeout: float = 1800
+) -> tuple[str, list[str]]:
+    """Start the workflow and SIGKILL its whole process group (Snakemake and every job, as a
+    dying node would: no cleanup at all) at the first moment a job whose output matches one of
+    ``patterns`` runs: Snakemake has marked it started and its output does not exist yet.
+    Returns that pattern and the outputs of every job running at that moment."""
     proc = subprocess.Popen(
         snakemake_cmd(workdir, "--cores", "2"),
         start_new_session=True,
@@ -25,15 +64,35 @@ def kill_when(workdir: Path, ready, timeout: float = 600) -> bool:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if ready():
-            os.killpg(proc.pid, signal.SIGKILL)  # as a dying node would: no cleanup at all
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            running = running_jobs(workdir)
+            hit = next(
+                (
+                    pattern
+                    for pattern in patterns
+                    for output in running
+                    if fnmatch(output, pattern) and not (workdir / output).exists()
+                ),
+                None,
+            )
+            if hit:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                # every process of the group is gone, the job's script included
+                while group_alive(proc.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert not group_alive(proc.pid), group_alive(proc.pid)
+                return hit, sorted(running)
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return not (workdir / "results/findings.md").exists()  # killed before the end
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
-    return False
+    raise AssertionError(
+        f"no job writing {' or '.join(patterns)} was caught running: the run "
+        + (f"exited with {proc.returncode}" if time.monotonic() < deadline else "timed out")
+    )
 
 
 def visible_artefacts(workdir: Path):
@@ -44,17 +103,45 @@ def visible_artefacts(workdir: Path):
     ]
 
 
-def test_killed_runs_resume_to_the_tables_of_an_uninterrupted_run(smoke_workdir, tmp_path):
+def assert_same_checkpoint(left, right, where: str) -> None:
+    """Two loaded checkpoints (state dicts, possibly nested with metadata) are identical:
+    the same keys in the same order, tensors of the same dtype and values, equal the rest."""
+    import torch
+
+    assert type(left) is type(right), where
+    if isinstance(left, dict):
+        assert list(left) == list(right), where
+        for key in left:
+            assert_same_checkpoint(left[key], right[key], f"{where}[{key!r}]")
+    elif isinstance(left, torch.Tensor):
+        same = left.dtype == right.dtype and torch.equal(left, right)
+        assert same, f"{where}: {left.dtype} {tuple(left.shape)} differs"
+    else:
+        assert left == right, where
+
+
+# One kill in each stage that trains a model: a victim, a surrogate sweep, a surrogate on
+# defended responses (the smoke config has all three).
+KILL_POINTS = ("results/victims/*", "results/surrogates/*", "results/defended/*")
+
+
+def test_killed_runs_resume_to_the_tables_and_models_of_an_uninterrupted_run(
+    smoke_workdir, tmp_path
+):
+    """Three SIGKILLs, each while a job of another stage runs; after each, the README's
+    recovery (`snakemake --unlock`, then the same command) continues the run, and the end
+    result equals the uninterrupted run's: every table and every saved model."""
     workdir = tmp_path / "killed"
-    kill_points = [
-        lambda: (workdir / "results/victims").exists()
-        and any((workdir / "results/victims").rglob("model.pt")),
-        lambda: len(list((workdir / "results").glob("surrogates/**/*.parquet"))) >= 4,
-        lambda: any((workdir / "results").glob("defended/**/cells.parquet")),
-    ]
-    killed = 0
-    for ready in kill_points:
-        killed += kill_when(workdir, ready)
+    # Each launch is killed in whichever stage not yet hit runs first, so that no stage can
+    # finish unseen in an earlier launch: every kill lands in a running job, in any DAG order.
+    remaining = list(KILL_POINTS)
+    while remaining:
+        pattern, running = kill_while_running(workdir, remaining)
+        remaining.remove(pattern)
+        caught = [o for o in running if fnmatch(o, pattern)]
+        # The kill landed mid-job: the job is still marked started, its output never appeared.
+        assert caught and set(caught) <= running_jobs(workdir), (pattern, running)
+        assert not any((workdir / o).exists() for o in caught), caught
         # A killed job never leaves a file that looks complete.
         for path in visible_artefacts(workdir):
             if path.suffix == ".parquet":
@@ -63,10 +150,16 @@ def test_killed_runs_resume_to_the_tables_of_an_uninterrupted_run(smoke_workdir,
                 io.read_json(path)
         unlock = run_snakemake(workdir, "--unlock")
         assert unlock.returncode == 0, unlock.stderr[-2000:]
-    assert killed >= 2, "the run finished before it could be interrupted"
-    resumed = run_snakemake(workdir, "--cores", "2")
+    resumed = run_snakemake(workdir, "--cores", "2", timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert running_jobs(workdir) == set()
     assert_same_tables(smoke_workdir, workdir)
+    models = sorted(p.relative_to(smoke_workdir) for p in smoke_workdir.glob("results/**/*.pt"))
+    assert any(fnmatch(str(m), KILL_POINTS[0]) for m in models), models
+    assert models == sorted(p.relative_to(workdir) for p in workdir.glob("results/**/*.pt"))
+    for model in models:
+        left, right = (io.load_state_dict(d / model) for d in (smoke_workdir, workdir))
+        assert_same_checkpoint(left, right, str(model))
 
 
 def test_two_clean_runs_give_identical_metrics(smoke_workdir, tmp_path):
@@ -105,3 +198,61 @@ def test_a_bad_config_damages_nothing_already_complete(smoke_workdir, root, tmp_
     assert run.returncode != 0 and "largest budget 100000 exceeds" in run.stderr
     after = {p: io.sha256_file(p) for p in (smoke_workdir / "results").rglob("*") if p.is_file()}
     assert after == before
+
+
+def results_hashes(workdir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(workdir)): io.sha256_file(p)
+        for p in sorted((workdir / "results").rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_corrupt_artefact_fails_the_one_job_that_reads_it_and_damages_nothing(
+    smoke_workdir, tmp_path
+):
+    """docs/bad-inputs.md: an artefact error fails the one job that meets it, with the message
+    that says what to do, and nothing else under results/ changes. On a copy of the finished
+    smoke run, one query cache is cut to half its bytes (its footer gone, as after a full disk),
+    with its time stamp kept so that Snakemake sees nothing new; then one surrogate job that
+    reads it is forced to rerun, inside the default target's DAG."""
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_workdir, workdir, symlinks=True)  # copy2: time stamps kept
+    cache = sorted(workdir.glob("results/queries/*/*.parquet"))[0]
+    victim, attack = cache.parent.name, cache.stem
+    forced = sorted(workdir.glob(f"results/surrogates/{victim}/{attack}/*/*/*.parquet"))[0]
+    cache_rel, forced_rel = (str(p.relative_to(workdir)) for p in (cache, forced))
+    before = results_hashes(workdir)
+
+    stat = cache.stat()
+    data = cache.read_bytes()
+    cache.write_bytes(data[: len(data) // 2])
+    os.utime(cache, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    run = run_snakemake(workdir, "--cores", "2", "--forcerun", forced_rel)
+    log = run.stdout + run.stderr
+
+    assert run.returncode != 0
+    # the documented message (docs/bad-inputs.md, row 17), naming the file
+    assert f"{cache_rel}: not a readable Parquet file (" in log, log[-4000:]
+    assert "delete it and rerun the workflow" in log
+    # exactly one job ran, the forced one, and it failed
+    started = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    output: (.+)$", log, re.M)
+    assert [output.split(",")[0].strip() for _, output in started] == [forced_rel], started
+    assert len(re.findall(r"^Error in rule (\w+):", log, re.M)) == 1
+
+    after = results_hashes(workdir)
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    # Allowed to differ, and nothing else: the cache we cut; the failed job's output, which
+    # Snakemake removes (a failed job leaves no output, so nothing can look complete); and
+    # the failed job's log, which its new start rewrote.
+    forced_log = [p for p in changed if p.startswith("results/logs/")]
+    assert changed == {cache_rel, forced_rel, *forced_log} and len(forced_log) == 1, changed
+    assert forced_rel not in after
+
+    # The message's advice works: delete the file and run the same command again. The victim
+    # is queried again, to the same bytes, and the run ends with the uninterrupted run's tables.
+    cache.unlink()
+    rerun = run_snakemake(workdir, "--cores", "2", "--forcerun", forced_rel, timeout=1800)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert io.sha256_file(cache) == before[cache_rel]
+    assert_same_tables(smoke_workdir, workdir)
