@@ -173,7 +173,7 @@ def test_two_clean_runs_give_identical_metrics(smoke_workdir, tmp_path):
 
 def test_artefacts_record_their_provenance(smoke_workdir):
     results = smoke_workdir / "results"
-    cache = io.read_parquet_meta(next(results.glob("queries/*/*.parquet")))
+    cache = io.read_parquet_meta(next(results.glob("queries/*/*/s0.parquet")))
     assert {"victim_checksum", "pool_checksum", "strategy", "seed", "options"} <= set(cache)
     victim = io.read_json(next(results.glob("victims/*/metrics.json")))
     assert {"dataset_checksum", "weights_checksum", "training", "seed"} <= set(victim)
@@ -218,9 +218,9 @@ def test_a_corrupt_artefact_fails_the_one_job_that_reads_it_and_damages_nothing(
     reads it is forced to rerun, inside the default target's DAG."""
     workdir = tmp_path / "run"
     shutil.copytree(smoke_workdir, workdir, symlinks=True)  # copy2: time stamps kept
-    cache = sorted(workdir.glob("results/queries/*/*.parquet"))[0]
-    victim, attack = cache.parent.name, cache.stem
-    forced = sorted(workdir.glob(f"results/surrogates/{victim}/{attack}/*/*/*.parquet"))[0]
+    cache = sorted(workdir.glob("results/queries/*/*/s0.parquet"))[0]  # a sampling attacker's
+    victim, attack = cache.parent.parent.name, cache.parent.name
+    forced = sorted(workdir.glob(f"results/surrogates/{victim}/{attack}/*/s0/*.parquet"))[0]
     cache_rel, forced_rel = (str(p.relative_to(workdir)) for p in (cache, forced))
     before = results_hashes(workdir)
 
