@@ -22,6 +22,14 @@ def setup(snakemake, use_torch: bool = True) -> logging.Logger:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logger = logging.getLogger(f"stealbench.{snakemake.rule}")
+    previous = sys.excepthook
+
+    def log_then_raise(kind, error, trace):
+        # Snakemake shows a failed job's log file: put the cause there, not only on stderr.
+        logger.error("the job failed", exc_info=(kind, error, trace))
+        previous(kind, error, trace)
+
+    sys.excepthook = log_then_raise
     if use_torch:
         import torch
 
