@@ -320,19 +320,21 @@ def test_budget_adversary_and_architecture_findings_follow_the_data():
         assert stats == {"verdict": verdict, "wins": 4 if bonus > 0 else 0, "pairs": 4}
 
 
-def test_pretraining_finding_reports_each_start_against_scratch():
+def test_pretraining_finding_reports_each_start_against_scratch_at_every_budget():
     summary = _summary(pretrained_bonus=0.1)
     _, stats = findings.pretraining_finding(tables.pretraining_table(summary))
-    top = summary[(summary["attack"] == "a-ood") & (summary["budget"] == 1000)]
-    for granularity in ("probs", "label"):
-        where = {"granularity": granularity, "victim_init": "scratch"}
-        base = _mean(top, "recovery_mean", surrogate_init="scratch", **where)
-        for v, s in (("scratch", "pt"), ("pt", "scratch"), ("pt", "pt")):
-            where = {"granularity": granularity, "victim_init": v, "surrogate_init": s}
-            value = _mean(top, "recovery_mean", **where)
-            key = f"d/a-ood/{granularity}/{v}/{s}"
-            assert np.isclose(stats[key], value - base), key
-    assert len(stats) == 6
+    ood = summary[summary["attack"] == "a-ood"]
+    for budget in BUDGETS:
+        for granularity in ("probs", "label"):
+            at = ood[ood["budget"] == budget]
+            where = {"granularity": granularity, "victim_init": "scratch"}
+            base = _mean(at, "recovery_mean", surrogate_init="scratch", **where)
+            for v, s in (("scratch", "pt"), ("pt", "scratch"), ("pt", "pt")):
+                where = {"granularity": granularity, "victim_init": v, "surrogate_init": s}
+                value = _mean(at, "recovery_mean", **where)
+                key = f"d/a-ood/{granularity}/{budget}/{v}/{s}"
+                assert np.isclose(stats[key], value - base), key
+    assert len(stats) == 6 * len(BUDGETS)
 
 
 def _defended(dawn=False):
