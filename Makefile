@@ -31,8 +31,14 @@ lint: $(STAMP)
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES)
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+BENCH := $(VENV)/.bench
+
+$(BENCH): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH)
+
+bench: $(BENCH)
+	$(BIN)/python benchmarks/run.py --only pipeline planning streaming peer scale datafree
 
 clean:
 	rm -rf results .snakemake
