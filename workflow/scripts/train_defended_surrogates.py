@@ -32,7 +32,7 @@ independent = {}
 if "dawn" in names:
     from stealbench.models.architectures import create_model
 
-    saved = io.load_state_dict(sm.input.independent[0])
+    saved = io.load_state_dict(sm.input.independent)
     for name, state in saved["models"].items():
         if name.startswith(f"{w.arch}/"):
             model = create_model(w.arch, saved["num_classes"], p.device)
