@@ -28,8 +28,8 @@ DEFENDED_VICTIMS = sorted({v for v, _ in stealbench_config.defended_pairs(config
 ARCHS = sorted(
     {
         arch
-        for _, attack in PAIRS
-        for arch in stealbench_config.axes(config, attack)["archs"]
+        for victim, attack in PAIRS
+        for arch in stealbench_config.axes(config, attack, victim)["archs"]
     }
     | set(DEFENSES["defended"]["archs"] if DEFENSES else [])
 )
@@ -117,7 +117,7 @@ def all_surrogate_cells(wildcards=None):
     return [
         f"results/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.parquet"
         for victim, attack, arch, seed in stealbench_config.surrogate_jobs(config)
-        for part in stealbench_config.surrogate_parts(config, attack)
+        for part in stealbench_config.surrogate_parts(config, attack, victim)
     ]
 
 
@@ -217,7 +217,7 @@ def surrogate_inputs(wildcards):
         "victim_dataset": victim_dataset(wildcards),
         "victim_test": f"results/victims/{v}/test_outputs.parquet",
         "victim_metrics": f"results/victims/{v}/metrics.json",
-        "backbones": backbone_paths(stealbench_config.axes(config, a)["inits"]),
+        "backbones": backbone_paths(stealbench_config.axes(config, a, v)["inits"]),
     }
     return inputs
 

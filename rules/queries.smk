@@ -29,7 +29,7 @@ rule sample_pool:
     params:
         attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
         budget=lambda wildcards: stealbench_config.query_budget(
-            config, wildcards.attack
+            config, wildcards.attack, wildcards.victim
         ),
         seed=config["seed"],
         device=config["device"],
@@ -59,10 +59,10 @@ rule run_attack:
     params:
         attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
         budget=lambda wildcards: stealbench_config.query_budget(
-            config, wildcards.attack
+            config, wildcards.attack, wildcards.victim
         ),
         granularities=lambda wildcards: stealbench_config.run_granularities(
-            config, wildcards.attack, wildcards.defense
+            config, wildcards.attack, wildcards.victim, wildcards.defense
         ),
         defense=lambda wildcards: (
             vars(INSTANCES[wildcards.defense]) if wildcards.defense != "none" else None

@@ -32,7 +32,7 @@ rule train_surrogates:
         gpu=GPUS,
     params:
         cells=lambda wildcards: stealbench_config.part_cells(
-            config, wildcards.attack, wildcards.part
+            config, wildcards.attack, wildcards.victim, wildcards.part
         ),
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
@@ -44,7 +44,9 @@ rule train_surrogates:
         ),
         backbones=lambda wildcards: {
             i: f"results/pretrain/{i}/model.pt"
-            for i in stealbench_config.axes(config, wildcards.attack)["inits"]
+            for i in stealbench_config.axes(
+                config, wildcards.attack, wildcards.victim
+            )["inits"]
             if i in config["pretrain"]
         },
         surrogates=stealbench_config.training_spec(config),

@@ -124,12 +124,24 @@ BAD = {
     "budget larger than pool": (
         lambda c: c["surrogates"].update(budgets=[100, 1001]),
         r"config key 'surrogates.budgets': the largest budget 1001 exceeds the 1000 images of "
-        r"the pool split of 'mnist5k' \(attack 'random-mnist5k'\); lower the budget",
+        r"the pool split of 'noise' \(attack 'random-noise'\); lower the budget",
     ),
     "attack budget larger than pool": (
         lambda c: c["attacks"]["random-letters"].update(budgets=[100, 20000]),
         r"config key 'attacks.random-letters.budgets': the largest budget 20000 exceeds the "
         r"12000 images of the pool split of 'letters'",
+    ),
+    "victim's budget override larger than pool": (
+        lambda c: c["victims"]["glyphs-lenet"]["overrides"]["random-letters"].update(
+            budgets=[100, 13000]
+        ),
+        r"config key 'victims.glyphs-lenet.overrides.random-letters.budgets': the largest budget "
+        r"13000 exceeds the 12000 images of the pool split of 'letters'",
+    ),
+    "override of an attack the victim does not face": (
+        lambda c: c["victims"]["mnist-resnet8"].update(overrides={"random-letters": {}}),
+        r"config key 'victims.mnist-resnet8.overrides': 'random-letters' is not among the "
+        r"victim's attacks \(random-mnist5k\)",
     ),
     "defended budget larger than pool": (
         lambda c: c["defenses"]["defended"].update(budgets=[5000]),
@@ -291,8 +303,8 @@ def test_grid_enumeration(default):
     cfg = config.validate(default)
     cells = config.cells(cfg)
     expected = 0
-    for _, attack in config.victim_attacks(cfg):
-        axes = config.axes(cfg, attack)
+    for victim, attack in config.victim_attacks(cfg):
+        axes = config.axes(cfg, attack, victim)
         expected += (
             len(axes["granularities"])
             * len(axes["budgets"])
@@ -308,10 +320,10 @@ def test_grid_enumeration(default):
 
 def test_realistic_adversary_is_same_task(default):
     cfg = config.validate(default)
-    assert config.is_realistic(cfg, "mnist-lenet", "random-uci-digits")
     assert config.is_realistic(cfg, "mnist-lenet", "random-mnist5k")
+    assert config.is_realistic(cfg, "glyphs-lenet", "random-letters")  # other fonts' letters
     assert not config.is_realistic(cfg, "mnist-lenet", "random-letters")
-    assert not config.is_realistic(cfg, "glyphs-lenet", "random-mnist5k")
+    assert config.is_realistic(cfg, "mnist-resnet8", "random-mnist5k")
     assert not config.is_realistic(cfg, "mnist-lenet", "random-photos")
 
 
@@ -346,8 +358,8 @@ def test_key_order_does_not_change_the_validated_config(default):
 def test_duplicate_names_in_a_config_file_are_an_error(tmp_path, root):
     text = (root / "config.yaml").read_text()
     path = tmp_path / "dup.yaml"
-    assert "  glyphs-lenet:\n" in text
-    path.write_text(text.replace("  glyphs-lenet:\n", "  mnist-lenet:\n", 1))
+    assert "  mnist-resnet8:\n" in text
+    path.write_text(text.replace("  mnist-resnet8:\n", "  mnist-lenet:\n", 1))
     with pytest.raises(config.ConfigError, match="duplicate key 'mnist-lenet'"):
         config.check_duplicate_keys(path)
     config.check_duplicate_keys(root / "config.yaml")

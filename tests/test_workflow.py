@@ -123,10 +123,11 @@ def test_query_accounting(smoke_run):
     assert len(queries) == len(config.victim_attacks(cfg))
     for row in queries.itertuples():
         runs = [r for r in config.query_runs(cfg) if r[:2] == (row.victim, row.attack)]
-        budget = config.query_budget(cfg, row.attack)
+        budget = config.query_budget(cfg, row.attack, row.victim)
         if config.is_sequential(cfg, row.attack):
             sent = sum(
-                len(config.run_granularities(cfg, row.attack, d)) * budget for *_, d, _ in runs
+                len(config.run_granularities(cfg, row.attack, row.victim, d)) * budget
+                for *_, d, _ in runs
             )
             assert row.victim_passes == row.queries_sent == sent
         else:

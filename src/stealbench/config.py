@@ -408,9 +408,18 @@ def _check_references(config: dict) -> None:
                 )
     if errors:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
+    for name, victim in config["victims"].items():
+        for attack in victim["overrides"]:
+            if attack not in victim["attacks"]:
+                errors.append(
+                    f"config key 'victims.{name}.overrides': '{attack}' is not among the "
+                    f"victim's attacks ({', '.join(victim['attacks'])})"
+                )
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
     for victim, attack in victim_attacks(config):
-        ax = axes(config, attack)
-        key = f"attacks.{attack}.inits" if "inits" in attacks[attack] else "surrogates.inits"
+        ax = axes(config, attack, victim)
+        key = _axis_key(config, victim, attack, "inits")
         for arch in ax["archs"]:
             for init in ax["inits"]:
                 errors.extend(_check_init(config, key, init, arch, victim=victim))
@@ -418,15 +427,16 @@ def _check_references(config: dict) -> None:
         errors.extend(_check_defenses(config))
     if errors:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
-    for name, attack in attacks.items():
-        budget = query_budget(config, name)
+    for victim, name in victim_attacks(config):
+        attack = attacks[name]
+        budget = query_budget(config, name, victim)
         pool = datasets[attack["pool"]]
         available = split_sizes(pool).get("pool", 0)
         if STRATEGY_KIND.get(attack["strategy"]) == "data-free" or available is None:
             continue  # a generator needs no pool images; an ImageFolder pool is checked by its job
         if budget > available:
-            key = f"attacks.{name}.budgets" if "budgets" in attack else "surrogates.budgets"
-            if budget > max(axes(config, name)["budgets"]):
+            key = _axis_key(config, victim, name, "budgets")
+            if budget > max(axes(config, name, victim)["budgets"]):
                 key = "defenses.defended.budgets"  # the defended cells' budget is the largest
             errors.append(
                 f"config key '{key}': the largest budget {budget} exceeds "
@@ -483,11 +493,11 @@ def _check_init(
     return []
 
 
-def query_budget(config: dict, attack: str) -> int:
-    """The most queries any seed of an attack sends: the largest budget it is trained or
-    defended at."""
-    budget = max(axes(config, attack)["budgets"])
-    if "defenses" in config and attack in config["defenses"]["defended"]["attacks"]:
+def query_budget(config: dict, attack: str, victim: str) -> int:
+    """The most queries any seed of an attack against a victim sends: the largest budget it
+    is trained or defended at."""
+    budget = max(axes(config, attack, victim)["budgets"])
+    if (victim, attack) in defended_pairs(config):
         budget = max(budget, *config["defenses"]["defended"]["budgets"][attack])
     return budget
 
@@ -553,7 +563,7 @@ def _check_defenses(config: dict) -> list[str]:
         a: sorted(given) if given else [max(axes(config, a)["budgets"])]
         for a in defended["attacks"]
     }
-    defended.setdefault("sequential_defenses", list(defended["defenses"]))
+    defended.setdefault("sequential_defenses", sorted(defended["defenses"]))
     for name in defended["sequential_defenses"]:
         if name not in defended["defenses"]:
             errors.append(
@@ -681,12 +691,24 @@ def victim_attacks(config: dict) -> list[tuple[str, str]]:
 AXES = ("granularities", "archs", "inits", "seeds", "budgets")
 
 
-def axes(config: dict, attack: str) -> dict:
-    """The surrogate axes of one attack: its own overrides, else the surrogates' defaults."""
+def axes(config: dict, attack: str, victim: str | None = None) -> dict:
+    """The surrogate axes of one attack (against ``victim``): the victim's overrides for the
+    attack, else the attack's own, else the surrogates' defaults."""
     spec = config["attacks"][attack]
-    out = {axis: spec.get(axis, config["surrogates"][axis]) for axis in AXES}
+    override = config["victims"][victim]["overrides"].get(attack, {}) if victim else {}
+    out = {axis: override.get(axis, spec.get(axis, config["surrogates"][axis])) for axis in AXES}
     out["budgets"] = sorted(out["budgets"])
     return out
+
+
+def _axis_key(config: dict, victim: str, attack: str, axis: str) -> str:
+    """The config key an axis of (victim, attack) comes from, for messages."""
+    if (
+        attack in config["victims"][victim]["overrides"]
+        and axis in (config["victims"][victim]["overrides"][attack])
+    ):
+        return f"victims.{victim}.overrides.{attack}.{axis}"
+    return f"attacks.{attack}.{axis}" if axis in config["attacks"][attack] else f"surrogates.{axis}"
 
 
 def defended_pairs(config: dict) -> list[tuple[str, str]]:
@@ -703,7 +725,7 @@ def defended_pairs(config: dict) -> list[tuple[str, str]]:
 
 def query_seeds(config: dict, victim: str, attack: str) -> list[int]:
     """Every seed of an attack against a victim: its own and the defended cells'."""
-    seeds = set(axes(config, attack)["seeds"])
+    seeds = set(axes(config, attack, victim)["seeds"])
     if (victim, attack) in defended_pairs(config):
         seeds |= set(config["defenses"]["defended"]["seeds"])
     return sorted(seeds)
@@ -718,7 +740,7 @@ def query_runs(config: dict) -> list[tuple[str, str, str, int]]:
         if not is_sequential(config, attack):
             runs += [(victim, attack, None, s) for s in query_seeds(config, victim, attack)]
             continue
-        runs += [(victim, attack, "none", s) for s in axes(config, attack)["seeds"]]
+        runs += [(victim, attack, "none", s) for s in axes(config, attack, victim)["seeds"]]
         if (victim, attack) in defended:
             for instance in attack_defenses(config, attack):
                 for s in config["defenses"]["defended"]["seeds"]:
@@ -727,13 +749,13 @@ def query_runs(config: dict) -> list[tuple[str, str, str, int]]:
     return runs
 
 
-def run_granularities(config: dict, attack: str, defense_id: str) -> list[str]:
+def run_granularities(config: dict, attack: str, victim: str, defense_id: str) -> list[str]:
     """The granularities a sequential run covers: the attack's own undefended, the defended
     granularities behind a defense (the undefended run serves both)."""
     grans = []
     if defense_id == "none":
-        grans += axes(config, attack)["granularities"]
-    if "defenses" in config and attack in config["defenses"]["defended"]["attacks"]:
+        grans += axes(config, attack, victim)["granularities"]
+    if (victim, attack) in defended_pairs(config):
         grans += config["defenses"]["defended"]["granularities"]
     return list(dict.fromkeys(grans))
 
@@ -743,17 +765,17 @@ def surrogate_jobs(config: dict) -> list[tuple[str, str, str, int]]:
     return [
         (v, a, arch, seed)
         for v, a in victim_attacks(config)
-        for arch in axes(config, a)["archs"]
-        for seed in axes(config, a)["seeds"]
+        for arch in axes(config, a, v)["archs"]
+        for seed in axes(config, a, v)["seeds"]
     ]
 
 
-def surrogate_parts(config: dict, attack: str) -> list[str]:
+def surrogate_parts(config: dict, attack: str, victim: str) -> list[str]:
     """The training jobs of one (victim, attack, arch, seed): ``all`` cells in one job, or one
     job per cell named ``{init}-{granularity}-b{budget}`` (``surrogates.job_size``)."""
     if config["surrogates"]["job_size"] == "sweep":
         return ["all"]
-    ax = axes(config, attack)
+    ax = axes(config, attack, victim)
     return [
         f"{init}-{g}-b{b}"
         for init in ax["inits"]
@@ -762,9 +784,11 @@ def surrogate_parts(config: dict, attack: str) -> list[str]:
     ]
 
 
-def part_cells(config: dict, attack: str, part: str) -> tuple[list[str], list[str], list[int]]:
+def part_cells(
+    config: dict, attack: str, victim: str, part: str
+) -> tuple[list[str], list[str], list[int]]:
     """The inits, granularities and budgets one training job covers."""
-    ax = axes(config, attack)
+    ax = axes(config, attack, victim)
     if part == "all":
         return ax["inits"], ax["granularities"], ax["budgets"]
     rest, budget = part.rsplit("-b", 1)
@@ -776,9 +800,9 @@ def cells(config: dict) -> list[Cell]:
     return [
         Cell(v, a, g, b, arch, init, seed)
         for v, a, arch, seed in surrogate_jobs(config)
-        for init in axes(config, a)["inits"]
-        for g in axes(config, a)["granularities"]
-        for b in axes(config, a)["budgets"]
+        for init in axes(config, a, v)["inits"]
+        for g in axes(config, a, v)["granularities"]
+        for b in axes(config, a, v)["budgets"]
     ]
 
 
