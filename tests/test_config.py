@@ -385,16 +385,9 @@ def _readme_grid_counts(root) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.xfail(
-    reason="README.md still states the grid from before the restructure (3 victims, 11 "
-    "attacks, 468 cells); the lead updates it. Remove this mark when it passes",
-    raises=(AssertionError, config.ConfigError),
-    strict=True,
-)
 def test_readme_states_the_grid_sizes_of_the_shipped_configs(root, default):
     stated = _readme_grid_counts(root)
-    if not stated:
-        pytest.skip("README.md states no grid size")
+    assert set(stated) == {"victims", "attacks", "cells", "seeds", "paper_cells"}, stated
     cfg = config.validate(default)
     cells = config.cells(cfg)
     actual = {

@@ -19,6 +19,7 @@ tables = {
     "queries": t.query_accounting(metas, cells),
     "reproduction": t.reproduction_table(summary, papers),
     "budget": t.budget_table(summary),
+    "published": t.published_table(),
     "pretraining": t.pretraining_table(summary),
     "granularity": t.granularity_table(summary, papers),
     "architecture": t.architecture_table(summary, papers),

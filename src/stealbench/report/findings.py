@@ -42,11 +42,11 @@ def _pm(mean: float, half: float) -> str:
 # -------------------------------------------------------------------------------- claim 1
 
 
-def reproduction_finding(budget: pd.DataFrame, reproduction: pd.DataFrame) -> tuple[str, dict]:
+def reproduction_finding(
+    budget: pd.DataFrame, reproduction: pd.DataFrame, published: pd.DataFrame | None = None
+) -> tuple[str, dict]:
     """Claim 1: at which budget, for which victims, does Knockoff (out-of-distribution
-    natural queries) steal the victim?"""
-    from ..paper import RECOVERY_ANCHORS
-
+    natural queries) steal the victim? ``published``: the published points beside ours."""
     ood = budget[budget["adversary"] == "out-of-distribution"]
     if ood.empty:
         return "Not measured: no out-of-distribution (Knockoff) pool in the grid.", {}
@@ -82,18 +82,11 @@ def reproduction_finding(budget: pd.DataFrame, reproduction: pd.DataFrame) -> tu
         f"at B. With full probabilities, stolen within the grid: "
         f"{', '.join(yes) or 'none'}; not within the grid: {', '.join(no) or 'none'}.\n\n"
     )
-    anchors = pd.DataFrame(
-        [
-            {
-                "source": a.source,
-                "setting": a.setting,
-                "budget": a.budget,
-                "recovery": a.recovery,
-                "pretrained": a.pretrained,
-            }
-            for a in RECOVERY_ANCHORS
-        ]
-    )
+    if published is None:
+        from .tables import published_table
+
+        published = published_table()
+    anchors = published[["source", "setting", "budget", "recovery", "pretrained"]]
     table = reproduction[
         [
             "victim",
@@ -578,7 +571,8 @@ def findings(tables: dict[str, pd.DataFrame]) -> str:
         f"attackers drew is answered once); a pipeline that queried afresh for every cell "
         f"would have made {int(queries['passes_without_cache'].sum())}.\n",
         "## Claim 1: at which budget does Knockoff nets steal each victim?\n",
-        reproduction_finding(tables["budget"], tables["reproduction"])[0] + "\n",
+        reproduction_finding(tables["budget"], tables["reproduction"], tables.get("published"))[0]
+        + "\n",
         "## Does pretraining make stealing easier?\n",
         pretraining_finding(tables["pretraining"])[0] + "\n",
         "## Claim 2a: do full probabilities beat top-1 labels at equal budget?\n",

@@ -329,6 +329,16 @@ def query_accounting(cache_metas: list[dict], cells: pd.DataFrame) -> pd.DataFra
     return table
 
 
+def published_table() -> pd.DataFrame:
+    """The published recovery points that stand beside claim 1 (stealbench.paper), in our
+    units, each with what it was measured on."""
+    from dataclasses import asdict
+
+    from ..paper import RECOVERY_ANCHORS
+
+    return pd.DataFrame([asdict(anchor) for anchor in RECOVERY_ANCHORS])
+
+
 def write_table(frame: pd.DataFrame, parquet_path, csv_path, meta: dict | None = None) -> None:
     """A table as Parquet (with stealbench metadata: what it was built from) and CSV."""
     from ..io import atomic_path, write_dataframe
