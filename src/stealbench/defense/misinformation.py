@@ -112,7 +112,7 @@ def train_misinformation_model(
     import torch
 
     from ..models.architectures import create_model
-    from ..models.training import make_optimizer, seed_everything, to_tensor
+    from ..models.training import make_optimizer, schedule_lr, seed_everything, to_tensor
 
     labels = np.asarray(labels, dtype=np.int64)
     if len(images) != len(labels) or not len(labels):
@@ -127,11 +127,6 @@ def train_misinformation_model(
     generator = torch.Generator().manual_seed(seed)
     model = create_model(arch, num_classes, device, seed=seed)
     optimizer = make_optimizer(model, cfg)
-    scheduler = (
-        torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
-        if cfg.lr_step
-        else None
-    )
     labels_t = torch.as_tensor(labels)
     outlier_order, outlier_pos = None, 0
     if outlier_targets is not None:
@@ -159,6 +154,5 @@ def train_misinformation_model(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        schedule_lr(optimizer, cfg, epoch)
     return model.eval()

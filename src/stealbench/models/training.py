@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +82,86 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+class Optimizer:
+    """Adam, or SGD with momentum, through torch.optim's functional kernels.
+
+    The arithmetic is torch.optim.Adam's and torch.optim.SGD's (``torch.optim.adam.adam`` and
+    ``torch.optim.sgd.sgd``, the same defaults for fused and foreach kernels; a test checks
+    the weights are bit-identical). What it leaves out is their ``step`` wrapper, whose first
+    call imports ``torch._dynamo``: about 1.5 s in every training job, for a graph break that
+    only matters under ``torch.compile``, which stealbench does not use. ``param_groups``
+    holds the one group's hyper-parameters, as torch's do (the learning-rate schedule writes
+    its ``lr``).
+    """
+
+    def __init__(self, params, cfg: TrainConfig):
+        if cfg.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; allowed: adam, sgd")
+        self.params = [p for p in params if p.requires_grad]
+        self.kind = cfg.optimizer
+        group = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+        if self.kind == "sgd":
+            group["momentum"] = cfg.momentum
+            self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+        else:
+            group.update(betas=(0.9, 0.999), eps=1e-8)
+            self.exp_avgs = [torch.zeros_like(p) for p in self.params]
+            self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+            self.steps = [torch.tensor(0.0) for _ in self.params]
+        self.param_groups = [group]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group = self.param_groups[0]
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        if self.kind == "sgd":
+            buffers = [self.buffers[i] for i in live]
+            sgd(
+                params,
+                grads,
+                buffers,
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                lr=group["lr"],
+                dampening=0.0,
+                nesterov=False,
+                maximize=False,
+            )
+            for i, buffer in zip(live, buffers, strict=True):
+                self.buffers[i] = buffer
+            return
+        adam(
+            params,
+            grads,
+            [self.exp_avgs[i] for i in live],
+            [self.exp_avg_sqs[i] for i in live],
+            [],
+            [self.steps[i] for i in live],
+            amsgrad=False,
+            beta1=group["betas"][0],
+            beta2=group["betas"][1],
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
         )
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; allowed: adam, sgd")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
+    return Optimizer(model.parameters(), cfg)
+
+
+def schedule_lr(optimizer: Optimizer, cfg: TrainConfig, epochs_done: int) -> None:
+    """The step schedule: after ``epochs_done`` epochs the rate is lr x lr_gamma^(epochs_done
+    // lr_step), as torch's StepLR stepped once per epoch; a constant rate without lr_step."""
+    if cfg.lr_step:
+        optimizer.param_groups[0]["lr"] = cfg.lr * cfg.lr_gamma ** (epochs_done // cfg.lr_step)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -126,11 +200,6 @@ def fit(
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, cfg)
-    scheduler = (
-        torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
-        if cfg.lr_step
-        else None
-    )
     validate = val_images is not None and len(val_images) > 0
     device = model_device(model)
     targets_t = torch.as_tensor(targets, dtype=torch.float32)
@@ -162,8 +231,7 @@ def fit(
                 f"{desc}: the loss became {total} in epoch {epoch}; lower the learning rate "
                 f"(lr={cfg.lr}) or check the inputs for NaN"
             )
-        if scheduler is not None:
-            scheduler.step()
+        schedule_lr(optimizer, cfg, epoch)
         val_acc = (
             float((predict_proba(model, val_images).argmax(1) == val_labels).mean())
             if validate

@@ -23,7 +23,13 @@ import numpy as np
 import torch
 
 from ...models.architectures import create_model
-from ...models.training import model_device, soft_cross_entropy, to_tensor
+from ...models.training import (
+    TrainConfig,
+    make_optimizer,
+    model_device,
+    soft_cross_entropy,
+    to_tensor,
+)
 from ..api import response_to_targets
 from .registry import pool_candidates, register
 
@@ -213,7 +219,7 @@ def run_adaptive(
         probs = api(images)  # the answers at the attacker's granularity
         if model is None:
             model = create_model(surrogate, probs.shape[1], device, seed=int(rng.integers(2**31)))
-            optimizer = torch.optim.Adam(model.parameters(), lr=surrogate_lr)
+            optimizer = make_optimizer(model, TrainConfig(lr=surrogate_lr))
         with torch.no_grad():
             model.eval()
             logits = model(to_tensor(images).to(model_device(model))).cpu().numpy()
