@@ -62,36 +62,26 @@ rule aggregate_cells:
         "../workflow/scripts/aggregate_cells.py"
 
 
-rule plot_accuracy_vs_budget:
-    input:
-        cells="results/tables/cells.parquet",
-        summary="results/tables/summary.parquet",
-    output:
-        png=report(
-            "results/figures/accuracy_vs_budget/{victim}.png",
-            caption="../report/accuracy_vs_budget.rst",
-            category="Attacks",
-            subcategory="Accuracy vs budget",
-            labels={"victim": "{victim}", "format": "png"},
-        ),
-        svg="results/figures/accuracy_vs_budget/{victim}.svg",
-    log:
-        "results/logs/report/accuracy_vs_budget/{victim}.log",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow/scripts/plot_accuracy_vs_budget.py"
-
-
 rule plot_claims:
     input:
         summary="results/tables/summary.parquet",
         strategies="results/tables/strategies.parquet",
     output:
+        **{
+            f"accuracy_{victim}_{ext}": (
+                report(
+                    f"results/figures/accuracy_vs_budget/{victim}.png",
+                    caption="../report/accuracy_vs_budget.rst",
+                    category="Attacks",
+                    subcategory="Accuracy vs budget",
+                    labels={"victim": victim, "format": "png"},
+                )
+                if ext == "png"
+                else f"results/figures/accuracy_vs_budget/{victim}.svg"
+            )
+            for victim in VICTIMS
+            for ext in ("png", "svg")
+        },
         **{
             f"{figure}_{ext}": (
                 report(
