@@ -7,7 +7,7 @@ from stealbench import io
 from stealbench.attack import cache, query
 from stealbench.data import datasets
 from stealbench.models.victims import load_victim
-from stealbench.runtime import derive_seed, setup
+from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
@@ -40,8 +40,7 @@ for granularity in p.granularities:
         pool,
         p.budget,
         seed,
-        # The same draws at every granularity and defense: runs differ only by the answers.
-        derive_seed(p.seed, "attack", w.attack, seed),
+        query.attacker_seed(p.seed, w.attack, seed),
         granularity,
         defense,
         p.device,
@@ -55,14 +54,7 @@ cache.save_runs(
     runs,
     sm.output[0],
     {
-        "pool_checksum": pool.checksum,
-        "victim_checksum": victim_meta["weights_checksum"],
-        "victim": w.victim,
-        "attack": w.attack,
-        "strategy": p.attack["strategy"],
-        "options": p.attack["options"],
-        "pool": pool.name,
-        "budget": p.budget,
+        **query.cache_meta(w.victim, w.attack, p.attack, pool, victim_meta, p.budget),
         "defense_id": w.defense,
         "defense": p.defense,
         "seconds": seconds,

@@ -7,7 +7,7 @@ from stealbench import io
 from stealbench.attack import cache, query
 from stealbench.data import datasets
 from stealbench.models.victims import load_victim
-from stealbench.runtime import derive_seed, setup
+from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
@@ -15,7 +15,8 @@ w, p = sm.wildcards, sm.params
 victim_meta = io.read_json(sm.input.victim_metrics)
 model = load_victim(sm.input.model, victim_meta, p.device)
 pool = datasets.load(sm.input.pool)
-expect = {"pool_checksum": pool.checksum, "victim_checksum": victim_meta["weights_checksum"]}
+meta = query.cache_meta(w.victim, w.attack, p.attack, pool, victim_meta, p.budget)
+expect = {key: meta[key] for key in ("pool_checksum", "victim_checksum")}
 # The i-th earlier file may itself leave answers to the files before it.
 earlier = [
     cache.load_cache(path, sm.input.earlier[:i], expect) for i, path in enumerate(sm.input.earlier)
@@ -28,7 +29,7 @@ log_ = query.sample_pool(
     pool,
     p.budget,
     seed,
-    derive_seed(p.seed, "attack", w.attack, seed),
+    query.attacker_seed(p.seed, w.attack, seed),
     earlier,
     **p.attack["options"],
 )
@@ -37,13 +38,7 @@ cache.save_cache(
     log_,
     sm.output[0],
     {
-        **expect,
-        "victim": w.victim,
-        "attack": w.attack,
-        "strategy": p.attack["strategy"],
-        "options": p.attack["options"],
-        "pool": pool.name,
-        "budget": p.budget,
+        **meta,
         "earlier_seeds": [c.meta["seed"] for c in earlier],
         "seconds": seconds,
     },

@@ -20,6 +20,29 @@ from .strategies import lookup
 log = logging.getLogger(__name__)
 
 
+def attacker_seed(master_seed: int, attack: str, seed: int) -> int:
+    """The random-generator seed of seed ``seed`` of an attack. It does not depend on the
+    victim, granularity or defense: runs of one seed differ only by the answers they got."""
+    from ..runtime import derive_seed
+
+    return derive_seed(master_seed, "attack", attack, seed)
+
+
+def cache_meta(victim: str, attack: str, spec: dict, pool, victim_meta: dict, budget: int) -> dict:
+    """What every query cache records: whom it attacked, with what, and the checksums of the
+    victim and pool it was made from (a cache whose inputs changed is rejected as stale)."""
+    return {
+        "pool_checksum": pool.checksum,
+        "victim_checksum": victim_meta["weights_checksum"],
+        "victim": victim,
+        "attack": attack,
+        "strategy": spec["strategy"],
+        "options": spec["options"],
+        "pool": pool.name,
+        "budget": budget,
+    }
+
+
 def sample_pool(
     strategy: str,
     model,
