@@ -4,6 +4,8 @@ defense; a sequential attacker reads the run it made against that defended API. 
 also records what the defense cost benign users, how far it moved the attacker's answers,
 and, for DAWN, whether the owner can prove the surrogate stolen."""
 
+import dataclasses
+
 import numpy as np
 
 from stealbench import defense as defenses
@@ -42,9 +44,11 @@ spec = surrogates.spec_from_config(w.arch, "scratch", p.surrogates, p.device)
 model_seed = derive_seed(p.seed, "surrogate", w.victim, w.attack, w.arch, int(w.seed))
 axes = surrogates.cell_axes(w, p)
 budgets = p.budgets
+top = max(budgets)
 shared = None
-if not p.sequential:
+if not p.sequential:  # one cache answers every defense: its posteriors through each
     shared = cache.load_cache(sm.input.queries[0], sm.input.earlier, inputs.expect)
+    shared_images = np.asarray(shared.query_images(inputs.pool, shared.transfer_set(top)))
 rows = []
 for instance, path in zip(
     p.instances, sm.input.queries if p.sequential else [None] * len(p.instances), strict=True
@@ -52,25 +56,23 @@ for instance, path in zip(
     defense = defenses.create(instance["name"], context, **instance["params"])
     costs = benign_costs(defense, test.victim_probs, test.images, test.labels)
     log.info("defense %s: benign utility %.4f", instance["id"], costs["benign_utility"])
+    if not p.sequential:
+        # A defense answers each query on its own (deterministic per query), so the prefix
+        # of B queries gets the answers the first B of the defended prefix got.
+        defended = defense(shared.probs[:top], shared_images)
+        served = dataclasses.replace(shared, probs=defended)
     for granularity in p.granularities:
         if p.sequential:  # the run this attacker made against the defended API
-            queries = cache.load_cache(path, expect=inputs.expect, granularity=granularity)
-        else:
-            queries = shared
+            served = cache.load_cache(path, expect=inputs.expect, granularity=granularity)
+            run_images = np.asarray(served.query_images(inputs.pool, served.transfer_set(top)))
+            defended = defense(served.probs[:top], run_images)
+        true_probs = (served if p.sequential else shared).probs
         for budget in budgets:
             model, metrics = surrogates.train_surrogate(
-                queries,
-                inputs.pool,
-                test,
-                granularity,
-                budget,
-                spec,
-                model_seed,
-                None if p.sequential else defense,
+                served, inputs.pool, test, granularity, budget, spec, model_seed
             )
-            sent = queries.transfer_set(budget)
-            images = np.asarray(queries.query_images(inputs.pool, sent))
-            moved = perturbation(queries.probs[sent], defense(queries.probs[sent], images))
+            moved = perturbation(true_probs[:budget], defended[:budget])
+            images = (run_images if p.sequential else shared_images)[:budget]
             row = {
                 **axes,
                 "defense_id": instance["id"],
@@ -92,9 +94,9 @@ for instance, path in zip(
                 share = defense.share
                 marked = dawn.watermark_mask(images, context.key, share)
                 labels = dawn.watermark_labels(
-                    images[marked], queries.probs[sent][marked], context.key
+                    images[marked], true_probs[:budget][marked], context.key
                 )
-                k = queries.probs.shape[1]
+                k = true_probs.shape[1]
                 threshold = p.dawn["threshold"]
                 verdict = dawn.verify(
                     predict_proba(model, images[marked]).argmax(1),

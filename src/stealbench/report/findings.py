@@ -486,7 +486,7 @@ def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
             )
         realistic = table[
             (table["adversary"] == "realistic")
-            & table.get("stops", False).fillna(False).astype(bool)
+            & table["stops"].eq(True)  # rows where no strength kept utility have no verdict
         ]
         lines.append(
             "- Stops the realistic adversary (its recovery falls below "
