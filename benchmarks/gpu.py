@@ -61,11 +61,12 @@ def materialise(root: Path, out: Path):
     }
     from stealbench import config
 
+    # validated inside a minimal config, so the dataset gets the schema's defaults
     spec = config.validate(
         {
-            "datasets": {"fixture": spec},
+            "datasets": {"fixture": spec, "noise": {"source": "noise", "splits": {"pool": -1}}},
             "victims": {"v": {"dataset": "fixture", "arch": "resnet18", "attacks": ["a"]}},
-            "attacks": {"a": {"strategy": "random", "pool": "fixture"}},
+            "attacks": {"a": {"strategy": "random", "pool": "noise"}},
             "surrogates": {"budgets": [2]},
         }
     )["datasets"]["fixture"]

@@ -3,7 +3,8 @@
 For each (victim, attack) row below, both attackers take seed s's first B cached queries of
 the default run (the same images; the victim answers them identically, as it is
 deterministic), train the same surrogate architecture from the same initial weights for the
-same number of epochs with the same optimiser, at full probabilities and at top-1 labels,
+same number of epochs (the default schedule's for B, its minimum of steps included) with the
+same optimiser, at full probabilities and at top-1 labels,
 for 3 seeds; both are scored on the victim's test split. ART (adversary-robustness-toolbox,
 a pinned bench-only extra) draws its own order of the B images and trains with
 PyTorchClassifier.fit; stealbench trains with train_surrogate, its default recipe (all B
@@ -111,7 +112,7 @@ def art_cell(model, victim, images, labels_test, images_test, cfg, granularity: 
         art_victim,
         batch_size_fit=cfg.batch_size,
         batch_size_query=1000,
-        nb_epochs=cfg.epochs,
+        nb_epochs=cfg.epochs_for(len(x)),  # the schedule's epochs for B (min_steps included)
         nb_stolen=len(x),
         sampling_strategy="random",
         use_probability=granularity == "probs",
