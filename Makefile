@@ -38,7 +38,7 @@ $(BENCH): $(STAMP)
 	touch $(BENCH)
 
 bench: $(BENCH)
-	$(BIN)/python benchmarks/run.py --only pipeline planning streaming peer scale datafree
+	$(BIN)/python benchmarks/run.py --only pipeline planning streaming peer convergence scale datafree
 
 clean:
 	rm -rf results .snakemake

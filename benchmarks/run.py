@@ -12,6 +12,7 @@
 2. planning: `snakemake -n` on a generated 10,000-cell grid;
 3. streaming: benchmarks/streaming.py (its own section);
 4. peer: benchmarks/peer.py, ART's KnockoffNets beside stealbench (its own section);
+   convergence: benchmarks/convergence.py, whether the default schedule is converged (its own);
 5. scale / datafree: configs/scale.yaml and configs/datafree.yaml end to end: wall time,
    peak memory, and the recovery (accuracy) at each budget with 95% CIs;
 6. gpu: benchmarks/gpu.py, on a CUDA machine only (its own section).
@@ -309,7 +310,16 @@ def grid_section(name: str, configfile: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    choices = ["pipeline", "planning", "streaming", "peer", "scale", "datafree", "gpu"]
+    choices = [
+        "pipeline",
+        "planning",
+        "streaming",
+        "peer",
+        "convergence",
+        "scale",
+        "datafree",
+        "gpu",
+    ]
     parser.add_argument(
         "--only",
         nargs="*",
@@ -347,7 +357,12 @@ def main() -> None:
             print(text)
             if not args.no_write:
                 write_section(name, text)
-    scripts = {"streaming": "streaming.py", "peer": "peer.py", "gpu": "gpu.py"}
+    scripts = {
+        "streaming": "streaming.py",
+        "peer": "peer.py",
+        "convergence": "convergence.py",
+        "gpu": "gpu.py",
+    }
     for name, script in scripts.items():
         if name in only:
             cmd = [sys.executable, str(ROOT / "benchmarks" / script)]

@@ -264,6 +264,18 @@ def test_strategies_table_compares_each_strategy_with_random_on_its_pool():
     assert np.allclose(table.loc[table["strategy"] == "adaptive", "vs_random"], -0.05)
 
 
+def test_strategy_finding_compares_at_the_largest_budget_both_sides_have():
+    # random sampling of p-ood runs to 10,000 queries; the adaptive strategy stops at 1000
+    cells = _cells(adaptive_bonus=-0.05)
+    longer = cells[(cells["attack"] == "a-ood") & (cells["budget"] == 1000)].assign(budget=10000)
+    summary = tables.summarise(pd.concat([cells, longer], ignore_index=True))
+    text, stats = findings.strategy_finding(tables.strategies_table(summary), None, None)
+    adaptive = {k: v for k, v in stats.items() if "a-adapt" in k}
+    assert set(adaptive) == {"v1/a-adapt/probs", "v1/a-adapt/label"}
+    assert np.allclose(list(adaptive.values()), -0.05)
+    assert "**a-adapt**" in text and "1000 queries" in text and "10000 queries" not in text
+
+
 # ------------------------------------------------------------------------- findings
 
 

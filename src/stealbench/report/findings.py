@@ -264,18 +264,25 @@ def strategy_finding(
     PRADA and the pre-classifier flag of it."""
     if strategies.empty:
         return "Not measured: no pool is used by two strategies.", {}
-    top = strategies[
-        strategies["budget"] == strategies.groupby(["victim", "pool"])["budget"].transform("max")
-    ]
+    # The largest budget at which a pool has cells of more than one strategy (random sampling
+    # may run further than the strategies it is compared with); else the pool's largest.
+    pool = [strategies["victim"], strategies["pool"]]
+    strategies_at_budget = strategies.groupby(["victim", "pool", "budget"])["strategy"]
+    shared = strategies["budget"].where(strategies_at_budget.transform("nunique") > 1)
+    largest = strategies.groupby(pool)["budget"].transform("max")
+    top = strategies[strategies["budget"] == shared.groupby(pool).transform("max").fillna(largest)]
     lines, stats = [], {}
     for (victim, pool, granularity), part in top.groupby(["victim", "pool", "granularity"]):
+        random = part[part["strategy"] == "random"].set_index("surrogate_arch")["test_acc_ci95"]
         for row in part[part["strategy"] != "random"].itertuples():
             stats[f"{victim}/{row.attack}/{granularity}"] = float(row.vs_random)
             better = "beats" if row.vs_random > 0 else "loses to"
+            overlap = abs(row.vs_random) <= row.test_acc_ci95 + random.get(row.surrogate_arch, 0)
             lines.append(
                 f"- {victim}, `{granularity}`, {row.budget} queries: **{row.attack}** "
                 f"{_pm(row.test_acc_mean, row.test_acc_ci95)} {better} random sampling of "
-                f"{pool} by {abs(row.vs_random):.3f}."
+                f"{pool} by {abs(row.vs_random):.3f}"
+                + (" (within the two 95% CIs)." if overlap else " (beyond the two 95% CIs).")
             )
     flags = []
     if detection is not None and prada is not None:
@@ -481,8 +488,9 @@ def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
             }
             lines.append(
                 f"- {victim}, {attack} ({best['adversary']}): **{best['strength']}** costs the "
-                f"attacker most, {best['attacker_drop']:+.3f} accuracy for "
-                f"{best['utility_loss']:.3f} of benign utility."
+                f"attacker most: its accuracy falls by {best['attacker_drop']:.3f} "
+                f"({best['attacker_acc']:.3f} left) for {best['utility_loss']:.3f} of benign "
+                "utility."
             )
         realistic = table[
             (table["adversary"] == "realistic")
