@@ -472,6 +472,16 @@ def _visible(figure):
     return [ax for ax in figure.axes if ax.get_visible()]
 
 
+def _legend(figure):
+    """The labels of the figure's legend (one legend for all panels)."""
+    return {text.get_text() for legend in figure.legends for text in legend.get_texts()}
+
+
+def _inside(ax, ys):
+    low, high = ax.get_ylim()
+    return bool(np.all((np.asarray(ys, float) >= low) & (np.asarray(ys, float) <= high)))
+
+
 def test_accuracy_vs_budget_draws_a_line_per_attack_in_each_panel(drawn):
     summary = _summary()
     figures.plot_accuracy_vs_budget(summary, "v1", ["unused.png"])
@@ -494,6 +504,7 @@ def test_accuracy_vs_budget_draws_a_line_per_attack_in_each_panel(drawn):
             assert lines[attack].get_linestyle() == ("-" if realistic else "--")
         victim_line = [ln for ln in ax.lines if ln.get_label().startswith("_")]
         assert [list(ln.get_ydata()) for ln in victim_line] == [[0.9, 0.9]]
+    assert _legend(figure) == set(data["attack"])
 
 
 def test_strategies_figure_draws_each_attack_of_a_victim(drawn):
@@ -507,10 +518,23 @@ def test_strategies_figure_draws_each_attack_of_a_victim(drawn):
         assert sorted(lines) == sorted(table["attack"].unique())
         assert all(len(ln.get_xdata()) == len(BUDGETS) for ln in ax.lines)
         assert lines["a-adapt"].get_linestyle() == "--" and lines["a-ood"].get_linestyle() == "-"
+    assert _legend(figure) == set(table["attack"])
+
+
+def test_strategies_figure_leaves_out_panels_where_no_attacks_meet(drawn):
+    summary = _summary()
+    lone = summary[(summary["attack"] == "a-real") & (summary["surrogate_arch"] == "lenet")]
+    table = tables.strategies_table(pd.concat([summary, lone.assign(surrogate_arch="cnn5")]))
+    figures.plot_strategies(table, ["unused.png"])
+    (figure,) = drawn
+    titles = {ax.get_title() for ax in _visible(figure)}
+    assert titles and not any(title.endswith("cnn5") for title in titles)
 
 
 def test_defenses_figure_draws_a_line_per_defense_through_its_strengths(drawn):
-    defended = _defended()
+    # the realistic attack, whose points reach lowest, drawn first: the shared y axis must
+    # still hold them after the later panels are drawn
+    defended = _defended().replace({"attack": {"a-real": "a-0-real"}})
     figures.plot_defenses(defended, "benign_utility", "benign utility", ["unused.png"])
     (figure,) = drawn
     axes = _visible(figure)
@@ -538,3 +562,6 @@ def test_defenses_figure_draws_a_line_per_defense_through_its_strengths(drawn):
         np.testing.assert_allclose(
             undefended.get_offsets(), [[none["benign_utility"].mean(), none["test_acc"].mean()]]
         )
+        # every point is drawn inside the panel, whichever panel reaches lowest
+        assert all(_inside(ax, line.get_ydata()) for line in lines.values())
+    assert _legend(figure) == {"undefended", "gaussian-noise", "top-k"}

@@ -46,7 +46,10 @@ def _line_with_band(ax, data: pd.DataFrame, x: str, y: str, ci: str, **style) ->
     data = data.sort_values(x)
     line = ax.plot(data[x], data[y], marker="o", markersize=3, **style)[0]
     lo, hi = data[y] - data[ci].fillna(0), data[y] + data[ci].fillna(0)
-    ax.fill_between(data[x], lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+    if len(data) == 1:  # a band of one point has no width: a bar instead
+        ax.vlines(data[x], lo, hi, color=line.get_color(), linewidth=1)
+    else:
+        ax.fill_between(data[x], lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
 
 
 def _grid(n: int, ncols: int, width: float = 3.2, height: float = 2.6):
@@ -54,11 +57,16 @@ def _grid(n: int, ncols: int, width: float = 3.2, height: float = 2.6):
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     figure, axes = plt.subplots(
-        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, sharey=True
+        nrows,
+        ncols,
+        figsize=(width * ncols, height * nrows),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",  # titles, labels and the legend below never overlap
     )
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    return figure, axes.flat
+    return figure, list(axes.flat)  # a list: callers iterate it more than once (legend)
 
 
 def plot_accuracy_vs_budget(summary: pd.DataFrame, victim: str, paths) -> None:
@@ -99,7 +107,7 @@ def plot_accuracy_vs_budget(summary: pd.DataFrame, victim: str, paths) -> None:
         ax.set_xlabel("queries (budget)")
         ax.set_ylabel("surrogate test accuracy")
     _legend(figure, axes, "attack (solid: realistic adversary, dashed: out-of-distribution)")
-    figure.suptitle(f"{victim} (victim accuracy {victim_acc:.3f}, dotted)", y=1.02)
+    figure.suptitle(f"{victim} (victim accuracy {victim_acc:.3f}, dotted)")
     save_figure(figure, paths)
 
 
@@ -121,8 +129,7 @@ def _legend(figure, axes, title: str) -> None:
             [handles[label] for label in labels],
             labels,
             title=title,
-            loc="upper center",
-            bbox_to_anchor=(0.5, 0.0),
+            loc="outside lower center",
             ncol=min(4, len(labels)),
             fontsize=7,
             title_fontsize=8,
@@ -141,7 +148,7 @@ def plot_recovery_vs_budget(summary: pd.DataFrame, anchors, paths) -> None:
         == ood.groupby(["victim", "attack"])["budget"].transform("max")
     ]
     victims = sorted(ood["victim"].unique())
-    figure, axes = _grid(len(victims), ncols=min(4, len(victims)))
+    figure, axes = _grid(len(victims), ncols=min(4, len(victims)), height=3.4)
     ood["series"] = [
         f"{surrogate_label(a, i)}, {g}"
         for a, i, g in zip(
@@ -187,11 +194,11 @@ def plot_recovery_vs_budget(summary: pd.DataFrame, anchors, paths) -> None:
         )
         ax.set_xscale("log")
         ax.set_xlabel("queries (budget)")
-        ax.set_ylabel("recovery (surrogate / victim accuracy)")
+        ax.set_ylabel("recovery (surrogate / victim acc.)")
         low = min(0.0, float(part["recovery_mean"].min()) - 0.05)
         ax.set_ylim(low, 1.05)
     _legend(figure, axes, "surrogate and granularity; grey: published points (recovery)")
-    figure.suptitle(f"recovery vs budget (dotted: {RECOVERY_TARGET})", y=1.02)
+    figure.suptitle(f"recovery vs budget (dotted: {RECOVERY_TARGET})")
     save_figure(figure, paths)
 
 
@@ -199,7 +206,10 @@ def plot_strategies(strategies: pd.DataFrame, paths) -> None:
     """Accuracy against budget per attack on the same victim (band: 95% CI), a panel per
     (victim, granularity, surrogate architecture): strategies on a shared pool side by side,
     and the pools beside them."""
-    panels = list(strategies.groupby(["victim", "granularity", "surrogate_arch"]).groups)
+    by_panel = strategies.groupby(["victim", "granularity", "surrogate_arch"])["attack"]
+    compared = by_panel.nunique()
+    # panels where attacks meet; a lone attack (another surrogate of one pool) compares nothing
+    panels = list(compared[compared > 1].index) or list(compared.index)
     figure, axes = _grid(max(1, len(panels)), ncols=3)
     attacks = sorted(strategies["attack"].unique())
     colours = dict(zip(attacks, _palette(len(attacks)), strict=True))
@@ -210,10 +220,13 @@ def plot_strategies(strategies: pd.DataFrame, paths) -> None:
             & (strategies["granularity"] == granularity)
             & (strategies["surrogate_arch"] == arch)
         ]
+        shown = sorted(part["attack"].unique())
         for attack, series in part.groupby("attack"):
+            # attacks side by side at a shared budget (x 1.08 apart on the log axis)
+            dodge = 1.08 ** (shown.index(attack) - (len(shown) - 1) / 2)
             _line_with_band(
                 ax,
-                series,
+                series.assign(budget=series["budget"] * dodge),
                 "budget",
                 "test_acc_mean",
                 "test_acc_ci95",
@@ -228,7 +241,7 @@ def plot_strategies(strategies: pd.DataFrame, paths) -> None:
     if not panels:
         axes[0].text(0.5, 0.5, "no victim faces two strategies", ha="center", va="center")
     _legend(figure, axes, "attack (solid: random sampling of a pool, dashed: other strategies)")
-    figure.suptitle("strategies at equal budget", y=1.02)
+    figure.suptitle("strategies at equal budget")
     save_figure(figure, paths)
 
 
@@ -248,6 +261,12 @@ def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
     )
     panels = list(means.groupby(["victim", "attack"]).groups)
     figure, axes = _grid(len(panels), ncols=3, width=3.6, height=3.0)
+    # the panels share their y axis: limits from every panel's points and bars
+    low, high = (
+        (means["acc"] - means["acc_ci"].fillna(0)),
+        (means["acc"] + means["acc_ci"].fillna(0)),
+    )
+    pad_y = max(0.02, 0.05 * float(high.max() - low.min()))
     defenses = sorted(d for d in means["defense"].unique() if d != "none")
     colours = dict(zip(defenses, _palette(len(defenses)), strict=True))
     for ax, (victim, attack) in zip(axes, panels, strict=False):
@@ -275,14 +294,13 @@ def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
                 color=colours[defense],
                 label=defense,
             )
-        xs, ys = part["x"], part["acc"]
+        xs = part["x"]
         pad_x = max(0.01, 0.08 * float(xs.max() - xs.min()))
-        pad_y = max(0.02, 0.08 * float(ys.max() - ys.min()))
         ax.set_xlim(float(xs.min()) - pad_x, float(xs.max()) + pad_x)
-        ax.set_ylim(max(0.0, float(ys.min()) - pad_y), min(1.0, float(ys.max()) + pad_y))
+        ax.set_ylim(max(0.0, float(low.min()) - pad_y), min(1.0, float(high.max()) + pad_y))
         ax.set_title(f"{victim}, {attack}", fontsize=8)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("attacker's surrogate accuracy", fontsize=8)
     _legend(figure, axes, "defense, through its strengths")
-    figure.suptitle("defenses as trade-off curves", y=1.02)
+    figure.suptitle("defenses as trade-off curves")
     save_figure(figure, paths)
