@@ -75,7 +75,7 @@ def load(workdir: Path, victim: str, attack: str):
     return inputs, caches, TrainConfig.from_dict(cfg["surrogates"]["training"]), cfg
 
 
-def art_cell(model, victim, images, labels_test, images_test, cfg, granularity: str, seed: int):
+def art_cell(model, victim, images, test, cfg, granularity: str, seed: int):
     """ART's KnockoffNets (random) on the given transfer images; (test accuracy, seconds)."""
     import numpy as np
     import torch
@@ -95,7 +95,7 @@ def art_cell(model, victim, images, labels_test, images_test, cfg, granularity: 
         def forward(self, inputs):
             return torch.softmax(self.net(inputs), dim=1)
 
-    classes = int(victim.net[-1].out_features) if hasattr(victim, "net") else 10
+    classes = test.num_classes
     art_victim = PyTorchClassifier(
         Softmax(victim), torch.nn.CrossEntropyLoss(), shape, classes, clip_values=(0.0, 1.0)
     )
@@ -121,8 +121,8 @@ def art_cell(model, victim, images, labels_test, images_test, cfg, granularity: 
     start = time.perf_counter()
     stolen = attack.extract(x, thieved_classifier=thief)
     seconds = time.perf_counter() - start
-    xt = images_test.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    accuracy = float((stolen.predict(xt, batch_size=1000).argmax(1) == labels_test).mean())
+    xt = test.images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    accuracy = float((stolen.predict(xt, batch_size=1000).argmax(1) == test.labels).mean())
     return accuracy, seconds
 
 
@@ -159,8 +159,7 @@ def run(workdir: Path) -> list[dict]:
                     model,
                     victim,
                     images,
-                    inputs.test.labels,
-                    inputs.test.images,
+                    inputs.test,
                     training,
                     granularity,
                     seed,
