@@ -32,7 +32,7 @@ def test_defaults_are_filled(default):
     del cfg["surrogates"]
     out = config.validate(cfg)
     assert out["surrogates"]["granularities"] == ["probs", "top2", "round1", "label"]
-    assert out["surrogates"]["training"]["min_steps"] == 100
+    assert out["surrogates"]["training"]["min_steps"] == 640
     assert out["surrogates"]["selection"] == "none"
     assert out["surrogates"]["inits"] == ["scratch"]
     assert out["victims"]["mnist-lenet"]["init"] == "scratch"
@@ -47,6 +47,7 @@ def test_defaults_are_filled(default):
 
 
 def test_defended_defaults_and_instances(default):
+    default = _mutate(default, lambda c: _defenses(c)["ood-shuffle"].update(threshold=[None, 0.5]))
     cfg = config.validate(default)
     defended = cfg["defenses"]["defended"]
     assert defended["budgets"] == {"random-letters": [1000], "random-mnist5k": [1000]}
@@ -124,7 +125,7 @@ BAD = {
     "budget larger than pool": (
         lambda c: c["surrogates"].update(budgets=[100, 1001]),
         r"config key 'surrogates.budgets': the largest budget 1001 exceeds the 1000 images of "
-        r"the pool split of 'noise' \(attack 'random-noise'\); lower the budget",
+        r"the pool split of 'mnist5k' \(attack 'random-mnist5k'\); lower the budget",
     ),
     "attack budget larger than pool": (
         lambda c: c["attacks"]["random-letters"].update(budgets=[100, 20000]),
@@ -277,8 +278,8 @@ BAD = {
     ),
     "surrogate backbone trained on the victim's data": (
         _surrogate_backbone_on_victim_task,
-        r"config key 'attacks.random-letters.inits': backbone 'public-lenet' was trained on "
-        r"'mnist5k', data of victim 'mnist-lenet''s own task",
+        r"config key 'victims.mnist-lenet-pt.overrides.random-letters.inits': backbone "
+        r"'public-lenet' was trained on 'mnist5k', data of victim 'mnist-lenet-pt''s own task",
     ),
     "backbone on an unknown dataset": (
         lambda c: c["pretrain"]["public-lenet"].update(dataset="pub"),
@@ -331,9 +332,12 @@ def test_attack_overrides_shape_the_grid(default):
     cfg = config.validate(default)
     cells = config.cells(cfg)
     adaptive = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "adaptive-letters"}
-    assert adaptive == {("probs", "lenet"), ("label", "lenet")}
+    assert adaptive == {("probs", "lenet")}
     full = {(c.granularity, c.surrogate_arch) for c in cells if c.attack == "random-mnist5k"}
-    assert len(full) == 8
+    assert full == {(g, a) for g in ("probs", "top2", "label") for a in ("lenet", "resnet8")}
+    # a victim narrows an attack's axes: mnist-resnet8 meets the realistic attack at two
+    resnet = {c.granularity for c in cells if c.victim == "mnist-resnet8"}
+    assert resnet == {"probs", "label"}
     letters = [c for c in cells if c.attack == "random-letters"]
     assert {c.surrogate_init for c in letters} == {"scratch", "public-lenet"}
     assert max(c.budget for c in letters) == 10000
@@ -358,8 +362,8 @@ def test_key_order_does_not_change_the_validated_config(default):
 def test_duplicate_names_in_a_config_file_are_an_error(tmp_path, root):
     text = (root / "config.yaml").read_text()
     path = tmp_path / "dup.yaml"
-    assert "  mnist-resnet8:\n" in text
-    path.write_text(text.replace("  mnist-resnet8:\n", "  mnist-lenet:\n", 1))
+    assert "\n  mnist-resnet8:" in text
+    path.write_text(text.replace("\n  mnist-resnet8:", "\n  mnist-lenet:", 1))
     with pytest.raises(config.ConfigError, match="duplicate key 'mnist-lenet'"):
         config.check_duplicate_keys(path)
     config.check_duplicate_keys(root / "config.yaml")
