@@ -50,7 +50,7 @@ def test_unknown_strategy_lists_allowed():
         match="unknown strategy 'copycat'; allowed: activethief, adaptive, dfme, jbda, random",
     ):
         sample_pool("copycat", linear_victim(), toy_pool(), 5, seed=0, rng_seed=0)
-    with pytest.raises(ValueError, match="allowed: adaptive, jbda, random"):
+    with pytest.raises(ValueError, match="allowed: activethief, adaptive, dfme, jbda, random"):
         run_sequential("copycat", linear_victim(), toy_pool(), 5, seed=0, rng_seed=0)
 
 
