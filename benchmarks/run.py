@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run.py                       # pipeline, planning, streaming, peer
     .venv/bin/python benchmarks/run.py --only pipeline peer
-    .venv/bin/python benchmarks/run.py --only scale datafree # the bigger grids (~20 + ~30 min)
+    .venv/bin/python benchmarks/run.py --only scale datafree # the bigger grids (~26 + ~23 min)
 
 1. pipeline: the whole default from an empty results/ on 2 cores: wall time, peak memory of
    the process tree, the query economy, training throughput against a bare PyTorch loop, and
