@@ -13,7 +13,7 @@ from stealbench import io
 from stealbench.attack import cache, surrogates
 from stealbench.defense.context import build_context
 from stealbench.defense.evaluation import benign_costs, perturbation
-from stealbench.runtime import derive_seed, setup
+from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
@@ -41,7 +41,7 @@ if "dawn" in names:
             model.load_state_dict(state)
             independent[name] = model.eval()
 spec = surrogates.spec_from_config(w.arch, "scratch", p.surrogates, p.device)
-model_seed = derive_seed(p.seed, "surrogate", w.victim, w.attack, w.arch, int(w.seed))
+model_seed = surrogates.surrogate_seed(p.seed, w.victim, w.attack, w.arch, int(w.seed))
 axes = surrogates.cell_axes(w, p)
 budgets = p.budgets
 top = max(budgets)

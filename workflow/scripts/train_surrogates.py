@@ -3,7 +3,7 @@ what that attacker received."""
 
 from stealbench import io
 from stealbench.attack import cache, surrogates
-from stealbench.runtime import derive_seed, setup
+from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
@@ -14,7 +14,7 @@ axes = surrogates.cell_axes(w, p)
 inits, granularities, budgets = p.cells
 seed = int(w.seed)
 # One initial draw per (victim, attack, arch, seed), shared by its cells: paired comparisons.
-model_seed = derive_seed(p.seed, "surrogate", w.victim, w.attack, w.arch, seed)
+model_seed = surrogates.surrogate_seed(p.seed, w.victim, w.attack, w.arch, seed)
 if p.sequential:  # one run per granularity: what that attacker chose from its answers
     caches = {
         g: cache.load_cache(sm.input.queries, expect=inputs.expect, granularity=g)

@@ -26,6 +26,15 @@ from .cache import QueryCache
 log = logging.getLogger(__name__)
 
 
+def surrogate_seed(master_seed: int, victim: str, attack: str, arch: str, seed: int) -> int:
+    """The initial-weights seed of seed ``seed``'s surrogates of one architecture against one
+    victim and attack: one draw shared by the cells of that seed (granularities, budgets,
+    starts, defenses), so comparisons between them are paired."""
+    from ..runtime import derive_seed
+
+    return derive_seed(master_seed, "surrogate", victim, attack, arch, seed)
+
+
 @dataclass
 class VictimTestSet:
     """The victim's test split and the victim's own posteriors on it (for scoring only)."""
