@@ -13,7 +13,6 @@ benchmarks/results.md between ``<!-- convergence:start -->`` and ``<!-- converge
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
 import sys
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from peer import SEEDS, WORKDIR, load  # noqa: E402
+from peer import SEEDS, load, parse_args  # noqa: E402
 from sections import write_section  # noqa: E402
 
 VICTIM, ATTACK = "mnist-lenet", "random-letters"
@@ -47,7 +46,6 @@ def schedules(default):
 
 def run(workdir: Path) -> tuple[list[dict], object]:
     from stealbench.attack import surrogates
-    from stealbench.runtime import derive_seed
 
     inputs, caches, training, cfg = load(workdir, VICTIM, ATTACK)
     budgets = cfg["attacks"][ATTACK]["budgets"]
@@ -57,7 +55,7 @@ def run(workdir: Path) -> tuple[list[dict], object]:
             for name, schedule in schedules(training):
                 accs = []
                 for s in SEEDS:
-                    seed = derive_seed(cfg["seed"], "surrogate", VICTIM, ATTACK, "lenet", s)
+                    seed = surrogates.surrogate_seed(cfg["seed"], VICTIM, ATTACK, "lenet", s)
                     spec = surrogates.SurrogateSpec("lenet", schedule)
                     _, metrics = surrogates.train_surrogate(
                         caches[s], inputs.pool, inputs.test, granularity, budget, spec, seed
@@ -114,22 +112,15 @@ def report(rows: list[dict], training) -> str:
 
 
 def _group(rows):
-    keys = []
+    """Rows grouped by (granularity, budget), in the order they were run."""
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = (r["granularity"], r["budget"])
-        if key not in keys:
-            keys.append(key)
-    return [(k, [r for r in rows if (r["granularity"], r["budget"]) == k]) for k in keys]
+        groups.setdefault((r["granularity"], r["budget"]), []).append(r)
+    return groups.items()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--workdir", type=Path, default=WORKDIR)
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
+    args = parse_args(__doc__)
     rows, training = run(args.workdir)
     text = report(rows, training)
     print(text)

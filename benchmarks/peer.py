@@ -132,7 +132,6 @@ def run(workdir: Path) -> list[dict]:
     from stealbench.attack import surrogates
     from stealbench.io import read_json
     from stealbench.models.victims import load_victim
-    from stealbench.runtime import derive_seed
 
     rows = []
     for victim_name, attack, budget in ROWS:
@@ -147,7 +146,7 @@ def run(workdir: Path) -> list[dict]:
                 queries = caches[s]
                 rows_b = queries.transfer_set(budget)
                 images = np.asarray(queries.query_images(inputs.pool, rows_b))
-                seed = derive_seed(cfg["seed"], "surrogate", victim_name, attack, "lenet", s)
+                seed = surrogates.surrogate_seed(cfg["seed"], victim_name, attack, "lenet", s)
                 spec = surrogates.SurrogateSpec("lenet", training)
                 _, metrics = surrogates.train_surrogate(
                     queries, inputs.pool, inputs.test, granularity, budget, spec, seed
@@ -217,14 +216,21 @@ def report(rows: list[dict]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc: str) -> argparse.Namespace:
+    """The options of the benchmarks that train on the default run's caches (this one and
+    convergence.py); training runs on one thread, as a pipeline job does."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    return args
+
+
+def main() -> None:
+    args = parse_args(__doc__)
     ensure_targets(args.workdir)
     text = report(run(args.workdir))
     print(text)
