@@ -703,10 +703,7 @@ def axes(config: dict, attack: str, victim: str | None = None) -> dict:
 
 def _axis_key(config: dict, victim: str, attack: str, axis: str) -> str:
     """The config key an axis of (victim, attack) comes from, for messages."""
-    if (
-        attack in config["victims"][victim]["overrides"]
-        and axis in (config["victims"][victim]["overrides"][attack])
-    ):
+    if axis in config["victims"][victim]["overrides"].get(attack, {}):
         return f"victims.{victim}.overrides.{attack}.{axis}"
     return f"attacks.{attack}.{axis}" if axis in config["attacks"][attack] else f"surrogates.{axis}"
 

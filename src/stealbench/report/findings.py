@@ -266,11 +266,12 @@ def strategy_finding(
         return "Not measured: no pool is used by two strategies.", {}
     # The largest budget at which a pool has cells of more than one strategy (random sampling
     # may run further than the strategies it is compared with); else the pool's largest.
-    pool = [strategies["victim"], strategies["pool"]]
+    by_pool = [strategies["victim"], strategies["pool"]]
     strategies_at_budget = strategies.groupby(["victim", "pool", "budget"])["strategy"]
     shared = strategies["budget"].where(strategies_at_budget.transform("nunique") > 1)
-    largest = strategies.groupby(pool)["budget"].transform("max")
-    top = strategies[strategies["budget"] == shared.groupby(pool).transform("max").fillna(largest)]
+    largest = strategies.groupby(by_pool)["budget"].transform("max")
+    target = shared.groupby(by_pool).transform("max").fillna(largest)
+    top = strategies[strategies["budget"] == target]
     lines, stats = [], {}
     for (victim, pool, granularity), part in top.groupby(["victim", "pool", "granularity"]):
         random = part[part["strategy"] == "random"].set_index("surrogate_arch")["test_acc_ci95"]
