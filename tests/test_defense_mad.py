@@ -44,8 +44,9 @@ def test_closed_form_gradient_and_objective_match_autograd():
         assert h_norm[i] == pytest.approx(np.linalg.norm(h), rel=1e-6)
         served = rng.dirichlet(np.ones(k))
         expected = objective(g, served, y)
+        # the proxy's posteriors are float32: agreement to a few float32 epsilons (1.2e-7)
         assert angular_objective(p[i : i + 1], y[None], served[None])[0] == pytest.approx(
-            expected, rel=1e-7
+            expected, rel=1e-6
         )
 
 

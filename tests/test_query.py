@@ -79,7 +79,10 @@ def test_run_sequential_counts_queries_and_stores_the_apis_answers(lenet_victim,
     assert lenet_victim.seen == 40  # every query reached the victim exactly once
     assert len(log.sample_ids) == 40 and log.seed == 2 and (log.answered_by == 2).all()
     assert log.images is None  # adaptive sends pool images as they are
-    np.testing.assert_allclose(log.probs, predict_proba(lenet_victim, pool.images[log.sample_ids]))
+    # float32 posteriors: a batch of another size may round the last bit differently
+    np.testing.assert_allclose(
+        log.probs, predict_proba(lenet_victim, pool.images[log.sample_ids]), rtol=1e-6
+    )
     np.testing.assert_array_equal(log.answers, apply_granularity(log.probs, granularity))
 
 
@@ -101,7 +104,7 @@ def test_jbda_run_stores_its_synthetic_images(lenet_victim):
     assert lenet_victim.seen == 50
     assert log.images.shape == (50, 28, 28, 1) and log.images.dtype == np.uint8
     np.testing.assert_array_equal(log.images[:20], pool.images[log.sample_ids[:20]])
-    np.testing.assert_allclose(log.probs, predict_proba(lenet_victim, log.images))
+    np.testing.assert_allclose(log.probs, predict_proba(lenet_victim, log.images), rtol=1e-6)
     assert not np.array_equal(log.images[20:40], pool.images[log.sample_ids[20:40]])
 
 
