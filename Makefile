@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint dry-run bench clean
+.PHONY: run test test-unit lint dry-run bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -21,6 +21,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The unit tier: no workflow run, no SLURM cluster (about a minute on 2 cores)
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not workflow and not slurm"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow benchmarks
