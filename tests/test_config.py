@@ -3,6 +3,7 @@ before any job starts with a message that names the key and the fix."""
 
 import copy
 import re
+from collections import Counter
 
 import pytest
 import yaml
@@ -300,22 +301,38 @@ def test_bad_config_names_key_and_fix(default, case):
         config.validate(_mutate(default, mutate))
 
 
+# The cells of config.yaml per (victim, attack), counted by hand from the file: granularities
+# x budgets x archs x inits x seeds, each from the victim's override for the attack, else the
+# attack, else surrogates (archs [lenet], inits [scratch], granularities [probs, label],
+# budgets [1000], seeds [0, 1, 2]).
+DEFAULT_CELLS = {
+    ("mnist-lenet", "random-letters"): 2 * 5 * 1 * 1 * 3,  # 5 budgets of its own
+    ("mnist-lenet", "random-mnist5k"): 3 * 1 * 2 * 1 * 3,  # probs, top2, label; lenet, resnet8
+    ("mnist-lenet", "random-photos"): 2 * 1 * 1 * 1 * 3,
+    ("mnist-lenet", "adaptive-letters"): 1 * 1 * 1 * 1 * 3,  # probs only
+    ("mnist-lenet", "activethief-kcenter"): 2 * 1 * 1 * 1 * 3,
+    ("mnist-lenet", "activethief-uncertainty"): 1 * 1 * 1 * 1 * 3,  # probs only
+    ("mnist-lenet", "jbda-mnist5k"): 2 * 1 * 1 * 1 * 3,
+    # override: probs; budgets 100, 1000; lenet; inits scratch, public-lenet
+    ("mnist-lenet-pt", "random-letters"): 1 * 2 * 1 * 2 * 3,
+    # override: probs, label; the attack's lenet, resnet8
+    ("mnist-resnet8", "random-mnist5k"): 2 * 1 * 2 * 1 * 3,
+    ("glyphs-lenet", "random-letters"): 2 * 1 * 1 * 1 * 3,  # override: budget 1000 only
+    ("glyphs-lenet", "random-photos"): 2 * 1 * 1 * 1 * 3,
+}
+
+
 def test_grid_enumeration(default):
     cfg = config.validate(default)
     cells = config.cells(cfg)
-    expected = 0
-    for victim, attack in config.victim_attacks(cfg):
-        axes = config.axes(cfg, attack, victim)
-        expected += (
-            len(axes["granularities"])
-            * len(axes["budgets"])
-            * len(axes["archs"])
-            * len(axes["inits"])
-            * len(axes["seeds"])
-        )
-    assert len(cells) == expected
+    counts = Counter((c.victim, c.attack) for c in cells)
+    assert counts == DEFAULT_CELLS
+    assert len(cells) == 108  # 72 against mnist-lenet + 12 + 12 + 12
     assert len(set(cells)) == len(cells)
     jobs = config.surrogate_jobs(cfg)
+    # one job per (victim, attack, arch, seed): 3 seeds x (1 arch for each of the 11 pairs,
+    # and a second, resnet8, for both random-mnist5k pairs) = 3 x 13
+    assert len(jobs) == 39
     assert {(c.victim, c.attack, c.surrogate_arch, c.seed) for c in cells} == set(jobs)
 
 
