@@ -58,11 +58,9 @@ def test_defended_defaults_and_instances(default):
     assert ids["ood-shuffle@learned"].params == {}  # null threshold: the detector's own
     assert ids["ood-shuffle@0.5"].params == {"threshold": 0.5}
     assert ids["mad@0.1"].params == {"epsilon": 0.1} and ids["mad@0.1"].value == 0.1
-    expected = sum(
-        len(p[config.DEFENSE_STRENGTH[n]]) if config.DEFENSE_STRENGTH[n] else 1
-        for n, p in default["defenses"]["defended"]["defenses"].items()
-    )
-    assert len(ids) == expected
+    # none, ood-shuffle at 2 thresholds, then reverse-sigmoid, gaussian-noise, mad and
+    # adaptive-misinformation at 3 strengths each, dawn at 1: 1 + 2 + 4 x 3 + 1
+    assert len(ids) == 16
 
 
 def _mutate(cfg, fn):
@@ -334,6 +332,27 @@ def test_grid_enumeration(default):
     # and a second, resnet8, for both random-mnist5k pairs) = 3 x 13
     assert len(jobs) == 39
     assert {(c.victim, c.attack, c.surrogate_arch, c.seed) for c in cells} == set(jobs)
+
+
+def test_default_queries_and_defended_grid(default):
+    cfg = config.validate(default)
+    # a seed sends the largest budget of its cells (the defended budget, 1000, is no larger)
+    assert config.query_budget(cfg, "random-letters", "mnist-lenet") == 10000
+    assert config.query_budget(cfg, "random-letters", "glyphs-lenet") == 1000  # override
+    assert config.query_budget(cfg, "random-letters", "mnist-lenet-pt") == 1000  # override
+    assert config.query_budget(cfg, "random-mnist5k", "mnist-lenet") == 1000
+    # 7 sampling (victim, attack) pairs x 3 seeds, and 4 sequential ones against mnist-lenet
+    # (none defended) x 3 seeds, each at defense none: 21 + 12
+    runs = config.query_runs(cfg)
+    assert len(runs) == 33 and len(set(runs)) == 33
+    assert sum(d == "none" for _, _, d, _ in runs) == 12
+    # the 15 defense instances (1 + 1 + 4 x 3 + 1) behind both defended attacks against
+    # mnist-lenet, at 1 budget, granularity and arch, 3 seeds: 90 defended cells (README)
+    assert len(config.defense_instances(cfg)) == 15
+    jobs = config.defended_jobs(cfg)
+    assert len(jobs) == 2 * 1 * 3
+    cells = sum(len(config.attack_defenses(cfg, attack)) for _, attack, _, _ in jobs)
+    assert cells == 90
 
 
 def test_realistic_adversary_is_same_task(default):
