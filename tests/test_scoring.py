@@ -80,7 +80,7 @@ def test_score_against_hand_computed_values():
         (10, 0.1, 9),  # ceil(1.0) = 1 held out
         (11, 0.1, 9),  # ceil(1.1) = 2: rounded up, not down
         (30, 0.25, 22),  # ceil(7.5) = 8
-        (5, 0.01, 4),  # ceil(0.05) = 1: at least one
+        (5, 0.01, 4),  # ceil(0.05) = 1: a small fraction still holds one out
     ],
 )
 def test_transfer_val_holds_out_the_last_queries(n, fraction, train_size):
