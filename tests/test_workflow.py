@@ -68,7 +68,7 @@ SMOKE_SEEDS = [0, 1]
 
 
 def test_cells_table_has_one_row_per_cell(smoke_run):
-    workdir, cfg = smoke_run
+    workdir, _ = smoke_run
     cells = table(workdir, "cells")
     expected = {
         (victim, attack, g, b, arch, init, seed)
@@ -135,7 +135,7 @@ def test_seeds_draw_their_own_transfer_sets(smoke_run):
 
 
 def test_claim_and_per_class_tables(smoke_run):
-    workdir, cfg = smoke_run
+    workdir, _ = smoke_run
     reproduction = table(workdir, "reproduction")
     # every out-of-distribution attack the smoke grid runs: those on the letters and photos
     # pools (digits and uci-digits, dfme's too, are the victims' task)
@@ -180,7 +180,7 @@ SMOKE_QUERIES = {
 def test_query_accounting(smoke_run):
     """A query is one image sent to the API: every seed's budget (every run of a sequential
     attacker) counts; the victim computed one posterior per distinct image."""
-    workdir, cfg = smoke_run
+    workdir, _ = smoke_run
     queries = table(workdir, "queries")
     assert len(queries) == len(SMOKE_QUERIES) == 10
     for row in queries.itertuples():
