@@ -3,6 +3,7 @@ before any job starts with a message that names the key and the fix."""
 
 import copy
 import re
+from collections import Counter
 
 import pytest
 import yaml
@@ -57,11 +58,9 @@ def test_defended_defaults_and_instances(default):
     assert ids["ood-shuffle@learned"].params == {}  # null threshold: the detector's own
     assert ids["ood-shuffle@0.5"].params == {"threshold": 0.5}
     assert ids["mad@0.1"].params == {"epsilon": 0.1} and ids["mad@0.1"].value == 0.1
-    expected = sum(
-        len(p[config.DEFENSE_STRENGTH[n]]) if config.DEFENSE_STRENGTH[n] else 1
-        for n, p in default["defenses"]["defended"]["defenses"].items()
-    )
-    assert len(ids) == expected
+    # none, ood-shuffle at 2 thresholds, then reverse-sigmoid, gaussian-noise, mad and
+    # adaptive-misinformation at 3 strengths each, dawn at 1: 1 + 2 + 4 x 3 + 1
+    assert len(ids) == 16
 
 
 def _mutate(cfg, fn):
@@ -300,23 +299,60 @@ def test_bad_config_names_key_and_fix(default, case):
         config.validate(_mutate(default, mutate))
 
 
+# The cells of config.yaml per (victim, attack), counted by hand from the file: granularities
+# x budgets x archs x inits x seeds, each from the victim's override for the attack, else the
+# attack, else surrogates (archs [lenet], inits [scratch], granularities [probs, label],
+# budgets [1000], seeds [0, 1, 2]).
+DEFAULT_CELLS = {
+    ("mnist-lenet", "random-letters"): 2 * 5 * 1 * 1 * 3,  # 5 budgets of its own
+    ("mnist-lenet", "random-mnist5k"): 3 * 1 * 2 * 1 * 3,  # probs, top2, label; lenet, resnet8
+    ("mnist-lenet", "random-photos"): 2 * 1 * 1 * 1 * 3,
+    ("mnist-lenet", "adaptive-letters"): 1 * 1 * 1 * 1 * 3,  # probs only
+    ("mnist-lenet", "activethief-kcenter"): 2 * 1 * 1 * 1 * 3,
+    ("mnist-lenet", "activethief-uncertainty"): 1 * 1 * 1 * 1 * 3,  # probs only
+    ("mnist-lenet", "jbda-mnist5k"): 2 * 1 * 1 * 1 * 3,
+    # override: probs; budgets 100, 1000; lenet; inits scratch, public-lenet
+    ("mnist-lenet-pt", "random-letters"): 1 * 2 * 1 * 2 * 3,
+    # override: probs, label; the attack's lenet, resnet8
+    ("mnist-resnet8", "random-mnist5k"): 2 * 1 * 2 * 1 * 3,
+    ("glyphs-lenet", "random-letters"): 2 * 1 * 1 * 1 * 3,  # override: budget 1000 only
+    ("glyphs-lenet", "random-photos"): 2 * 1 * 1 * 1 * 3,
+}
+
+
 def test_grid_enumeration(default):
     cfg = config.validate(default)
     cells = config.cells(cfg)
-    expected = 0
-    for victim, attack in config.victim_attacks(cfg):
-        axes = config.axes(cfg, attack, victim)
-        expected += (
-            len(axes["granularities"])
-            * len(axes["budgets"])
-            * len(axes["archs"])
-            * len(axes["inits"])
-            * len(axes["seeds"])
-        )
-    assert len(cells) == expected
+    counts = Counter((c.victim, c.attack) for c in cells)
+    assert counts == DEFAULT_CELLS
+    assert len(cells) == 108  # 72 against mnist-lenet + 12 + 12 + 12
     assert len(set(cells)) == len(cells)
     jobs = config.surrogate_jobs(cfg)
+    # one job per (victim, attack, arch, seed): 3 seeds x (1 arch for each of the 11 pairs,
+    # and a second, resnet8, for both random-mnist5k pairs) = 3 x 13
+    assert len(jobs) == 39
     assert {(c.victim, c.attack, c.surrogate_arch, c.seed) for c in cells} == set(jobs)
+
+
+def test_default_queries_and_defended_grid(default):
+    cfg = config.validate(default)
+    # a seed sends the largest budget of its cells (the defended budget, 1000, is no larger)
+    assert config.query_budget(cfg, "random-letters", "mnist-lenet") == 10000
+    assert config.query_budget(cfg, "random-letters", "glyphs-lenet") == 1000  # override
+    assert config.query_budget(cfg, "random-letters", "mnist-lenet-pt") == 1000  # override
+    assert config.query_budget(cfg, "random-mnist5k", "mnist-lenet") == 1000
+    # 7 sampling (victim, attack) pairs x 3 seeds, and 4 sequential ones against mnist-lenet
+    # (none defended) x 3 seeds, each at defense none: 21 + 12
+    runs = config.query_runs(cfg)
+    assert len(runs) == 33 and len(set(runs)) == 33
+    assert sum(d == "none" for _, _, d, _ in runs) == 12
+    # the 15 defense instances (1 + 1 + 4 x 3 + 1) behind both defended attacks against
+    # mnist-lenet, at 1 budget, granularity and arch, 3 seeds: 90 defended cells (README)
+    assert len(config.defense_instances(cfg)) == 15
+    jobs = config.defended_jobs(cfg)
+    assert len(jobs) == 2 * 1 * 3
+    cells = sum(len(config.attack_defenses(cfg, attack)) for _, attack, _, _ in jobs)
+    assert cells == 90
 
 
 def test_realistic_adversary_is_same_task(default):

@@ -230,6 +230,27 @@ def test_gaussian_noise_is_a_keyed_valid_distribution():
         create("gaussian-noise", CONTEXT, scale=0)
 
 
+def test_gaussian_noise_has_the_configured_standard_deviation():
+    """The answer's spread is the configured scale, within what a sample of n explains.
+
+    Two classes at 0.5 each and a small scale s: with noise n0, n1 ~ N(0, s) the answer is
+    a0 = (0.5 + n0) / (1 + n0 + n1), never clipped (that needs n < -0.5, 25 s below 0), so
+    2 a0 - 1 = D / (1 + S) with D = n0 - n1 and S = n0 + n1, independent normals (the noise
+    of the two classes being independent), each of standard deviation sqrt(2) s. Hence
+    std(2 a0 - 1) = sqrt(2) s sqrt(E[(1 + S)^-2]) ~ sqrt(2) s (1 + 3 s^2): the
+    renormalisation adds 3 s^2 = 0.12% here. The sample std of n normals has standard error
+    std / sqrt(2 (n - 1)), 0.71% at n = 10,000; five of them, plus the 0.12%, is the
+    tolerance (a scale 10% off fails)."""
+    scale, n = 0.02, 10_000
+    images = _images(n)
+    answers = create("gaussian-noise", CONTEXT, scale=scale)(np.full((n, 2), 0.5), images)
+    assert (answers > 0).all()  # nothing was clipped
+    spread = (2 * answers[:, 0].astype(np.float64) - 1).std(ddof=1)
+    expected = np.sqrt(2) * scale
+    tolerance = 5 * expected / np.sqrt(2 * (n - 1)) + 3 * scale**2 * expected
+    assert abs(spread - expected) < tolerance, (spread, expected, tolerance)
+
+
 def test_top_k_answers_the_k_largest_renormalised():
     p = np.array([[0.05, 0.60, 0.25, 0.10], [0.40, 0.10, 0.15, 0.35]])
     out = create("top-k", CONTEXT, k=2)(p, _images(2))

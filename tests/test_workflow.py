@@ -40,13 +40,50 @@ CELL_KEYS = [
 ]
 
 
+# configs/smoke.yaml's grid, worked out by hand from the file: per (victim, attack) its
+# granularities, budgets, archs and inits (the attack's own, else surrogates': probs, top2,
+# round1, label; 50, 200; lenet, resnet8; scratch), each with seeds 0 and 1.
+SURROGATES_DEFAULT_AXES = (
+    ["probs", "top2", "round1", "label"],
+    [50, 200],
+    ["lenet", "resnet8"],
+    ["scratch"],
+)
+PROBS_LENET = (["probs"], [50, 200], ["lenet"], ["scratch"])
+PROBS_LABEL_LENET = (["probs", "label"], [50, 200], ["lenet"], ["scratch"])
+LETTERS = (["probs", "label"], [50, 200, 300], ["lenet"], ["scratch", "public-lenet"])
+SMOKE_AXES = {
+    ("digits-lenet", "random-digits"): SURROGATES_DEFAULT_AXES,
+    ("digits-lenet", "random-letters"): LETTERS,
+    ("digits-lenet", "random-photos"): PROBS_LENET,
+    ("digits-lenet", "adaptive-letters"): PROBS_LABEL_LENET,
+    ("digits-lenet", "jbda-digits"): PROBS_LENET,
+    ("digits-lenet", "activethief-letters"): PROBS_LABEL_LENET,
+    ("digits-lenet", "dfme"): PROBS_LENET,
+    ("digits-lenet-pt", "random-letters"): LETTERS,
+    ("digits-resnet8", "random-digits"): SURROGATES_DEFAULT_AXES,
+    ("digits-resnet8", "random-uci-digits"): PROBS_LABEL_LENET,
+}
+SMOKE_SEEDS = [0, 1]
+
+
 def test_cells_table_has_one_row_per_cell(smoke_run):
-    workdir, cfg = smoke_run
+    workdir, _ = smoke_run
     cells = table(workdir, "cells")
     expected = {
-        (c.victim, c.attack, c.granularity, c.budget, c.surrogate_arch, c.surrogate_init, c.seed)
-        for c in config.cells(cfg)
+        (victim, attack, g, b, arch, init, seed)
+        for (victim, attack), (grans, budgets, archs, inits) in SMOKE_AXES.items()
+        for g in grans
+        for b in budgets
+        for arch in archs
+        for init in inits
+        for seed in SMOKE_SEEDS
     }
+    # digits-lenet: random-digits 4 x 2 x 2 x 1 x 2 seeds = 32, random-letters 2 x 3 x 1 x 2 x 2
+    # = 24, random-photos, jbda-digits and dfme 1 x 2 x 1 x 1 x 2 = 4 each, adaptive-letters and
+    # activethief-letters 2 x 2 x 1 x 1 x 2 = 8 each: 84; digits-lenet-pt: 24; digits-resnet8:
+    # 32 + random-uci-digits 8 = 40. In all 84 + 24 + 40 = 148.
+    assert len(expected) == 148
     got = set(cells[CELL_KEYS].itertuples(index=False, name=None))
     assert got == expected and len(cells) == len(expected)
     for metric in ["victim_acc", "test_acc", "agreement"]:
@@ -55,9 +92,7 @@ def test_cells_table_has_one_row_per_cell(smoke_run):
     pd.testing.assert_series_equal(
         cells["recovery"], cells["test_acc"] / cells["victim_acc"], check_names=False
     )
-    faced = {c.attack for c in config.cells(cfg)}
-    assert set(cells["strategy"]) == {cfg["attacks"][a]["strategy"] for a in faced}
-    assert {"random", "adaptive", "jbda", "activethief", "dfme"} <= set(cells["strategy"])
+    assert set(cells["strategy"]) == {"random", "adaptive", "jbda", "activethief", "dfme"}
     assert set(cells["surrogate_init"]) == {"scratch", "public-lenet"}
     assert len(pd.read_csv(workdir / "results/tables/cells.csv")) == len(cells)
 
@@ -100,17 +135,12 @@ def test_seeds_draw_their_own_transfer_sets(smoke_run):
 
 
 def test_claim_and_per_class_tables(smoke_run):
-    workdir, cfg = smoke_run
+    workdir, _ = smoke_run
     reproduction = table(workdir, "reproduction")
-    # every out-of-distribution attack the smoke grid runs (digits pools are the victims' task)
-    ood = {
-        c.attack
-        for c in config.cells(cfg)
-        if cfg["datasets"][cfg["attacks"][c.attack]["pool"]]["task"]
-        != cfg["datasets"][cfg["victims"][c.victim]["dataset"]]["task"]
-    }
+    # every out-of-distribution attack the smoke grid runs: those on the letters and photos
+    # pools (digits and uci-digits, dfme's too, are the victims' task)
+    ood = {"random-letters", "random-photos", "adaptive-letters", "activethief-letters"}
     assert set(reproduction["attack"]) == ood
-    assert {"random-letters", "random-photos", "adaptive-letters"} <= ood
     assert {"paper_recovery", "reaches_target", "recovery_mean"} <= set(reproduction.columns)
     budget = table(workdir, "budget")
     assert {"smallest_budget_to_target", "recovery_by_budget"} <= set(budget.columns)
@@ -125,23 +155,42 @@ def test_claim_and_per_class_tables(smoke_run):
     assert set(per_class["class"]) == set(range(10))
 
 
+# Per (victim, attack) of configs/smoke.yaml, by hand: (the largest budget a seed sends, the
+# attackers that send it, whether the attack is sequential). The budget is the largest of
+# its cells' budgets and of defenses.defended.budgets (200) for the three defended pairs
+# (digits-lenet against random-digits, random-letters and adaptive-letters). A sampling
+# attack has one attacker per seed (0, 1; the defended seed 0 among them); a sequential one
+# one per seed and granularity of its undefended runs, plus one per defended run: the
+# sequential defenses none and mad at seed 0, at the defended granularity probs (the
+# undefended run at seed 0 already answers probs behind none).
+SMOKE_QUERIES = {
+    ("digits-lenet", "random-digits"): (200, 2, False),
+    ("digits-lenet", "random-letters"): (300, 2, False),  # its budgets 50, 200, 300
+    ("digits-lenet", "random-photos"): (200, 2, False),
+    ("digits-lenet", "adaptive-letters"): (200, 2 * 2 + 1, True),  # probs, label x 2 + mad
+    ("digits-lenet", "jbda-digits"): (200, 2 * 1, True),  # probs x 2 seeds
+    ("digits-lenet", "activethief-letters"): (200, 2 * 2, True),  # probs, label x 2 seeds
+    ("digits-lenet", "dfme"): (200, 2 * 1, True),
+    ("digits-lenet-pt", "random-letters"): (300, 2, False),
+    ("digits-resnet8", "random-digits"): (200, 2, False),
+    ("digits-resnet8", "random-uci-digits"): (200, 2, False),
+}
+
+
 def test_query_accounting(smoke_run):
     """A query is one image sent to the API: every seed's budget (every run of a sequential
     attacker) counts; the victim computed one posterior per distinct image."""
-    workdir, cfg = smoke_run
+    workdir, _ = smoke_run
     queries = table(workdir, "queries")
-    assert len(queries) == len(config.victim_attacks(cfg))
+    assert len(queries) == len(SMOKE_QUERIES) == 10
     for row in queries.itertuples():
-        runs = [r for r in config.query_runs(cfg) if r[:2] == (row.victim, row.attack)]
-        budget = config.query_budget(cfg, row.attack, row.victim)
-        if config.is_sequential(cfg, row.attack):
-            sent = sum(
-                len(config.run_granularities(cfg, row.attack, row.victim, d)) * budget
-                for *_, d, _ in runs
-            )
-            assert row.victim_passes == row.queries_sent == sent
-        else:
-            assert row.queries_sent == len(runs) * budget
+        budget, attackers, sequential = SMOKE_QUERIES[(row.victim, row.attack)]
+        assert row.largest_budget == budget
+        assert row.attackers == attackers
+        assert row.queries_sent == attackers * budget
+        if sequential:  # each answer is a fresh question to the victim
+            assert row.victim_passes == row.queries_sent
+        else:  # seeds' samples overlap: the cache asks the victim once per image
             assert budget <= row.victim_passes < row.queries_sent
 
 
@@ -220,21 +269,35 @@ def test_defense_tables(smoke_run):
     assert set(prada["kind"]) == {"attacker", "benign"}
     assert prada[prada["strategy"] == "jbda"]["flagged"].all()  # what PRADA was designed for
     defended = table(workdir, "defended")
-    instances = {d.id for d in config.defense_instances(cfg)}
+    # one instance per defense, two for reverse-sigmoid's beta sweep: 11 in all
+    instances = {
+        "none",
+        "ood-shuffle",
+        "reverse-sigmoid@0.5",
+        "reverse-sigmoid@1",
+        "gaussian-noise",
+        "top-k@1",
+        "rounding@1",
+        "mad@0.5",
+        "mad-argmax@0.5",
+        "adaptive-misinformation@0.9",
+        "dawn@0.2",
+    }
     assert set(defended["defense_id"]) == instances
-    pairs = config.defended_pairs(cfg)
-    expected = sum(len(config.attack_defenses(cfg, a)) for _, a in pairs)
-    assert len(defended) == expected * len(cfg["defenses"]["defended"]["seeds"])
+    # digits-lenet's random-digits and random-letters meet all 11 through their caches,
+    # adaptive-letters is rerun against its 2 sequential defenses (none, mad); each at one
+    # budget (200), granularity (probs), arch (lenet) and seed (0): 11 + 11 + 2 = 24
+    assert len(defended) == 24
     sequential = defended[defended["strategy"] == "adaptive"]
-    assert set(sequential["defense"]) == set(cfg["defenses"]["defended"]["sequential_defenses"])
+    assert set(sequential["defense"]) == {"none", "mad"}
     assert defended["benign_utility"].between(0, 1).all()
     none = defended[defended["defense"] == "none"]
     assert (none["benign_utility"] == none["victim_acc"]).all() and (none["attack_l1"] == 0).all()
     mad = defended[defended["defense"] == "mad"]
     assert (mad["attack_l1"] <= 0.5 + 1e-5).all() and (mad["attack_l1"] > 0).all()
     dawn = table(workdir, "dawn")
-    sampling = [p for p in pairs if not config.is_sequential(cfg, p[1])]
-    assert len(dawn) == len(sampling) and (dawn["dawn_watermarks"] > 0).all()
+    # one row per sampling attack defended (digits-lenet's random-digits and random-letters)
+    assert len(dawn) == 2 and (dawn["dawn_watermarks"] > 0).all()
     assert (dawn["dawn_independent"] == len(cfg["defenses"]["dawn"]["independent_seeds"])).all()
     for name in ("defense_utility", "defense_perturbation"):
         assert (workdir / f"results/figures/{name}.png").stat().st_size
