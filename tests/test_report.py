@@ -507,8 +507,9 @@ def test_detector_finding_rates_and_the_realistic_adversarys_verdict(realistic_f
         assert found.verdict == verdict
         assert np.isclose(found.numbers["realistic_flagged"], realistic_flagged)
         assert (
-            f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: at most 0.1 "
-            f"of its queries flagged; it flags {realistic_flagged:.3f}." in found.text
+            f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: the realistic "
+            f"adversary evades the pre-classifier when at most 0.1 of its queries are flagged. "
+            f"It flags {realistic_flagged:.3f}." in found.text
         )
 
 

@@ -402,7 +402,7 @@ def budget_finding(cells: pd.DataFrame) -> Finding:
         "mean_by_budget": {int(b): float(m) for b, m in means.items()},
     }
     text = (
-        f"**{verdict.capitalize()}.** Rule: {rule[:-1]}; it does in "
+        f"**{verdict.capitalize()}.** Rule: {rule} It does in "
         f"{numbers['growing']} of {numbers['series']}. Mean accuracy by budget (over whatever "
         f"cells each budget has):\n\n"
         + _markdown(means.reset_index().rename(columns={"test_acc": "mean test_acc"}))
@@ -569,8 +569,8 @@ def detector_finding(detection: pd.DataFrame) -> Finding:
     if len(realistic):
         verdict = "yes" if numbers["realistic_flagged"] <= EVADES_FLAGGED else "no"
         evades = (
-            f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: at most "
-            f"{EVADES_FLAGGED} of its queries flagged; it flags {numbers['realistic_flagged']:.3f}."
+            f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: {rule} It "
+            f"flags {numbers['realistic_flagged']:.3f}."
         )
     else:
         verdict, evades = NOT_MEASURED, "The realistic adversary is not in the grid."
@@ -634,6 +634,7 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
             f"{n['streams']} attackers flagged"
         )
     text = (
+        f"Rule: {rule}\n\n"
         f"PRADA at the configured delta (each attacker's stream replayed up to the configured "
         f"length) flags, by strategy, and {numbers['benign_flagged']} of "
         f"{numbers['benign_streams']} benign streams (false-positive rate "
