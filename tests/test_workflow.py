@@ -292,13 +292,16 @@ def test_claim1_finding_follows_from_the_budget_table(smoke_run, found):
         smallest = part["smallest_budget_to_target"].min()
         expected[key] = "no" if pd.isna(smallest) else "yes"
         if pd.isna(smallest):
-            best = part.sort_values("recovery_at_largest").iloc[-1]
-            assert got["stolen"] is False and got["budget"] == best["largest_budget"]
-            assert close(got["recovery"], best["recovery_at_largest"])
-            assert "does **not** reach" in line
+            top = part[part["recovery_at_largest"] == part["recovery_at_largest"].max()]
+            assert got["stolen"] is False and close(
+                got["recovery"], top["recovery_at_largest"].max()
+            )
+            # the best of any attack and surrogate tied at the top
+            best = top[(top["attack"] == got["attack"]) & (top["largest_budget"] == got["budget"])]
+            assert len(best) and "does **not** reach" in line
             assert (
-                f"best {pm(best['recovery_at_largest'], best['recovery_ci95_at_largest'])} at "
-                f"{int(best['largest_budget'])} queries" in line
+                f"best {pm(got['recovery'], best['recovery_ci95_at_largest'].iloc[0])} at "
+                f"{got['budget']} queries, {got['attack']}" in line
             )
         else:
             assert got["stolen"] is True and got["budget"] == int(smallest)
