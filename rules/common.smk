@@ -175,6 +175,7 @@ def final_outputs():
         ),
         *expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "svg"]),
         "results/findings.md",
+        "results/findings.json",
         *(
             [
                 *expand(

@@ -123,9 +123,14 @@ rule write_findings:
             if name != "per_class"
         },
     output:
-        report(
+        md=report(
             "results/findings.md",
             caption="../report/findings.rst",
+            category="Findings",
+        ),
+        json=report(
+            "results/findings.json",
+            caption="../report/findings_json.rst",
             category="Findings",
         ),
     log:

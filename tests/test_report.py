@@ -2,6 +2,8 @@
 and numbers must be what the tables imply (recomputed here), and figures checked for what
 they draw."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -269,8 +271,9 @@ def test_strategy_finding_compares_at_the_largest_budget_both_sides_have():
     cells = _cells(adaptive_bonus=-0.05)
     longer = cells[(cells["attack"] == "a-ood") & (cells["budget"] == 1000)].assign(budget=10000)
     summary = tables.summarise(pd.concat([cells, longer], ignore_index=True))
-    text, stats = findings.strategy_finding(tables.strategies_table(summary), None, None)
-    adaptive = {k: v for k, v in stats.items() if "a-adapt" in k}
+    found = findings.strategy_finding(tables.strategies_table(summary), None, None)
+    text = found.text
+    adaptive = {k: v["vs_random"] for k, v in found.numbers.items() if "a-adapt" in k}
     assert set(adaptive) == {"v1/a-adapt/probs", "v1/a-adapt/label"}
     assert np.allclose(list(adaptive.values()), -0.05)
     assert "**a-adapt**" in text and "1000 queries" in text and "10000 queries" not in text
@@ -289,52 +292,59 @@ def _pairs(cells):
 def test_granularity_finding_follows_the_paired_differences(bonus):
     cells = _cells(probs_bonus=bonus)
     diff = _pairs(cells)
-    text, stats = findings.granularity_finding(cells)
+    found = findings.granularity_finding(cells)
+    text, stats = found.text, found.numbers
     wins = int((diff > 0).sum())
     assert stats["pairs"] == len(diff) == len(cells) / 2
     assert stats["wins"] == wins
     assert np.isclose(stats["mean_difference"], diff.mean())
-    expected = "Yes" if diff.mean() > 0 and wins > len(diff) / 2 else "No"
-    assert stats["verdict"] == expected == ("Yes" if bonus > 0 else "No")
-    assert text.startswith(f"**{expected}.**")
+    expected = "yes" if diff.mean() > 0 and wins > len(diff) / 2 else "no"
+    assert found.verdict == expected == ("yes" if bonus > 0 else "no")
+    assert text.startswith(f"**{expected.capitalize()}.**")
     assert f"probabilities win {wins} of {len(diff)}" in text
 
 
 def test_granularity_finding_needs_both_granularities():
     cells = _cells()
-    text, stats = findings.granularity_finding(cells[cells["granularity"] == "probs"])
-    assert stats == {} and text.startswith("Not measured")
+    found = findings.granularity_finding(cells[cells["granularity"] == "probs"])
+    assert found.verdict == "not measured" and found.numbers == {}
+    assert found.text.startswith("Not measured")
 
 
 def test_reproduction_finding_names_the_smallest_budget_per_victim():
     summary = _summary()
     budget, reproduction = tables.budget_table(summary), tables.reproduction_table(summary, PAPERS)
-    text, stats = findings.reproduction_finding(budget, reproduction)
+    found = findings.reproduction_finding(budget, reproduction)
+    text = found.text
     ood = summary[summary["adversary"] == "out-of-distribution"]
     expected = {}
     for (victim, granularity), part in ood.groupby(["victim", "granularity"]):
         reached = part.loc[part["recovery_mean"] >= RECOVERY_TARGET, "budget"]
         expected[f"{victim}/{granularity}"] = int(reached.min()) if len(reached) else None
-    assert stats["smallest_budget"] == expected
+    got = {k: n["budget"] if n["stolen"] else None for k, n in found.numbers.items()}
+    assert got == expected
+    assert found.verdict == {k: "no" if b is None else "yes" for k, b in expected.items()}
     assert expected["v1/probs"] == 100 and expected["v2/probs"] is None  # the premise
     assert "stolen within the grid: v1; not within the grid: v2" in text
     assert "reaches 0.9 at **100** queries (a-ood, lenet from pt)" in text
 
 
 def test_budget_adversary_and_architecture_findings_follow_the_data():
-    assert findings.budget_finding(_cells(budget_slope=0.1))[1]["verdict"] == "Yes"
-    assert findings.budget_finding(_cells(budget_slope=-0.1))[1]["verdict"] == "No"
-    assert findings.adversary_finding(_summary(realistic_bonus=0.2))[1]["verdict"] == "Yes"
-    assert findings.adversary_finding(_summary(realistic_bonus=-0.2))[1]["verdict"] == "No"
-    for bonus, verdict in ((0.05, "Yes"), (-0.05, "No")):
+    assert findings.budget_finding(_cells(budget_slope=0.1)).verdict == "yes"
+    assert findings.budget_finding(_cells(budget_slope=-0.1)).verdict == "no"
+    assert findings.adversary_finding(_summary(realistic_bonus=0.2)).verdict == "yes"
+    assert findings.adversary_finding(_summary(realistic_bonus=-0.2)).verdict == "no"
+    for bonus, verdict in ((0.05, "yes"), (-0.05, "no")):
         architecture = tables.architecture_table(_summary(arch_bonus=bonus), PAPERS)
-        stats = findings.architecture_finding(architecture)[1]
-        assert stats == {"verdict": verdict, "wins": 4 if bonus > 0 else 0, "pairs": 4}
+        found = findings.architecture_finding(architecture)
+        assert found.verdict == verdict
+        assert (found.numbers["wins"], found.numbers["pairs"]) == (4 if bonus > 0 else 0, 4)
 
 
 def test_pretraining_finding_reports_each_start_against_scratch_at_every_budget():
     summary = _summary(pretrained_bonus=0.1)
-    _, stats = findings.pretraining_finding(tables.pretraining_table(summary))
+    found = findings.pretraining_finding(tables.pretraining_table(summary))
+    stats = {k: n["difference"] for k, n in found.numbers.items()}
     ood = summary[summary["attack"] == "a-ood"]
     for budget in BUDGETS:
         for granularity in ("probs", "label"):
@@ -406,7 +416,8 @@ def _defended(dawn=False):
 
 def test_defended_finding_picks_the_costliest_defense_within_one_point_of_utility():
     defended = _defended()
-    text, stats = findings.defended_finding(defended)
+    found = findings.defended_finding(defended)
+    text, stats = found.text, found.numbers["best"]
     top = defended[defended["budget"] == 1000]
     means = top.groupby(["attack", "defense_id", "defense"]).agg(
         acc=("test_acc", "mean"), utility=("benign_utility", "mean")
@@ -420,10 +431,11 @@ def test_defended_finding_picks_the_costliest_defense_within_one_point_of_utilit
         ]
         best = kept.loc[(base["acc"] - kept["acc"]).idxmax()]
         assert stats[f"v1/{attack}"]["defense"] == best["defense_id"]
-        assert np.isclose(stats[f"v1/{attack}"]["drop"], base["acc"] - best["acc"])
+        assert np.isclose(stats[f"v1/{attack}"]["attacker_drop"], base["acc"] - best["acc"])
     # gaussian-noise@0.5 costs the attacker most but benign users 0.15: never chosen
     assert {s["defense"] for s in stats.values()} == {"gaussian-noise@0.1"}
     # the realistic attacker falls to 0.31 / 0.9 recovery behind gaussian-noise@0.1
+    assert found.verdict == "yes" and found.numbers["stops_realistic"] == ["gaussian-noise@0.1"]
     assert (
         "Stops the realistic adversary" in text
         and "gaussian-noise@0.1" in text.split("Stops the realistic adversary")[1].split("\n")[0]
@@ -441,7 +453,7 @@ def test_dawn_finding_rates():
             {"victim": "v1", "queries_from": "attack", "source": "a-adapt", "flagged_share": 0.05},
         ]
     )
-    _, stats = findings.dawn_finding(dawn, detection)
+    stats = findings.dawn_finding(dawn, detection).numbers
     assert np.isclose(stats["caught"], dawn["dawn_caught"].mean())
     # let through (<= 0.1 flagged): a-real (always caught) and a-adapt (caught at one seed of
     # two), every (attack, budget) group holding both seeds
@@ -450,7 +462,136 @@ def test_dawn_finding_rates():
     assert np.isclose(stats["caught_let_through"], 0.75)
     false = dawn["dawn_false_claims"].sum() / dawn["dawn_independent"].sum()
     assert np.isclose(stats["false_claim_rate"], false) and false > 0
-    assert findings.dawn_finding(dawn.iloc[:0], None)[0].startswith("Not measured")
+    assert findings.dawn_finding(dawn.iloc[:0], None).text.startswith("Not measured")
+
+
+def _detection(realistic_flagged):
+    """The pre-classifier's rows: its victim's test split, pools of a kind it saw, of one it
+    never saw and of the victim's own task, and an attacker of each adversary (the realistic
+    one flagging ``realistic_flagged``; None: no realistic attacker)."""
+    rows = [
+        ("test", "d-test", "in-distribution", True, 0.05, 0.95),
+        ("test", "d2-test", "in-distribution", True, 0.15, 0.85),
+        ("pool", "letters", "seen kind", False, 0.9, np.nan),
+        ("pool", "photos", "seen kind", False, 0.8, np.nan),
+        ("pool", "shapes", "unseen kind", False, 0.4, np.nan),
+        ("pool", "digits", "in-distribution", True, 0.02, np.nan),
+        ("attack", "a-ood", "seen kind", False, 0.85, np.nan),
+    ]
+    if realistic_flagged is not None:
+        rows.append(("attack", "a-real", "in-distribution", True, realistic_flagged, np.nan))
+    columns = ["queries_from", "source", "seen", "in_distribution", "flagged_share", "tpr_in"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.assign(victim="v1", queries=100, strategy="random")
+
+
+@pytest.mark.parametrize("realistic_flagged", [0.05, 0.1, 0.5, None])
+def test_detector_finding_rates_and_the_realistic_adversarys_verdict(realistic_flagged):
+    detection = _detection(realistic_flagged)
+    found = findings.detector_finding(detection)
+    pools = detection[detection["queries_from"] == "pool"]
+    expected = {
+        "test_tpr": detection.loc[detection["queries_from"] == "test", "tpr_in"].mean(),
+        "seen_tnr": pools.loc[pools["seen"] == "seen kind", "flagged_share"].mean(),
+        "unseen_tnr": pools.loc[pools["seen"] == "unseen kind", "flagged_share"].mean(),
+    }
+    for key, value in expected.items():
+        assert np.isclose(found.numbers[key], value), key
+        assert f"{value:.3f}" in found.text, key
+    if realistic_flagged is None:
+        assert found.verdict == "not measured" and found.numbers["realistic_flagged"] is None
+        assert "The realistic adversary is not in the grid." in found.text
+    else:
+        verdict = "yes" if realistic_flagged <= found.thresholds["evades_flagged_at_most"] else "no"
+        assert verdict == ("no" if realistic_flagged == 0.5 else "yes")  # the premise
+        assert found.verdict == verdict
+        assert np.isclose(found.numbers["realistic_flagged"], realistic_flagged)
+        assert (
+            f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: the realistic "
+            f"adversary evades the pre-classifier when at most 0.1 of its queries are flagged. "
+            f"It flags {realistic_flagged:.3f}." in found.text
+        )
+
+
+def test_detector_finding_prints_a_dash_and_writes_null_where_no_kind_is_unseen():
+    detection = _detection(0.0)
+    detection = detection[detection["seen"] != "unseen kind"]
+    found = findings.detector_finding(detection)
+    assert np.isnan(found.numbers["unseen_tnr"]) and "and – of kinds it never saw" in found.text
+    data = json.loads(json.dumps(found.to_json(), allow_nan=False))
+    assert data["numbers"]["unseen_tnr"] is None and data["verdict"] == "yes"
+
+
+def _prada():
+    """Three strategies' attackers, PRADA flagging all, some and none of them; 1 of 4 benign
+    streams flagged."""
+    rows = [("attacker", "jbda", True, at) for at in (120, 140, 160)]
+    rows += [("attacker", "random", flagged, 300.0 if flagged else np.nan) for flagged in (1, 0)]
+    rows += [("attacker", "adaptive", False, np.nan)] * 2
+    rows += [("benign", None, flagged, np.nan) for flagged in (True, False, False, False)]
+    frame = pd.DataFrame(rows, columns=["kind", "strategy", "flagged", "flagged_at"])
+    return frame.assign(flagged=frame["flagged"].astype(bool))
+
+
+def test_prada_finding_verdict_per_strategy_and_false_positive_rate():
+    prada = _prada()
+    found = findings.prada_finding(prada)
+    attackers = prada[prada["kind"] == "attacker"]
+    shares = attackers.groupby("strategy")["flagged"].mean()
+    expected = {s: "yes" if v == 1 else ("partly" if v > 0 else "no") for s, v in shares.items()}
+    assert expected == {"jbda": "yes", "random": "partly", "adaptive": "no"}  # the premise
+    assert found.verdict == expected
+    benign = prada.loc[prada["kind"] == "benign", "flagged"]
+    assert np.isclose(found.numbers["false_positive_rate"], benign.mean())
+    assert (found.numbers["benign_flagged"], found.numbers["benign_streams"]) == (1, 4)
+    assert f"1 of 4 benign streams (false-positive rate {benign.mean():.3f})" in found.text
+    for strategy, part in attackers.groupby("strategy"):
+        n = found.numbers["strategies"][strategy]
+        assert (n["flagged"], n["streams"]) == (int(part["flagged"].sum()), len(part))
+        assert f"- **{strategy}: {expected[strategy].capitalize()}**, {n['flagged']} of " in (
+            found.text
+        )
+    assert found.numbers["strategies"]["jbda"]["median_queries_to_detection"] == 140
+
+
+def _cells_one_budget():
+    cells = _cells()
+    return cells[cells["budget"] == cells["budget"].max()]
+
+
+# finding -> how to call it on a grid that cannot answer it
+NOT_MEASURED = {
+    "claim1": lambda: findings.reproduction_finding(
+        tables.budget_table(_summary()).query("adversary == 'realistic'"),
+        tables.reproduction_table(_summary(), PAPERS),
+    ),
+    "pretraining": lambda: findings.pretraining_finding(
+        tables.pretraining_table(_summary()).iloc[:0]
+    ),
+    "claim2a": lambda: findings.granularity_finding(_cells().query("granularity == 'label'")),
+    "claim2b": lambda: findings.architecture_finding(
+        tables.architecture_table(_summary(), PAPERS).query("matches_victim")
+    ),
+    "budget": lambda: findings.budget_finding(_cells_one_budget()),
+    "strategies": lambda: findings.strategy_finding(
+        tables.strategies_table(_summary()).iloc[:0], None, None
+    ),
+    "claim4": lambda: findings.adversary_finding(_summary().query("adversary != 'realistic'")),
+    "claim3": lambda: findings.detector_finding(_detection(0.0).iloc[:0]),
+    "prada": lambda: findings.prada_finding(_prada().query("kind == 'benign'")),
+    "defenses": lambda: findings.defended_finding(_defended().iloc[:0]),
+    "dawn": lambda: findings.dawn_finding(tables.dawn_table(_defended(dawn=True)).iloc[:0], None),
+}
+
+
+@pytest.mark.parametrize("name", NOT_MEASURED)
+def test_every_finding_says_not_measured_where_the_grid_cannot_answer_it(name):
+    found = NOT_MEASURED[name]()
+    assert found.id == name and found.title == findings.TITLES[name]
+    assert found.verdict == "not measured" and found.numbers == {}
+    assert found.text.startswith("Not measured: ") and found.rule
+    data = json.loads(json.dumps(found.to_json(), allow_nan=False))
+    assert set(data) == {"id", "title", "verdict", "rule", "thresholds", "numbers"}
 
 
 # -------------------------------------------------------------------------- figures

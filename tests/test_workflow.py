@@ -1,6 +1,7 @@
 """The whole DAG on configs/smoke.yaml, in a temporary directory."""
 
 import json
+import math
 import os
 import re
 
@@ -13,6 +14,8 @@ from scipy.stats import binomtest
 
 from stealbench import config
 from stealbench.io import read_parquet_meta
+from stealbench.report import tables
+from stealbench.report.tables import RECOVERY_TARGET
 
 pytestmark = pytest.mark.workflow
 
@@ -216,33 +219,6 @@ def test_victims_learn_their_task_and_the_backbone_is_used(smoke_run):
     assert backbone["num_classes"] == 52 + 2  # letters of both cases and two photographs
 
 
-def test_findings_verdicts_follow_from_the_tables(smoke_run):
-    workdir, cfg = smoke_run
-    text = (workdir / "results/findings.md").read_text()
-    cells = table(workdir, "cells")
-    keys = ["victim", "attack", "budget", "surrogate_arch", "surrogate_init", "seed"]
-    wide = cells.pivot_table(index=keys, columns="granularity", values="test_acc")
-    diff = (wide["probs"] - wide["label"]).dropna()
-    verdict = "Yes" if diff.mean() > 0 and (diff > 0).sum() > len(diff) / 2 else "No"
-    section = text.split("## Claim 2a")[1].split("##")[0]
-    assert f"**{verdict}.**" in section
-    assert f"probabilities win {int((diff > 0).sum())} of {len(diff)}" in section
-    budget = table(workdir, "budget")
-    claim1 = text.split("## Claim 1")[1].split("## ")[0]
-    for victim, part in budget[budget["adversary"] == "out-of-distribution"].groupby("victim"):
-        probs = part[part["granularity"] == "probs"]
-        reached = probs["smallest_budget_to_target"].dropna()
-        line = next(
-            x for x in claim1.splitlines() if x.startswith(f"- **{victim}**") and "`probs`" in x
-        )
-        if len(reached):
-            assert f"**{int(reached.min())}** queries" in line
-        else:
-            assert "does **not** reach" in line
-    for heading in ("Claim 3", "PRADA", "Defenses as trade-offs", "DAWN", "Strategies"):
-        assert heading in text
-
-
 def test_logs_record_progress(smoke_run):
     workdir, cfg = smoke_run
     log = next((workdir / "results/logs/surrogates").rglob("*.log")).read_text()
@@ -279,7 +255,8 @@ def test_defense_tables(smoke_run):
     assert (detection.loc[detection["source"] == "letters", "seen"] == "seen kind").all()
     prada = table(workdir, "prada")
     assert set(prada["kind"]) == {"attacker", "benign"}
-    assert prada[prada["strategy"] == "jbda"]["flagged"].all()  # what PRADA was designed for
+    jbda = prada[prada["strategy"] == "jbda"]
+    assert len(jbda) and jbda["flagged"].all()  # what PRADA was designed for
     defended = table(workdir, "defended")
     # one instance per defense, two for reverse-sigmoid's beta sweep: 11 in all
     instances = {
@@ -313,6 +290,405 @@ def test_defense_tables(smoke_run):
     assert (dawn["dawn_independent"] == len(cfg["defenses"]["dawn"]["independent_seeds"])).all()
     for name in ("defense_utility", "defense_perturbation"):
         assert (workdir / f"results/figures/{name}.png").stat().st_size
+
+
+# ------------------------------------------------------------------------------- findings
+# Each test recomputes a finding's verdict and numbers from the tables with its own pandas,
+# compares them with results/findings.json, and finds them printed in results/findings.md.
+
+
+@pytest.fixture(scope="module")
+def found(smoke_run):
+    """(findings.json, {id: that finding's section of findings.md})."""
+    workdir, _ = smoke_run
+    data = json.loads((workdir / "results/findings.json").read_text())
+    text = (workdir / "results/findings.md").read_text()
+    sections = {}
+    for id, finding in data.items():
+        assert finding["id"] == id and text.count(f"## {finding['title']}\n") == 1, id
+        sections[id] = text.split(f"## {finding['title']}\n")[1].split("\n## ")[0].strip()
+    return data, sections
+
+
+def close(a, b):
+    """A number in findings.json equals one recomputed here (null where it is NaN)."""
+    if b is None or pd.isna(b):
+        return a is None
+    return a is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def pm(mean, half):
+    return f"{mean:.3f}" + ("" if pd.isna(half) else f" ± {half:.3f}")
+
+
+def test_findings_json_has_every_finding_and_plain_json(found, smoke_run):
+    workdir, _ = smoke_run
+    data, sections = found
+    assert list(data) == sorted(
+        [
+            "claim1",
+            "pretraining",
+            "claim2a",
+            "claim2b",
+            "budget",
+            "strategies",
+            "claim4",
+            "claim3",
+            "prada",
+            "defenses",
+            "dawn",
+        ]
+    )
+    for finding in data.values():
+        assert set(finding) == {"id", "title", "verdict", "rule", "thresholds", "numbers"}
+        assert f"Rule: {finding['rule']}" in sections[finding["id"]], finding["id"]
+    # NaN would be written as a bare NaN, which is not JSON
+    json.loads((workdir / "results/findings.json").read_text(), parse_constant=pytest.fail)
+
+
+def test_claim1_finding_follows_from_the_budget_table(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["claim1"], sections["claim1"]
+    target = finding["thresholds"]["recovery_target"]
+    assert target == RECOVERY_TARGET
+    budget = table(workdir, "budget")
+    ood = budget[budget["adversary"] == "out-of-distribution"]
+    assert len(ood)
+    expected = {}
+    for (victim, granularity), part in ood.groupby(["victim", "granularity"]):
+        key = f"{victim}/{granularity}"
+        got = finding["numbers"][key]
+        line = next(
+            x
+            for x in section.splitlines()
+            if x.startswith(f"- **{victim}**") and f"`{granularity}`" in x
+        )
+        smallest = part["smallest_budget_to_target"].min()
+        expected[key] = "no" if pd.isna(smallest) else "yes"
+        if pd.isna(smallest):
+            top = part[part["recovery_at_largest"] == part["recovery_at_largest"].max()]
+            assert got["stolen"] is False and close(
+                got["recovery"], top["recovery_at_largest"].max()
+            )
+            # the best of any attack and surrogate tied at the top
+            best = top[(top["attack"] == got["attack"]) & (top["largest_budget"] == got["budget"])]
+            assert len(best) and "does **not** reach" in line
+            assert (
+                f"best {pm(got['recovery'], best['recovery_ci95_at_largest'].iloc[0])} at "
+                f"{got['budget']} queries, {got['attack']}" in line
+            )
+        else:
+            assert got["stolen"] is True and got["budget"] == int(smallest)
+            assert f"reaches {target} at **{int(smallest)}** queries" in line
+    assert finding["verdict"] == expected
+    stolen = sorted(
+        k.split("/")[0] for k, v in expected.items() if k.endswith("/probs") and v == "yes"
+    )
+    assert f"stolen within the grid: {', '.join(stolen) or 'none'};" in section
+
+
+def test_pretraining_finding_follows_from_the_pretraining_table(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["pretraining"], sections["pretraining"]
+    pretraining = table(workdir, "pretraining")
+    assert len(pretraining)
+    series = ["dataset", "attack", "granularity"]
+    means = pretraining.groupby([*series, "budget", "victim_init", "surrogate_init"])[
+        ["recovery_mean", "recovery_ci95"]
+    ].mean()
+    compared, verdicts = 0, {}
+    for (dataset, attack, granularity, budget), at in means.groupby(level=[0, 1, 2, 3]):
+        at = at.droplevel([0, 1, 2, 3])
+        key = f"{dataset}/{attack}/{granularity}"
+        verdicts.setdefault(key, "no")
+        if ("scratch", "scratch") not in at.index:
+            continue
+        base = at.loc[("scratch", "scratch")]
+        for (v, a), row in at.drop(index=("scratch", "scratch")).iterrows():
+            got = finding["numbers"][f"{key}/{budget}/{v}/{a}"]
+            difference = row["recovery_mean"] - base["recovery_mean"]
+            beyond = difference > row["recovery_ci95"] + base["recovery_ci95"]
+            assert close(got["difference"], difference) and got["beyond_ci"] == beyond
+            compared += 1
+            line = next(
+                x
+                for x in section.splitlines()
+                if x.startswith(f"- {dataset}, {attack}, `{granularity}`")
+            )
+            shown = f"{budget} ({v} victim, {a} attacker: {difference:+.3f})"
+            assert (shown in line) == beyond
+            if beyond:
+                verdicts[key] = "yes"
+    assert compared == len(finding["numbers"]) > 0
+    assert finding["verdict"] == verdicts
+
+
+def test_granularity_finding_follows_from_the_cells(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["claim2a"], sections["claim2a"]
+    cells = table(workdir, "cells")
+    keys = ["victim", "attack", "budget", "surrogate_arch", "surrogate_init", "seed"]
+    probs = cells[cells["granularity"] == "probs"].set_index(keys)["test_acc"]
+    label = cells[cells["granularity"] == "label"].set_index(keys)["test_acc"]
+    probs, label = probs.align(label, join="inner")
+    diff = probs - label
+    wins = int((diff > 0).sum())
+    verdict = "yes" if diff.mean() > 0 and wins > len(diff) / 2 else "no"
+    n = finding["numbers"]
+    assert finding["verdict"] == verdict
+    assert (n["pairs"], n["wins"]) == (len(diff), wins)
+    assert close(n["mean_difference"], diff.mean())
+    assert close(n["mean_difference_ci95"], tables.ci95(diff))
+    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert f"probabilities win {wins} of {len(diff)}" in section
+    assert f"(mean difference {pm(diff.mean(), tables.ci95(diff))})" in section
+    for budget, d in diff.groupby(level="budget"):
+        assert close(n["by_budget"][str(budget)]["difference"], d.mean())
+
+
+def test_architecture_finding_follows_from_the_architecture_table(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["claim2b"], sections["claim2b"]
+    architecture = table(workdir, "architecture")
+    differences = {}
+    for (victim, attack), part in architecture.groupby(["victim", "attack"]):
+        same = part.loc[part["matches_victim"], "test_acc_mean"]
+        other = part.loc[~part["matches_victim"], "test_acc_mean"]
+        if len(same) and len(other):
+            differences[f"{victim}/{attack}"] = same.mean() - other.mean()
+    assert differences
+    wins = sum(d > 0 for d in differences.values())
+    verdict = "yes" if wins > len(differences) / 2 else "no"
+    n = finding["numbers"]
+    assert finding["verdict"] == verdict and (n["wins"], n["pairs"]) == (wins, len(differences))
+    assert all(close(n["differences"][k], d) for k, d in differences.items())
+    mean = sum(differences.values()) / len(differences)
+    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert f"It does in {wins} of {len(differences)} (mean difference {mean:+.3f})" in section
+
+
+def test_budget_finding_follows_from_the_cells(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["budget"], sections["budget"]
+    cells = table(workdir, "cells")
+    series = ["victim", "attack", "granularity", "surrogate_arch", "surrogate_init", "seed"]
+    growing = counted = 0
+    for _, part in cells.sort_values("budget").groupby(series):
+        if part["budget"].nunique() > 1:
+            counted += 1
+            growing += part["test_acc"].iloc[-1] > part["test_acc"].iloc[0]
+    verdict = "yes" if growing > counted / 2 else "no"
+    assert finding["verdict"] == verdict
+    assert (finding["numbers"]["growing"], finding["numbers"]["series"]) == (growing, counted)
+    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert f"It does in {growing} of {counted}." in section
+    for budget, mean in cells.groupby("budget")["test_acc"].mean().items():
+        assert close(finding["numbers"]["mean_by_budget"][str(budget)], mean)
+        assert f"| {budget} | {mean:.3f} |" in section
+
+
+def test_strategies_finding_follows_from_the_strategies_table(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["strategies"], sections["strategies"]
+    strategies = table(workdir, "strategies")
+    expected = {}
+    for (victim, pool), part in strategies.groupby(["victim", "pool"]):
+        shared = [b for b, at in part.groupby("budget") if at["strategy"].nunique() > 1]
+        at = part[part["budget"] == (max(shared) if shared else part["budget"].max())]
+        for granularity, rows in at.groupby("granularity"):
+            random = rows[rows["strategy"] == "random"]
+            for row in rows[rows["strategy"] != "random"].itertuples():
+                random_ci = random.loc[
+                    random["surrogate_arch"] == row.surrogate_arch, "test_acc_ci95"
+                ]
+                within = abs(row.vs_random) <= row.test_acc_ci95 + (
+                    random_ci.iloc[0] if len(random_ci) else 0
+                )
+                key = f"{victim}/{row.attack}/{granularity}"
+                expected[key] = (
+                    "within CIs" if within else ("better" if row.vs_random > 0 else "worse")
+                )
+                got = finding["numbers"][key]
+                assert got["budget"] == row.budget and close(got["vs_random"], row.vs_random)
+                assert close(got["test_acc_mean"], row.test_acc_mean)
+                line = (
+                    f"- {victim}, `{granularity}`, {row.budget} queries: **{row.attack}** "
+                    f"{pm(row.test_acc_mean, row.test_acc_ci95)} "
+                    f"{'beats' if row.vs_random > 0 else 'loses to'} random sampling of {pool} "
+                    f"by {abs(row.vs_random):.3f} ({'within' if within else 'beyond'} the two"
+                )
+                assert line in section, line
+    assert expected and finding["verdict"] == expected
+
+
+def test_adversary_finding_follows_from_the_summary(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["claim4"], sections["claim4"]
+    summary = table(workdir, "summary")
+    scratch = summary[summary["surrogate_init"] == "scratch"]
+    won, faced = 0, 0
+    for victim, part in scratch.groupby("victim"):
+        realistic = part[part["adversary"] == "realistic"]
+        if realistic.empty:
+            continue
+        at = part[part["budget"] == realistic["budget"].max()]
+        means = at.groupby("adversary")["test_acc_mean"].mean()
+        if "out-of-distribution" not in means:
+            continue
+        faced += 1
+        won += means["realistic"] > means["out-of-distribution"]
+        got = finding["numbers"]["per_victim"][victim]
+        assert close(got["realistic"], means["realistic"])
+        assert close(got["out_of_distribution"], means["out-of-distribution"])
+        assert (
+            f"| {victim} | {means['out-of-distribution']:.3f} | {means['realistic']:.3f} |"
+            in section
+        )
+    assert faced
+    verdict = "yes" if won == faced else ("partly" if won else "no")
+    assert finding["verdict"] == verdict
+    assert (finding["numbers"]["victims_won"], finding["numbers"]["victims"]) == (won, faced)
+    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert f"It does for {won} of {faced} victims facing both" in section
+
+
+def test_detector_finding_follows_from_the_detection_table(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["claim3"], sections["claim3"]
+    detection = table(workdir, "detection")
+    tpr = detection.loc[detection["queries_from"] == "test", "tpr_in"].mean()
+    pools = detection[detection["queries_from"] == "pool"]
+    seen = pools.loc[pools["seen"] == "seen kind", "flagged_share"].mean()
+    attacks = detection[detection["queries_from"] == "attack"]
+    realistic = attacks.loc[attacks["in_distribution"], "flagged_share"]
+    assert len(realistic)
+    limit = finding["thresholds"]["evades_flagged_at_most"]
+    verdict = "yes" if realistic.mean() <= limit else "no"
+    n = finding["numbers"]
+    assert finding["verdict"] == verdict
+    assert close(n["test_tpr"], tpr) and close(n["seen_tnr"], seen)
+    assert close(n["realistic_flagged"], realistic.mean())
+    assert n["unseen_tnr"] is None  # the smoke grid's pools are all of kinds it saw
+    assert f"accepts {tpr:.3f} of the victims' own test images" in section
+    assert f"flags, on average, {seen:.3f} of the kinds" in section
+    assert (
+        f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: the realistic "
+        f"adversary evades the pre-classifier when at most {limit} of its queries are flagged. "
+        f"It flags {realistic.mean():.3f}." in section
+    )
+
+
+def test_prada_finding_follows_from_the_prada_table(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["prada"], sections["prada"]
+    prada = table(workdir, "prada")
+    benign = prada.loc[prada["kind"] == "benign", "flagged"]
+    n = finding["numbers"]
+    assert close(n["false_positive_rate"], benign.mean())
+    assert (
+        f"{int(benign.sum())} of {len(benign)} benign streams (false-positive rate "
+        f"{benign.mean():.3f})" in section
+    )
+    attackers = prada[prada["kind"] == "attacker"]
+    expected = {}
+    for strategy, part in attackers.groupby("strategy"):
+        flagged, streams = int(part["flagged"].sum()), len(part)
+        expected[strategy] = "yes" if flagged == streams else ("partly" if flagged else "no")
+        assert (n["strategies"][strategy]["flagged"], n["strategies"][strategy]["streams"]) == (
+            flagged,
+            streams,
+        )
+        assert (
+            f"- **{strategy}: {expected[strategy].capitalize()}**, {flagged} of {streams} "
+            "attackers flagged" in section
+        )
+    assert "jbda" in expected and finding["verdict"] == expected
+
+
+def test_defenses_finding_follows_from_the_defended_table(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["defenses"], sections["defenses"]
+    tolerance = finding["thresholds"]["utility_tolerance"]
+    stopped_below = finding["thresholds"]["stopped_recovery"]
+    defended = table(workdir, "defended")
+    largest = defended.groupby("attack")["budget"].max()
+    top = defended[
+        (defended["budget"] == defended["attack"].map(largest))
+        & (defended["granularity"] == "probs")
+    ]
+    means = top.groupby(["victim", "attack", "adversary", "defense", "defense_id"])[
+        ["test_acc", "benign_utility", "recovery"]
+    ].mean()
+    stops = set()
+    realistic_seen = False
+    for (victim, attack, adversary), part in means.groupby(level=[0, 1, 2]):
+        part = part.droplevel([0, 1, 2])
+        base = part.xs("none", level="defense").iloc[0]
+        others = part.drop(index="none", level="defense")
+        kept = others[others["benign_utility"] >= base["benign_utility"] - tolerance]
+        if kept.empty:
+            continue
+        drops = base["test_acc"] - kept["test_acc"]
+        got = finding["numbers"]["best"][f"{victim}/{attack}"]
+        assert close(got["attacker_drop"], drops.max())
+        assert got["defense"] in {d for (_, d), x in drops.items() if x == drops.max()}
+        assert (
+            f"**{got['defense']}** costs the attacker most: its accuracy falls by "
+            f"{drops.max():.3f}" in section
+        )
+        if adversary == "realistic":
+            realistic_seen = True
+            # the strength each defense keeps: the one costing the attacker most
+            for _, strengths in kept.groupby(level="defense"):
+                best = strengths.loc[strengths["test_acc"].idxmin()]
+                if best["recovery"] < stopped_below <= base["recovery"]:
+                    stops.add(strengths["test_acc"].idxmin()[1])
+    assert realistic_seen
+    assert finding["verdict"] == ("yes" if stops else "no")
+    assert finding["numbers"]["stops_realistic"] == sorted(stops)
+    line = next(x for x in section.splitlines() if x.startswith("- Stops the realistic"))
+    assert line.endswith((", ".join(sorted(stops)) or "**no defense**") + ".")
+
+
+def test_dawn_finding_follows_from_the_dawn_and_detection_tables(smoke_run, found):
+    workdir, _ = smoke_run
+    data, sections = found
+    finding, section = data["dawn"], sections["dawn"]
+    dawn, detection = table(workdir, "dawn"), table(workdir, "detection")
+    caught = dawn["dawn_caught"].mean()
+    attacks = detection[detection["queries_from"] == "attack"]
+    limit = finding["thresholds"]["let_through_flagged_at_most"]
+    through = attacks.loc[attacks["flagged_share"] <= limit, ["victim", "source"]]
+    through_dawn = dawn.merge(through, left_on=["victim", "attack"], right_on=["victim", "source"])
+    # the finding weighs each (attack, budget) group equally; every group holds every seed
+    caught_through = (
+        through_dawn.groupby(["victim", "attack", "budget"])["dawn_caught"].mean().mean()
+    )
+    checks = int(dawn["dawn_independent"].sum())
+    false_rate = dawn["dawn_false_claims"].sum() / checks
+    verdict = "yes" if caught == 1 else ("partly" if caught > 0 else "no")
+    n = finding["numbers"]
+    assert finding["verdict"] == verdict
+    assert close(n["caught"], caught) and close(n["false_claim_rate"], false_rate)
+    assert n["independent_checks"] == checks
+    assert close(n["caught_let_through"], caught_through)
+    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert (
+        f"DAWN catches {caught:.3f} of the surrogates; of those whose queries the pre-classifier "
+        f"let through (at most {limit} flagged), "
+        f"{'–' if pd.isna(caught_through) else f'{caught_through:.3f}'}; false-claim rate "
+        f"{false_rate:.3f} over {checks} checks." in section
+    )
 
 
 def _plan(workdir, cfg_dict, tmp_path, name):

@@ -1,12 +1,17 @@
-"""results/findings.md: every claim answered from the tables, each with the rule it applies.
+"""Every claim answered from the tables as data: a :class:`Finding` per claim, its verdict, the
+rule that decides it (thresholds as numbers too), the numbers it rests on, and the prose
+rendered from them. ``results/findings.json`` holds the data, ``results/findings.md`` the prose.
 
-Prose only: the numbers come from :mod:`stealbench.report.tables` (means over seeds, ± the
-half-width of the 95% confidence interval, Student t), and each verdict states its rule so a
-reader can check it against the tables. The paper's and other published figures are given
-beside ours in the same units (fractions).
+The numbers come from :mod:`stealbench.report.tables` (means over seeds, ± the half-width of
+the 95% confidence interval, Student t), and each verdict states its rule so a reader can
+check it against the tables. The paper's and other published figures are given beside ours in
+the same units (fractions).
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,6 +24,72 @@ UTILITY_TOLERANCE = 0.01
 # A defense "stops" an attacker when its surrogate recovers less than this of the victim's
 # accuracy, where the undefended API let it recover at least this much.
 STOPPED_RECOVERY = 0.5
+# An attacker "evades" (is "let through" by) the pre-classifier when at most this share of
+# its queries is flagged.
+EVADES_FLAGGED = 0.1
+
+NOT_MEASURED = "not measured"
+
+# id -> the question each finding answers (its heading in findings.md), in the page's order.
+TITLES = {
+    "claim1": "Claim 1: at which budget does Knockoff nets steal each victim?",
+    "pretraining": "Does pretraining make stealing easier?",
+    "claim2a": "Claim 2a: do full probabilities beat top-1 labels at equal budget?",
+    "claim2b": "Claim 2b: does the surrogate architecture matter?",
+    "budget": "Does accuracy grow with budget?",
+    "strategies": "Strategies at equal budget",
+    "claim4": "Claim 4: does the realistic adversary beat the out-of-distribution pools?",
+    "claim3": "Claim 3: does the pre-classifier detect Knockoff queries?",
+    "prada": "Does PRADA flag each strategy?",
+    "defenses": "Defenses as trade-offs: the attacker's accuracy at <= 1 point of utility",
+    "dawn": "DAWN: is the stolen model caught afterwards?",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim answered from the tables.
+
+    ``verdict``: "yes", "no", "partly" or "not measured" (the strategies finding: "better",
+    "worse" or "within CIs"), or a dict of those per victim, strategy or series where the
+    finding has several. ``rule``: the sentence that decides the verdict; ``thresholds``: its
+    numbers. ``numbers``: every statistic the prose prints. ``text``: the prose, rendered from
+    those."""
+
+    id: str
+    title: str
+    verdict: str | dict[str, str]
+    rule: str
+    thresholds: dict
+    numbers: dict
+    text: str
+
+    def to_json(self) -> dict:
+        """Everything but the prose, as plain JSON values (NaN -> null)."""
+        data = asdict(self)
+        del data["text"]
+        return _plain(data)
+
+
+def _plain(value):
+    # numpy scalars and NaN have no JSON form; keys become strings (budgets are ints).
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _finding(id, verdict, rule, numbers, text, thresholds=None) -> Finding:
+    return Finding(id, TITLES[id], verdict, rule, thresholds or {}, numbers, text)
+
+
+def _not_measured(id, rule, why, thresholds=None) -> Finding:
+    return _finding(id, NOT_MEASURED, rule, {}, f"Not measured: {why}", thresholds)
 
 
 def _markdown(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
@@ -39,18 +110,35 @@ def _pm(mean: float, half: float) -> str:
     return f"{mean:.3f}" + ("" if half is None or np.isnan(half) else f" ± {half:.3f}")
 
 
+def _f(value: float | None) -> str:
+    """A share or accuracy in the prose; "–" where the grid has none to average."""
+    return "–" if value is None or np.isnan(value) else f"{value:.3f}"
+
+
 # -------------------------------------------------------------------------------- claim 1
 
 
 def reproduction_finding(
     budget: pd.DataFrame, reproduction: pd.DataFrame, published: pd.DataFrame | None = None
-) -> tuple[str, dict]:
+) -> Finding:
     """Claim 1: at which budget, for which victims, does Knockoff (out-of-distribution
-    natural queries) steal the victim? ``published``: the published points beside ours."""
+    natural queries) steal the victim? ``published``: the published points beside ours.
+
+    Verdict and numbers per ``victim/granularity``: "yes" (stolen within the grid; numbers:
+    the smallest such budget and the attack and surrogate that reach it) or "no" (numbers:
+    the best recovery at the largest budget, its attack and surrogate)."""
+    rule = (
+        f"a victim is stolen at budget B when some out-of-distribution attack's surrogate "
+        f"recovers at least {RECOVERY_TARGET} of the victim's test accuracy (mean over seeds) "
+        f"at B."
+    )
+    thresholds = {"recovery_target": RECOVERY_TARGET}
     ood = budget[budget["adversary"] == "out-of-distribution"]
     if ood.empty:
-        return "Not measured: no out-of-distribution (Knockoff) pool in the grid.", {}
-    lines, verdicts = [], {}
+        return _not_measured(
+            "claim1", rule, "no out-of-distribution (Knockoff) pool in the grid.", thresholds
+        )
+    numbers, verdicts, lines = {}, {}, []
     for victim, part in ood.groupby("victim"):
         init = part["victim_init"].iloc[0]
         for granularity in information_order(part["granularity"]):
@@ -58,28 +146,41 @@ def reproduction_finding(
             reached = rows.dropna(subset=["smallest_budget_to_target"])
             if len(reached):
                 best = reached.loc[reached["smallest_budget_to_target"].idxmin()]
-                text = (
-                    f"reaches {RECOVERY_TARGET} at **{int(best['smallest_budget_to_target'])}** "
-                    f"queries ({best['attack']}, {best['surrogate_arch']} from "
-                    f"{best['surrogate_init']})"
-                )
-                verdicts[(victim, granularity)] = int(best["smallest_budget_to_target"])
+                n = {
+                    "stolen": True,
+                    "budget": int(best["smallest_budget_to_target"]),
+                    "recovery": None,
+                    "recovery_ci95": None,
+                }
             else:
                 best = rows.loc[rows["recovery_at_largest"].idxmax()]
-                text = (
-                    f"does **not** reach {RECOVERY_TARGET} within the grid (best "
-                    f"{_pm(best['recovery_at_largest'], best['recovery_ci95_at_largest'])} at "
-                    f"{int(best['largest_budget'])} queries, {best['attack']}, "
-                    f"{best['surrogate_arch']} from {best['surrogate_init']})"
-                )
-                verdicts[(victim, granularity)] = None
+                n = {
+                    "stolen": False,
+                    "budget": int(best["largest_budget"]),
+                    "recovery": float(best["recovery_at_largest"]),
+                    "recovery_ci95": float(best["recovery_ci95_at_largest"]),
+                }
+            n |= {
+                "victim_init": init,
+                "attack": best["attack"],
+                "surrogate_arch": best["surrogate_arch"],
+                "surrogate_init": best["surrogate_init"],
+            }
+            key = f"{victim}/{granularity}"
+            numbers[key], verdicts[key] = n, "yes" if n["stolen"] else "no"
+            by = f"{n['attack']}, {n['surrogate_arch']} from {n['surrogate_init']}"
+            text = (
+                f"reaches {RECOVERY_TARGET} at **{n['budget']}** queries ({by})"
+                if n["stolen"]
+                else f"does **not** reach {RECOVERY_TARGET} within the grid (best "
+                f"{_pm(n['recovery'], n['recovery_ci95'])} at {n['budget']} queries, {by})"
+            )
             lines.append(f"- **{victim}** (victim from {init}), `{granularity}`: {text}.")
-    yes = sorted({v for (v, g), b in verdicts.items() if g == "probs" and b is not None})
-    no = sorted({v for (v, g), b in verdicts.items() if g == "probs" and b is None})
+    probs = {k.rsplit("/", 1)[0]: v for k, v in verdicts.items() if k.endswith("/probs")}
+    yes = sorted(v for v, verdict in probs.items() if verdict == "yes")
+    no = sorted(v for v, verdict in probs.items() if verdict == "no")
     head = (
-        f"Rule: a victim is stolen at budget B when some out-of-distribution attack's surrogate "
-        f"recovers at least {RECOVERY_TARGET} of the victim's test accuracy (mean over seeds) "
-        f"at B. With full probabilities, stolen within the grid: "
+        f"Rule: {rule} With full probabilities, stolen within the grid: "
         f"{', '.join(yes) or 'none'}; not within the grid: {', '.join(no) or 'none'}.\n\n"
     )
     if published is None:
@@ -112,23 +213,34 @@ def reproduction_finding(
         + "\n\nPublished recovery for comparison (their victims are larger or pretrained; "
         "see `stealbench.paper` for each note):\n\n" + _markdown(anchors)
     )
-    return text, {"smallest_budget": {f"{v}/{g}": b for (v, g), b in verdicts.items()}}
+    return _finding("claim1", verdicts, rule, numbers, text, thresholds)
 
 
-def pretraining_finding(pretraining: pd.DataFrame) -> tuple[str, dict]:
+def pretraining_finding(pretraining: pd.DataFrame) -> Finding:
     """Does pretraining (of the victim, of the attacker, of both) make stealing easier?
 
     At every budget, each combination of victim start and attacker start is compared with
-    the from-scratch pair on the same task, attack and granularity."""
+    the from-scratch pair on the same task, attack and granularity. Verdict per
+    ``dataset/attack/granularity``: "yes" where some pretrained combination beats the
+    from-scratch pair beyond both intervals at some budget; numbers per
+    ``dataset/attack/granularity/budget/victim start/attacker start``."""
+    rule = (
+        "at every budget, the recovery (mean over seeds ± 95% CI) of each combination of "
+        "victim start and attacker start, against the pair that both start from scratch (same "
+        "task, attack and granularity); pretraining makes stealing easier where the difference "
+        "exceeds the sum of the two half-widths."
+    )
     if pretraining.empty:
-        return "Not measured: no victim or surrogate starts from a pretrained backbone.", {}
+        return _not_measured(
+            "pretraining", rule, "no victim or surrogate starts from a pretrained backbone."
+        )
     keys = ["dataset", "attack", "granularity", "budget", "victim_init", "surrogate_init"]
     table = (
         pretraining.groupby(keys)
         .agg(recovery=("recovery_mean", "mean"), ci95=("recovery_ci95", "mean"))
         .reset_index()
     )
-    stats, lines, rows = {}, [], []
+    numbers, verdicts, lines, rows = {}, {}, [], []
     for (dataset, attack, granularity), part in table.groupby(keys[:3]):
         helps = []
         for budget, at in part.groupby("budget"):
@@ -149,38 +261,46 @@ def pretraining_finding(pretraining: pd.DataFrame) -> tuple[str, dict]:
                 if base is None or (v, a) == ("scratch", "scratch"):
                     continue
                 difference = value - base[0]
-                stats[f"{dataset}/{attack}/{granularity}/{budget}/{v}/{a}"] = difference
-                if difference > np.nan_to_num(half) + np.nan_to_num(base[1]):
+                beyond = bool(difference > np.nan_to_num(half) + np.nan_to_num(base[1]))
+                numbers[f"{dataset}/{attack}/{granularity}/{budget}/{v}/{a}"] = {
+                    "recovery": float(value),
+                    "ci95": float(half),
+                    "scratch_recovery": float(base[0]),
+                    "scratch_ci95": float(base[1]),
+                    "difference": float(difference),
+                    "beyond_ci": beyond,
+                }
+                if beyond:
                     helps.append(f"{budget} ({v} victim, {a} attacker: {difference:+.3f})")
             rows.append(row)
+        verdicts[f"{dataset}/{attack}/{granularity}"] = "yes" if helps else "no"
         lines.append(
             f"- {dataset}, {attack}, `{granularity}`: a pretrained start beats the "
             f"from-scratch pair beyond both intervals at "
             + (", ".join(helps) if helps else "no budget")
             + "."
         )
-    text = (
-        "Rule: at every budget, the recovery (mean over seeds ± 95% CI) of each combination "
-        "of victim start and attacker start, against the pair that both start from scratch "
-        "(same task, attack and granularity); pretraining makes stealing easier where the "
-        "difference exceeds the sum of the two half-widths.\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + _markdown(pd.DataFrame(rows))
-    )
-    return text, stats
+    text = f"Rule: {rule}\n\n" + "\n".join(lines) + "\n\n" + _markdown(pd.DataFrame(rows))
+    return _finding("pretraining", verdicts, rule, numbers, text)
 
 
 # ------------------------------------------------------------------------------- claim 2
 
 
-def granularity_finding(cells: pd.DataFrame) -> tuple[str, dict]:
+def granularity_finding(cells: pd.DataFrame) -> Finding:
     """Do full probabilities beat top-1 labels at equal budget (same victim, attack, arch,
     start, seed: the same queries)?"""
+    rule = (
+        "the mean paired difference (probs − label, same queries, seed and surrogate) is "
+        "positive and probabilities win most pairs."
+    )
+    thresholds = {"mean_difference_above": 0.0, "win_share_above": 0.5}
     keys = ["victim", "attack", "budget", "surrogate_arch", "surrogate_init", "seed"]
     wide = cells.pivot_table(index=keys, columns="granularity", values="test_acc")
     if not {"probs", "label"} <= set(wide.columns):
-        return "Not measured: the grid needs both `probs` and `label` granularities.", {}
+        return _not_measured(
+            "claim2a", rule, "the grid needs both `probs` and `label` granularities.", thresholds
+        )
     diff = (wide["probs"] - wide["label"]).dropna()
     wins, n = int((diff > 0).sum()), len(diff)
     by_budget = (
@@ -193,65 +313,101 @@ def granularity_finding(cells: pd.DataFrame) -> tuple[str, dict]:
         .reset_index()
     )
     by_budget["ci95"] = [ci95(diff.xs(b, level="budget")) for b in by_budget["budget"]]
-    verdict = "Yes" if diff.mean() > 0 and wins > n / 2 else "No"
-    text = (
-        f"**{verdict}.** Rule: the mean paired difference (probs − label, same queries, seed and "
-        f"surrogate) is positive and probabilities win most pairs. Over {n} pairs, surrogates "
-        f"trained on full probabilities reach {wide['probs'].mean():.3f} against "
-        f"{wide['label'].mean():.3f} with top-1 labels (mean difference "
-        f"{_pm(diff.mean(), ci95(diff))}); probabilities win {wins} of {n}.\n\n"
-        + _markdown(by_budget)
-    )
-    return text, {
-        "verdict": verdict,
-        "mean_difference": float(diff.mean()),
-        "wins": wins,
+    verdict = "yes" if diff.mean() > 0 and wins > n / 2 else "no"
+    numbers = {
         "pairs": n,
+        "wins": wins,
+        "probs_mean": float(wide["probs"].mean()),
+        "label_mean": float(wide["label"].mean()),
+        "mean_difference": float(diff.mean()),
+        "mean_difference_ci95": float(ci95(diff)),
+        "by_budget": {
+            int(r.budget): {
+                "probs": float(r.probs),
+                "label": float(r.label),
+                "difference": float(r.difference),
+                "ci95": float(r.ci95),
+            }
+            for r in by_budget.itertuples()
+        },
     }
+    text = (
+        f"**{verdict.capitalize()}.** Rule: {rule} Over {n} pairs, surrogates trained on full "
+        f"probabilities reach {numbers['probs_mean']:.3f} against {numbers['label_mean']:.3f} "
+        f"with top-1 labels (mean difference "
+        f"{_pm(numbers['mean_difference'], numbers['mean_difference_ci95'])}); probabilities "
+        f"win {wins} of {n}.\n\n" + _markdown(by_budget)
+    )
+    return _finding("claim2a", verdict, rule, numbers, text, thresholds)
 
 
-def architecture_finding(architecture: pd.DataFrame) -> tuple[str, dict]:
+def architecture_finding(architecture: pd.DataFrame) -> Finding:
     """Claim 2b: does a surrogate of the victim's own architecture steal better?"""
+    rule = (
+        "the surrogate of the victim's own architecture beats the other in most (victim, "
+        "attack) pairs (full probabilities, largest budget, from scratch)."
+    )
+    thresholds = {"win_share_above": 0.5}
     both = architecture.groupby(["victim", "attack"])["matches_victim"].transform("nunique") == 2
     rows = architecture[both]
     if rows.empty:
-        return "Not measured: no victim faces surrogates of its own and of another arch.", {}
+        return _not_measured(
+            "claim2b",
+            rule,
+            "no victim faces surrogates of its own and of another arch.",
+            thresholds,
+        )
     wide = rows.pivot_table(
         index=["victim", "attack"], columns="matches_victim", values="test_acc_mean"
     ).rename(columns={True: "same_arch", False: "other_arch"})
     wide["difference"] = wide["same_arch"] - wide["other_arch"]
     wins = int((wide["difference"] > 0).sum())
-    verdict = "Yes" if wins > len(wide) / 2 else "No"
+    verdict = "yes" if wins > len(wide) / 2 else "no"
+    numbers = {
+        "pairs": len(wide),
+        "wins": wins,
+        "mean_difference": float(wide["difference"].mean()),
+        "differences": {f"{v}/{a}": float(d) for (v, a), d in wide["difference"].items()},
+    }
     text = (
-        f"**{verdict}.** Rule: the surrogate of the victim's own architecture beats the other in "
-        f"most (victim, attack) pairs (full probabilities, largest budget, from scratch). It "
-        f"does in {wins} of {len(wide)} (mean difference {wide['difference'].mean():+.3f}). "
-        f"The paper found mismatch (VGG-16 against ResNet-34 victims) cost 0.034-0.053, and "
-        f"nothing against its 5-layer CNN.\n\n" + _markdown(wide.reset_index())
+        f"**{verdict.capitalize()}.** Rule: {rule} It does in {wins} of {len(wide)} (mean "
+        f"difference {numbers['mean_difference']:+.3f}). The paper found mismatch (VGG-16 "
+        f"against ResNet-34 victims) cost 0.034-0.053, and nothing against its 5-layer CNN.\n\n"
+        + _markdown(wide.reset_index())
     )
-    return text, {"verdict": verdict, "wins": wins, "pairs": len(wide)}
+    return _finding("claim2b", verdict, rule, numbers, text, thresholds)
 
 
-def budget_finding(cells: pd.DataFrame) -> tuple[str, dict]:
+def budget_finding(cells: pd.DataFrame) -> Finding:
     """Does accuracy grow with the budget?"""
+    rule = (
+        "in most series (victim, attack, granularity, surrogate, seed) the largest budget "
+        "beats the smallest."
+    )
+    thresholds = {"growing_share_above": 0.5}
     keys = ["victim", "attack", "granularity", "surrogate_arch", "surrogate_init", "seed"]
     wide = cells.pivot_table(index=keys, columns="budget", values="test_acc")
     budgets = list(wide.columns)
     if len(budgets) < 2:
-        return "Not measured: the grid has a single budget.", {}
+        return _not_measured("budget", rule, "the grid has a single budget.", thresholds)
     first = wide.apply(lambda r: r.dropna().iloc[0], axis=1)
     last = wide.apply(lambda r: r.dropna().iloc[-1], axis=1)
     counted = wide.notna().sum(axis=1) > 1
     grows = (last > first)[counted]
-    verdict = "Yes" if grows.mean() > 0.5 else "No"
+    verdict = "yes" if grows.mean() > 0.5 else "no"
     means = cells.groupby("budget")["test_acc"].mean()
+    numbers = {
+        "growing": int(grows.sum()),
+        "series": len(grows),
+        "mean_by_budget": {int(b): float(m) for b, m in means.items()},
+    }
     text = (
-        f"**{verdict}.** Rule: in most series (victim, attack, granularity, surrogate, seed) the "
-        f"largest budget beats the smallest; it does in {int(grows.sum())} of {len(grows)}. "
-        f"Mean accuracy by budget (over whatever cells each budget has):\n\n"
+        f"**{verdict.capitalize()}.** Rule: {rule} It does in "
+        f"{numbers['growing']} of {numbers['series']}. Mean accuracy by budget (over whatever "
+        f"cells each budget has):\n\n"
         + _markdown(means.reset_index().rename(columns={"test_acc": "mean test_acc"}))
     )
-    return text, {"verdict": verdict, "series_growing": float(grows.mean())}
+    return _finding("budget", verdict, rule, numbers, text, thresholds)
 
 
 # ---------------------------------------------------------------------- strategies, claim 4
@@ -259,11 +415,17 @@ def budget_finding(cells: pd.DataFrame) -> tuple[str, dict]:
 
 def strategy_finding(
     strategies: pd.DataFrame, detection: pd.DataFrame | None, prada: pd.DataFrame | None
-) -> tuple[str, dict]:
+) -> Finding:
     """Each strategy against random sampling of the same pool at equal budget, beside what
-    PRADA and the pre-classifier flag of it."""
+    PRADA and the pre-classifier flag of it. Verdict per ``victim/attack/granularity``:
+    "better" or "worse" than random sampling beyond the two 95% CIs, else "within CIs"."""
+    rule = (
+        "at the largest budget shared on a pool, the strategy's mean accuracy minus random "
+        "sampling's (same victim, pool, granularity, surrogate); a difference within the sum "
+        "of the two 95% half-widths is no difference."
+    )
     if strategies.empty:
-        return "Not measured: no pool is used by two strategies.", {}
+        return _not_measured("strategies", rule, "no pool is used by two strategies.")
     # The largest budget at which a pool has cells of more than one strategy (random sampling
     # may run further than the strategies it is compared with); else the pool's largest.
     by_pool = [strategies["victim"], strategies["pool"]]
@@ -272,18 +434,30 @@ def strategy_finding(
     largest = strategies.groupby(by_pool)["budget"].transform("max")
     target = shared.groupby(by_pool).transform("max").fillna(largest)
     top = strategies[strategies["budget"] == target]
-    lines, stats = [], {}
+    lines, numbers, verdicts = [], {}, {}
     for (victim, pool, granularity), part in top.groupby(["victim", "pool", "granularity"]):
         random = part[part["strategy"] == "random"].set_index("surrogate_arch")["test_acc_ci95"]
         for row in part[part["strategy"] != "random"].itertuples():
-            stats[f"{victim}/{row.attack}/{granularity}"] = float(row.vs_random)
+            random_ci95 = float(random.get(row.surrogate_arch, 0))
+            within = bool(abs(row.vs_random) <= row.test_acc_ci95 + random_ci95)
+            key = f"{victim}/{row.attack}/{granularity}"
+            numbers[key] = {
+                "pool": pool,
+                "budget": int(row.budget),
+                "surrogate_arch": row.surrogate_arch,
+                "test_acc_mean": float(row.test_acc_mean),
+                "test_acc_ci95": float(row.test_acc_ci95),
+                "random_ci95": random_ci95,
+                "vs_random": float(row.vs_random),
+                "within_ci": within,
+            }
+            verdicts[key] = "within CIs" if within else ("better" if row.vs_random > 0 else "worse")
             better = "beats" if row.vs_random > 0 else "loses to"
-            overlap = abs(row.vs_random) <= row.test_acc_ci95 + random.get(row.surrogate_arch, 0)
             lines.append(
                 f"- {victim}, `{granularity}`, {row.budget} queries: **{row.attack}** "
                 f"{_pm(row.test_acc_mean, row.test_acc_ci95)} {better} random sampling of "
                 f"{pool} by {abs(row.vs_random):.3f}"
-                + (" (within the two 95% CIs)." if overlap else " (beyond the two 95% CIs).")
+                + (" (within the two 95% CIs)." if within else " (beyond the two 95% CIs).")
             )
     flags = []
     if detection is not None and prada is not None:
@@ -302,8 +476,7 @@ def strategy_finding(
                 }
             )
     text = (
-        "Rule: at the largest budget shared on a pool, the strategy's mean accuracy minus "
-        "random sampling's (same victim, pool, granularity, surrogate).\n\n"
+        f"Rule: {rule}\n\n"
         + "\n".join(lines)
         + "\n\n"
         + _markdown(top.drop(columns=["recovery_mean", "agreement_mean"]))
@@ -313,12 +486,17 @@ def strategy_finding(
             else ""
         )
     )
-    return text, stats
+    return _finding("strategies", verdicts, rule, numbers, text)
 
 
-def adversary_finding(summary: pd.DataFrame) -> tuple[str, dict]:
+def adversary_finding(summary: pd.DataFrame) -> Finding:
     """Claim 4: does the realistic adversary (same-task pool) beat the out-of-distribution
-    pools at equal budget?"""
+    pools at equal budget? "yes" for every victim facing both, "partly" for some."""
+    rule = (
+        "at the realistic adversary's largest budget, its mean accuracy (over granularities, "
+        "surrogates from scratch and seeds) exceeds the mean of the out-of-distribution pools "
+        "at the same budget."
+    )
     rows = summary[(summary["surrogate_init"] == "scratch")]
     budget = rows.groupby("victim")["budget"].transform(
         lambda b: b[rows.loc[b.index, "adversary"] == "realistic"].max()
@@ -326,12 +504,28 @@ def adversary_finding(summary: pd.DataFrame) -> tuple[str, dict]:
     rows = rows[rows["budget"] == budget]
     table = rows.groupby(["victim", "adversary"])["test_acc_mean"].mean().unstack("adversary")
     if "realistic" not in table or "out-of-distribution" not in table:
-        return "Not measured: the grid needs realistic and out-of-distribution pools.", {}
+        return _not_measured(
+            "claim4", rule, "the grid needs realistic and out-of-distribution pools."
+        )
     table = table.dropna()
     if table.empty:
-        return "Not measured: no victim faces both kinds of adversary.", {}
+        return _not_measured("claim4", rule, "no victim faces both kinds of adversary.")
     wins = table["realistic"] > table["out-of-distribution"]
-    verdict = "Yes" if wins.all() else ("Partly" if wins.any() else "No")
+    verdict = "yes" if wins.all() else ("partly" if wins.any() else "no")
+    victim_budget = rows.groupby("victim")["budget"].max()
+    numbers = {
+        "victims_won": int(wins.sum()),
+        "victims": len(wins),
+        "per_victim": {
+            victim: {
+                "budget": int(victim_budget[victim]),
+                "realistic": float(r["realistic"]),
+                "out_of_distribution": float(r["out-of-distribution"]),
+                "realistic_wins": bool(wins[victim]),
+            }
+            for victim, r in table.iterrows()
+        },
+    }
     per_pool = (
         rows.groupby(["victim", "attack", "adversary", "budget"])["test_acc_mean"]
         .mean()
@@ -339,61 +533,75 @@ def adversary_finding(summary: pd.DataFrame) -> tuple[str, dict]:
         .sort_values(["victim", "test_acc_mean"], ascending=[True, False])
     )
     text = (
-        f"**{verdict}.** Rule: at the realistic adversary's largest budget, its mean accuracy "
-        f"(over granularities, surrogates from scratch and seeds) exceeds the mean of the "
-        f"out-of-distribution pools at the same budget. It does for {int(wins.sum())} of "
-        f"{len(wins)} victims facing both:\n\n"
+        f"**{verdict.capitalize()}.** Rule: {rule} It does for "
+        f"{numbers['victims_won']} of {numbers['victims']} victims facing both:\n\n"
         + _markdown(table.reset_index())
         + "\n\nPer attack:\n\n"
         + _markdown(per_pool)
     )
-    return text, {"verdict": verdict, "victims_won": int(wins.sum()), "victims": len(wins)}
+    return _finding("claim4", verdict, rule, numbers, text)
 
 
 # ------------------------------------------------------------------------------ defenses
 
 
-def detector_finding(detection: pd.DataFrame) -> tuple[str, dict]:
+def detector_finding(detection: pd.DataFrame) -> Finding:
     """Claim 3: does the pre-classifier flag generic data, seen and unseen kinds, and does the
-    realistic adversary evade it?"""
+    realistic adversary evade it? The verdict answers the last question."""
+    rule = (
+        f"the realistic adversary evades the pre-classifier when at most {EVADES_FLAGGED} of "
+        f"its queries are flagged."
+    )
+    thresholds = {"evades_flagged_at_most": EVADES_FLAGGED}
+    if detection.empty:
+        return _not_measured("claim3", rule, "the pre-classifier is not evaluated.", thresholds)
     pools = detection[detection["queries_from"] == "pool"]
     test = detection[detection["queries_from"] == "test"]
     realistic = detection[(detection["queries_from"] == "attack") & detection["in_distribution"]]
     by_kind = pools.groupby("seen")["flagged_share"].mean()
-    stats = {
+    numbers = {
         "test_tpr": float(test["tpr_in"].mean()),
         "seen_tnr": float(by_kind.get("seen kind", np.nan)),
         "unseen_tnr": float(by_kind.get("unseen kind", np.nan)),
         "in_distribution_flagged": float(by_kind.get("in-distribution", np.nan)),
-        "realistic_flagged": float(realistic["flagged_share"].mean()) if len(realistic) else np.nan,
+        "realistic_flagged": float(realistic["flagged_share"].mean()) if len(realistic) else None,
     }
+    if len(realistic):
+        verdict = "yes" if numbers["realistic_flagged"] <= EVADES_FLAGGED else "no"
+        evades = (
+            f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: {rule} It "
+            f"flags {numbers['realistic_flagged']:.3f}."
+        )
+    else:
+        verdict, evades = NOT_MEASURED, "The realistic adversary is not in the grid."
     lines = [
-        f"The pre-classifier accepts {stats['test_tpr']:.3f} of the victims' own test images "
+        f"The pre-classifier accepts {_f(numbers['test_tpr'])} of the victims' own test images "
         f"(in-distribution TPR). Of the attackers' pools it flags, on average, "
-        f"{stats['seen_tnr']:.3f} of the kinds of images it saw as out-of-distribution in "
+        f"{_f(numbers['seen_tnr'])} of the kinds of images it saw as out-of-distribution in "
         f"training (other photographs, other fonts: the analogue of ImageNet against "
-        f"OpenImages) and {stats['unseen_tnr']:.3f} of kinds it never saw. The paper reports "
+        f"OpenImages) and {_f(numbers['unseen_tnr'])} of kinds it never saw. The paper reports "
         f"0.93-0.99 for both sides, except Caltech (0.63/0.56).",
         "",
-        (
-            f"**The realistic adversary evades it: "
-            f"{'Yes' if stats['realistic_flagged'] <= 0.1 else 'No'}.** Rule: at most 0.1 of "
-            f"its queries flagged; it flags {stats['realistic_flagged']:.3f}."
-            if len(realistic)
-            else "The realistic adversary is not in the grid."
-        ),
+        evades,
         "",
         _markdown(
             detection[["victim", "queries_from", "source", "seen", "queries", "flagged_share"]]
         ),
     ]
-    return "\n".join(lines), stats
+    return _finding("claim3", verdict, rule, numbers, "\n".join(lines), thresholds)
 
 
-def prada_finding(prada: pd.DataFrame) -> tuple[str, dict]:
-    """Does PRADA flag each strategy's attackers, and how often benign clients?"""
+def prada_finding(prada: pd.DataFrame) -> Finding:
+    """Does PRADA flag each strategy's attackers, and how often benign clients? Verdict per
+    strategy: "yes" (every attacker flagged), "partly" (some), "no" (none)."""
+    rule = (
+        "a strategy is flagged when PRADA flags every attacker's stream of it (partly: some); "
+        "the false-positive rate is the share of benign streams flagged."
+    )
     attackers = prada[prada["kind"] == "attacker"]
     benign = prada[prada["kind"] == "benign"]
+    if attackers.empty:
+        return _not_measured("prada", rule, "PRADA saw no attacker's stream.")
     by_strategy = (
         attackers.groupby("strategy")
         .agg(
@@ -403,28 +611,55 @@ def prada_finding(prada: pd.DataFrame) -> tuple[str, dict]:
         )
         .reset_index()
     )
-    fpr = float(benign["flagged"].mean()) if len(benign) else float("nan")
-    lines = []
-    for row in by_strategy.itertuples():
-        verdict = "Yes" if row.flagged == row.streams else ("Partly" if row.flagged else "No")
+    numbers = {
+        "false_positive_rate": float(benign["flagged"].mean()) if len(benign) else None,
+        "benign_flagged": int(benign["flagged"].sum()),
+        "benign_streams": len(benign),
+        "strategies": {
+            r.strategy: {
+                "streams": int(r.streams),
+                "flagged": int(r.flagged),
+                "median_queries_to_detection": float(r.median_queries_to_detection),
+            }
+            for r in by_strategy.itertuples()
+        },
+    }
+    verdicts, lines = {}, []
+    for strategy, n in numbers["strategies"].items():
+        verdicts[strategy] = (
+            "yes" if n["flagged"] == n["streams"] else ("partly" if n["flagged"] else "no")
+        )
         lines.append(
-            f"- **{row.strategy}: {verdict}**, {int(row.flagged)} of {row.streams} attackers "
-            "flagged"
+            f"- **{strategy}: {verdicts[strategy].capitalize()}**, {n['flagged']} of "
+            f"{n['streams']} attackers flagged"
         )
     text = (
+        f"Rule: {rule}\n\n"
         f"PRADA at the configured delta (each attacker's stream replayed up to the configured "
-        f"length) flags, by strategy, and {int(benign['flagged'].sum())} of {len(benign)} "
-        f"benign streams (false-positive rate {fpr:.3f}):\n\n"
+        f"length) flags, by strategy, and {numbers['benign_flagged']} of "
+        f"{numbers['benign_streams']} benign streams (false-positive rate "
+        f"{_f(numbers['false_positive_rate'])}):\n\n"
         + "\n".join(lines)
         + "\n\n"
         + _markdown(by_strategy)
     )
-    return text, {"fpr": fpr, **{r.strategy: int(r.flagged) for r in by_strategy.itertuples()}}
+    return _finding("prada", verdicts, rule, numbers, text)
 
 
-def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
+def defended_finding(defended: pd.DataFrame) -> Finding:
     """Which defense costs the attacker most at <= 1 point of benign utility, and does any
-    stop the realistic adversary?"""
+    stop the realistic adversary? The verdict answers the last question ("not measured"
+    where no realistic adversary meets a defense); numbers per ``victim/attack``: the
+    costliest defense that keeps utility."""
+    rule = (
+        f"for each defense, the strength that costs the attacker most while benign users lose "
+        f"at most {UTILITY_TOLERANCE} accuracy through the API (largest defended budget, means "
+        f"over seeds); it stops the attacker when the attacker's recovery falls below "
+        f"{STOPPED_RECOVERY}, from at least that undefended."
+    )
+    thresholds = {"utility_tolerance": UTILITY_TOLERANCE, "stopped_recovery": STOPPED_RECOVERY}
+    if defended.empty:
+        return _not_measured("defenses", rule, "no defended cells.", thresholds)
     top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
     top = top[top["granularity"] == "probs"] if "probs" in set(top["granularity"]) else top
     means = (
@@ -441,7 +676,7 @@ def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
         )
         .reset_index()
     )
-    rows, stats = [], {}
+    rows = []
     for (victim, attack), part in means.groupby(["victim", "attack"]):
         base = part[part["defense"] == "none"]
         if base.empty:
@@ -477,46 +712,54 @@ def defended_finding(defended: pd.DataFrame) -> tuple[str, dict]:
                 }
             )
     table = pd.DataFrame(rows)
-    lines = []
+    numbers, lines, verdict = {"best": {}, "stops_realistic": []}, [], NOT_MEASURED
     if not table.empty and "attacker_drop" in table:
         for (victim, attack), part in table.dropna(subset=["attacker_drop"]).groupby(
             ["victim", "attack"]
         ):
             best = part.loc[part["attacker_drop"].idxmax()]
-            stats[f"{victim}/{attack}"] = {
+            numbers["best"][f"{victim}/{attack}"] = n = {
+                "adversary": best["adversary"],
                 "defense": best["strength"],
-                "drop": float(best["attacker_drop"]),
+                "attacker_drop": float(best["attacker_drop"]),
+                "attacker_acc": float(best["attacker_acc"]),
+                "utility_loss": float(best["utility_loss"]),
             }
             lines.append(
-                f"- {victim}, {attack} ({best['adversary']}): **{best['strength']}** costs the "
-                f"attacker most: its accuracy falls by {best['attacker_drop']:.3f} "
-                f"({best['attacker_acc']:.3f} left) for {best['utility_loss']:.3f} of benign "
+                f"- {victim}, {attack} ({n['adversary']}): **{n['defense']}** costs the "
+                f"attacker most: its accuracy falls by {n['attacker_drop']:.3f} "
+                f"({n['attacker_acc']:.3f} left) for {n['utility_loss']:.3f} of benign "
                 "utility."
             )
-        realistic = table[
-            (table["adversary"] == "realistic")
-            & table["stops"].eq(True)  # rows where no strength kept utility have no verdict
-        ]
+        realistic = table[table["adversary"] == "realistic"]
+        # rows where no strength kept utility have no "stops" (NaN): they stop nothing
+        stopped = sorted(set(realistic.loc[realistic["stops"].eq(True), "strength"]))
+        numbers["stops_realistic"] = stopped
+        if len(realistic):
+            verdict = "yes" if stopped else "no"
         lines.append(
             "- Stops the realistic adversary (its recovery falls below "
             f"{STOPPED_RECOVERY}, from at least that undefended, at <= {UTILITY_TOLERANCE} "
-            "utility loss): "
-            + (", ".join(sorted(set(realistic["strength"]))) or "**no defense**")
-            + "."
+            "utility loss): " + (", ".join(stopped) or "**no defense**") + "."
         )
-    text = (
-        f"Rule: for each defense, the strength that costs the attacker most while benign users "
-        f"lose at most {UTILITY_TOLERANCE} accuracy through the API (largest defended budget, "
-        f"means over seeds).\n\n" + "\n".join(lines) + "\n\n" + _markdown(table)
-    )
-    return text, stats
+    text = f"Rule: {rule}\n\n" + "\n".join(lines) + "\n\n" + _markdown(table)
+    return _finding("defenses", verdict, rule, numbers, text, thresholds)
 
 
-def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> tuple[str, dict]:
+def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
     """Does DAWN catch the stolen surrogates, the ones the detector let through included,
-    and how often does it claim an independent model?"""
+    and how often does it claim an independent model? "yes" where it catches every
+    surrogate, "partly" some, "no" none."""
+    rule = (
+        "a surrogate is caught when it reproduces at least the configured share of the "
+        "watermark labels it was served (DAWN's verification); false claims are counted on "
+        "independent models of the victim's task that never queried it."
+    )
+    thresholds = {"let_through_flagged_at_most": EVADES_FLAGGED}
     if dawn.empty:
-        return "Not measured: DAWN is not among the defended configurations.", {}
+        return _not_measured(
+            "dawn", rule, "DAWN is not among the defended configurations.", thresholds
+        )
     by = (
         dawn.groupby(["victim", "attack", "adversary", "share", "budget"])
         .agg(
@@ -532,37 +775,70 @@ def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> tuple[st
     let_through = []
     if detection is not None:
         attacks = detection[detection["queries_from"] == "attack"]
-        let_through = [(r.victim, r.source) for r in attacks.itertuples() if r.flagged_share <= 0.1]
+        let_through = [
+            (r.victim, r.source) for r in attacks.itertuples() if r.flagged_share <= EVADES_FLAGGED
+        ]
     through = by[[(v, a) in let_through for v, a in zip(by["victim"], by["attack"], strict=True)]]
-    false_rate = float(by["false_claims"].sum() / max(1, by["independent_checks"].sum()))
-    stats = {
+    checks = int(by["independent_checks"].sum())
+    numbers = {
         "caught": float(dawn["dawn_caught"].mean()),
-        "caught_let_through": float(through["caught"].mean()) if len(through) else np.nan,
-        "false_claim_rate": false_rate,
+        "caught_let_through": float(through["caught"].mean()) if len(through) else None,
+        "false_claims": int(by["false_claims"].sum()),
+        "independent_checks": checks,
+        "false_claim_rate": float(by["false_claims"].sum() / max(1, checks)),
     }
+    caught = numbers["caught"]
+    verdict = "yes" if caught == 1 else ("partly" if caught > 0 else "no")
     text = (
-        f"Rule: a surrogate is caught when it reproduces at least the configured share of the "
-        f"watermark labels it was served (DAWN's verification); false claims are counted on "
-        f"independent models of the victim's task that never queried it. DAWN catches "
-        f"{stats['caught']:.3f} of the surrogates; of those whose queries the pre-classifier "
-        f"let through (at most 0.1 flagged), {stats['caught_let_through']:.3f}; false-claim rate "
-        f"{false_rate:.3f} over {int(by['independent_checks'].sum())} checks. Benign users pay "
-        f"about the watermark share in changed top-1 answers.\n\n" + _markdown(by)
+        f"**{verdict.capitalize()}.** Rule: {rule} DAWN catches {caught:.3f} of the "
+        f"surrogates; of those whose queries the pre-classifier let through (at most "
+        f"{EVADES_FLAGGED} flagged), {_f(numbers['caught_let_through'])}; false-claim rate "
+        f"{numbers['false_claim_rate']:.3f} over {checks} checks. Benign users pay about the "
+        f"watermark share in changed top-1 answers.\n\n" + _markdown(by)
     )
-    return text, stats
+    return _finding("dawn", verdict, rule, numbers, text, thresholds)
 
 
-def findings(tables: dict[str, pd.DataFrame]) -> str:
-    cells, summary = tables["cells"], tables["summary"]
+def findings(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """Every finding the tables answer, in the page's order; the defense findings only
+    where the grid has defenses."""
+    found = [
+        reproduction_finding(tables["budget"], tables["reproduction"], tables.get("published")),
+        pretraining_finding(tables["pretraining"]),
+        granularity_finding(tables["cells"]),
+        architecture_finding(tables["architecture"]),
+        budget_finding(tables["cells"]),
+        strategy_finding(tables["strategies"], tables.get("detection"), tables.get("prada")),
+        adversary_finding(tables["summary"]),
+    ]
+    if "defended" in tables:
+        found += [
+            detector_finding(tables["detection"]),
+            prada_finding(tables["prada"]),
+            defended_finding(tables["defended"]),
+            dawn_finding(tables["dawn"], tables.get("detection")),
+        ]
+    return found
+
+
+def findings_json(found: list[Finding]) -> dict:
+    """results/findings.json: each finding's data (no prose) by id."""
+    return {f.id: f.to_json() for f in found}
+
+
+def findings_markdown(found: list[Finding], tables: dict[str, pd.DataFrame]) -> str:
+    """results/findings.md: the grid, the victims and the query economy, then each
+    finding's prose under its title."""
+    cells = tables["cells"]
     victims = tables["victims"][["victim", "arch", "init", "dataset", "test_acc"]]
     queries = tables["queries"]
-    defended = "defended" in tables
     sections = [
         "# Findings\n",
         "Generated by `rules/report.smk` from `results/tables/`; every number below is "
         "computed from those tables (means over seeds, ± the half-width of the 95% confidence "
         "interval, Student t, where shown). A seed redraws everything random in a cell: the "
         "attacker's sample or its strategy's choices, and the surrogate's initial weights. "
+        "The same verdicts, rules and numbers are in `results/findings.json`. "
         "Rerun the workflow to regenerate it.\n",
         f"Grid: {len(cells)} cells, {cells['victim'].nunique()} victims, "
         f"{cells['attack'].nunique()} attacks ({', '.join(sorted(cells['strategy'].unique()))}"
@@ -579,32 +855,7 @@ def findings(tables: dict[str, pd.DataFrame]) -> str:
         f"computed {int(queries['victim_passes'].sum())} posteriors for them (an image several "
         f"attackers drew is answered once); a pipeline that queried afresh for every cell "
         f"would have made {int(queries['passes_without_cache'].sum())}.\n",
-        "## Claim 1: at which budget does Knockoff nets steal each victim?\n",
-        reproduction_finding(tables["budget"], tables["reproduction"], tables.get("published"))[0]
-        + "\n",
-        "## Does pretraining make stealing easier?\n",
-        pretraining_finding(tables["pretraining"])[0] + "\n",
-        "## Claim 2a: do full probabilities beat top-1 labels at equal budget?\n",
-        granularity_finding(cells)[0] + "\n",
-        "## Claim 2b: does the surrogate architecture matter?\n",
-        architecture_finding(tables["architecture"])[0] + "\n",
-        "## Does accuracy grow with budget?\n",
-        budget_finding(cells)[0] + "\n",
-        "## Strategies at equal budget\n",
-        strategy_finding(tables["strategies"], tables.get("detection"), tables.get("prada"))[0]
-        + "\n",
-        "## Claim 4: does the realistic adversary beat the out-of-distribution pools?\n",
-        adversary_finding(summary)[0] + "\n",
     ]
-    if defended:
-        sections += [
-            "## Claim 3: does the pre-classifier detect Knockoff queries?\n",
-            detector_finding(tables["detection"])[0] + "\n",
-            "## Does PRADA flag each strategy?\n",
-            prada_finding(tables["prada"])[0] + "\n",
-            "## Defenses as trade-offs: the attacker's accuracy at <= 1 point of utility\n",
-            defended_finding(tables["defended"])[0] + "\n",
-            "## DAWN: is the stolen model caught afterwards?\n",
-            dawn_finding(tables["dawn"], tables.get("detection"))[0] + "\n",
-        ]
+    for finding in found:
+        sections += [f"## {finding.title}\n", finding.text + "\n"]
     return "\n".join(sections)
