@@ -19,6 +19,8 @@ from stealbench.attack.cache import QueryCache
 from stealbench.attack.query import run_sequential, sample_pool
 from stealbench.attack.surrogates import SurrogateSpec, train_surrogate
 from stealbench.data import datasets
+from stealbench.defense import DefenseContext, create
+from stealbench.defense.context import build_context
 from stealbench.models.architectures import create_model
 from stealbench.models.training import TrainConfig
 from stealbench.models.victims import train_victim
@@ -64,9 +66,12 @@ def test_run_attack_with_a_sampling_strategy_answers_as_the_workflow(victim, poo
     np.testing.assert_allclose(queries.probs, log.probs, rtol=1e-5, atol=1e-6)
     images = pool.images[log.sample_ids]
     np.testing.assert_array_equal(queries.images, images)
-    np.testing.assert_allclose(
-        queries.stored_answers, serve(log.probs, images, "top2", api.defense), atol=1e-6
-    )
+    # the workflow's defense: keyed by the owner's key of this victim (seed 0)
+    context = build_context(["gaussian-noise"], 0, "custom", victim.meta)
+    noise = create("gaussian-noise", context, scale=0.2)
+    expected = serve(log.probs, images, "top2", noise)
+    np.testing.assert_allclose(queries.stored_answers, expected, atol=1e-6)
+    assert not np.allclose(expected, serve(log.probs, images, "top2"))  # the defense acted
     assert ((queries.stored_answers > 0).sum(1) == 2).all()  # the granularity acted
     assert queries.meta["granularity"] == "top2"
     assert queries.meta["defense_id"] == "gaussian-noise"
@@ -97,14 +102,16 @@ def test_a_strategy_that_miscounts_is_an_error(victim, pool, monkeypatch):
 
 
 def test_fit_surrogate_is_the_workflows_train_surrogate(victim, pool):
-    api = sb.prediction_api(victim, "round1", defense="reverse-sigmoid", beta=0.5)
+    api = sb.prediction_api(victim, "top3", defense="reverse-sigmoid", beta=0.5)
     queries = sb.run_attack(api, "random", pool, budget=60, seed=1)
+    assert not np.allclose(queries.stored_answers, serve(queries.probs, queries.images, "top3"))
     model, metrics = sb.fit_surrogate(queries, victim, "lenet", budget=40, seed=7, epochs=2)
     # the workflow: a cache of posteriors, served at the granularity through the defense
     log = sample_pool("random", victim.model, pool, 60, seed=0, rng_seed=1)
     cache = QueryCache(log.sample_ids, log.probs, {})
     spec = SurrogateSpec("lenet", TrainConfig(epochs=2))
-    _, expected = train_surrogate(cache, pool, victim.test, "round1", 40, spec, 7, api.defense)
+    defense = create("reverse-sigmoid", DefenseContext(), beta=0.5)
+    _, expected = train_surrogate(cache, pool, victim.test, "top3", 40, spec, 7, defense)
     for key in ("test_acc", "agreement", "recovery", "train_images", "dropped_answers"):
         assert metrics[key] == expected[key], key
     assert metrics["kl_divergence"] == pytest.approx(expected["kl_divergence"], rel=1e-5)
