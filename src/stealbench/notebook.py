@@ -28,9 +28,11 @@ The steps:
   recovery (surrogate accuracy over victim accuracy) and the KL divergence from the victim's
   posteriors.
 
-Seeds: a notebook passes its own seeds (``seed=0``); the workflow derives its seeds from the
-config's master seed (:func:`stealbench.runtime.derive_seed`), so a notebook's numbers are
-the same kind of numbers as the workflow's, not the same draws.
+Seeds: datasets and victims take the workflow's seeds (the config's ``seed`` and the seed
+derived from it, :func:`stealbench.runtime.derive_seed`), so :func:`train_victim` trains the
+workflow's victim (the same weights with the same training block, on the same hardware). The
+attack and the surrogate take the notebook's own ``seed``: the same procedure as the
+workflow's cells, other draws.
 """
 
 from __future__ import annotations
