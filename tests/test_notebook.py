@@ -193,3 +193,25 @@ def test_train_victim_then_load_it_from_a_results_folder(tmp_path):
         sb.load_victim(tmp_path, "other")
     with pytest.raises(ValueError, match="no victim 'other'"):
         sb.train_victim(config, "other")
+
+
+@pytest.mark.workflow
+def test_the_workflows_victim_loads_and_trains_again_to_the_same_weights(root, tmp_path):
+    """The workflow's train_victim job (configs/smoke.yaml, only that victim): load_victim
+    reads what it wrote, and train_victim in this process trains the same weights."""
+    from conftest import SMOKE, run_snakemake
+
+    target = "results/victims/digits-lenet/metrics.json"
+    run = run_snakemake(tmp_path, "--cores", "1", target, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = tmp_path / "results"
+    metrics = io.read_json(results / "victims" / "digits-lenet" / "metrics.json")
+    loaded = sb.load_victim(results, "digits-lenet")
+    assert loaded.meta == metrics and loaded.test_acc == pytest.approx(metrics["test_acc"])
+    config = sb.load_config(SMOKE)
+    for source in (None, results):  # datasets built here, or read from results/data
+        trained = sb.train_victim(config, "digits-lenet", results=source)
+        assert trained.meta["weights_checksum"] == metrics["weights_checksum"]
+        np.testing.assert_allclose(
+            trained.test.victim_probs, loaded.test.victim_probs, rtol=1e-5, atol=1e-6
+        )
