@@ -3,7 +3,7 @@
 #
 # Train a small digit victim, put it behind a defended API, spend 200 queries of another
 # digit dataset on it, train a surrogate on the answers and score it. Run from the
-# repository root (it reads `configs/smoke.yaml`); under a minute on one CPU core.
+# repository root (it reads `configs/smoke.yaml`); seconds on one CPU core.
 # VS Code and Jupytext open this file as a notebook (`# %%` cells).
 
 # %%
