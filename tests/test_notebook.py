@@ -32,7 +32,8 @@ SRC = Path(sb.__file__).parents[1]
 @pytest.fixture(scope="module")
 def victim():
     test = labelled_pool(n=40, seed=1)
-    return sb.victim_from_model(create_model("lenet", 4, seed=0), test.images, test.labels)
+    model = create_model("lenet", 4, seed=0)
+    return sb.victim_from_model(model, test.images, test.labels, arch="lenet")
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,19 @@ def test_prediction_api_defense_by_name_or_object(victim):
     with pytest.raises(ValueError, match="unknown granularity"):
         sb.prediction_api(victim, "top-2")
     assert api.defense is sb.prediction_api(victim, defense=api.defense).defense
+    mad = sb.prediction_api(victim, defense="mad", epsilon=0.1)
+    assert mad.defense.name == "mad"
+    with pytest.raises(ValueError, match="give the victim an arch"):
+        sb.prediction_api(sb.Victim("x", victim.model, victim.test), defense="mad")
+    with pytest.raises(ValueError, match="needs a trained detector model"):
+        sb.prediction_api(victim, defense="ood-shuffle")
+
+
+def test_available_names_what_the_registries_hold():
+    names = sb.available()
+    assert {"random", "adaptive", "activethief", "jbda", "dfme"} <= set(names["strategies"])
+    assert {"none", "reverse-sigmoid", "mad", "dawn"} <= set(names["defenses"])
+    assert "lenet" in names["architectures"]
 
 
 TINY = {

@@ -246,13 +246,27 @@ def prediction_api(
     ``round<d>``, ``label``) through ``defense``: None, a registered defense's name (its
     parameters as keywords, e.g. ``defense="reverse-sigmoid", beta=0.5``; the owner's key
     and MAD's proxy are derived from ``seed`` as the workflow derives them from its master
-    seed) or a :class:`stealbench.defense.Defense` already made. Returns a
+    seed) or a :class:`stealbench.defense.Defense` already made (the way to use a defense
+    that needs a trained model: ``ood-shuffle``, ``adaptive-misinformation``). Returns a
     :class:`stealbench.attack.api.PredictionAPI`: ``api(images)`` answers and counts
     ``api.queries``."""
     if isinstance(defense, str):
         from .defense import create
         from .defense.context import build_context
+        from .defense.registry import lookup as defense_class
 
+        needs = set(defense_class(defense).needs)
+        trained = sorted(needs & {"detector", "misinformation"})
+        if trained:
+            raise ValueError(
+                f"defense {defense!r} needs a trained {' and '.join(trained)} model: build its "
+                f"stealbench.defense.DefenseContext and pass stealbench.defense.create(...)"
+            )
+        if "proxy" in needs and not victim.meta.get("arch"):
+            raise ValueError(
+                f"defense {defense!r} builds a proxy model of the victim's architecture: "
+                f"give the victim an arch (victim_from_model(..., arch=...))"
+            )
         context = build_context([defense], seed, victim.name, victim.meta)
         defense = create(defense, context, **defense_params)
     elif defense_params:
