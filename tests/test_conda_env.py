@@ -144,6 +144,7 @@ def test_a_rule_runs_in_the_env_alone(root, tmp_path):
     assert "include-system-site-packages = false" in cfg
 
     workflow = tmp_path / "workflow"  # the repository less src/
+    workflow.mkdir()
     for name in WORKFLOW:
         source = root / name
         if source.is_dir():
@@ -156,9 +157,10 @@ def test_a_rule_runs_in_the_env_alone(root, tmp_path):
     env = clean_env(env_dir, home)
 
     run = subprocess.run(
-        [str(python), "-m", "snakemake", "--snakefile", str(workflow / "Snakefile")]
-        + ["--directory", str(work), "--configfile", str(workflow / "configs/smoke.yaml")]
-        + ["--cores", "1", "--allowed-rules", "materialise_dataset", RULE_TARGET],
+        [str(python), "-m", "snakemake", RULE_TARGET, "--cores", "1"]
+        + ["--snakefile", str(workflow / "Snakefile"), "--directory", str(work)]
+        + ["--allowed-rules", "materialise_dataset"]
+        + ["--configfile", str(workflow / "configs/smoke.yaml")],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -182,18 +184,22 @@ def test_a_rule_runs_in_the_env_alone(root, tmp_path):
         timeout=120,
         check=True,
     )
-    site, dist, module, path_entry, snakemake_file = probe.stdout.split("\n")[:5]
+    site, dist, origin, module, path_entry, snakemake_file = probe.stdout.split("\n")[:6]
     assert Path(site).is_relative_to(env_dir), site
     assert Path(dist).parent == Path(site), dist  # stealbench-0.1.0.dist-info in the env
+    assert origin == f"{root.as_uri()} editable", origin  # ${STEALBENCH_ROOT}, resolved
     assert Path(module) == root / "src/stealbench/__init__.py"
     assert path_entry == "pth", path_entry  # src/ came from the env's .pth, not PYTHONPATH
     assert Path(snakemake_file).is_relative_to(env_dir), snakemake_file
 
 
 WHERE = """
-import importlib.metadata, os, site, sys
+import importlib.metadata, json, os, site, sys
 print(site.getsitepackages()[0])
-print(importlib.metadata.distribution("stealbench")._path)
+dist = importlib.metadata.distribution("stealbench")
+print(dist._path)
+origin = json.loads(dist.read_text("direct_url.json"))
+print(origin["url"], "editable" if origin.get("dir_info", {}).get("editable") else "copy")
 import stealbench
 print(stealbench.__file__)
 src = os.path.dirname(os.path.dirname(stealbench.__file__))
