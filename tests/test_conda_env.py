@@ -1,17 +1,18 @@
 """envs/stealbench.yaml built as written, and one rule of the workflow run in it alone.
 
 No conda channel is reachable from the machines this project is tested on (only PyPI, Debian
-and npm are), and every conda-compatible tool that installs from PyPI, Debian or npm (py-rattler,
-conda-lock, micromamba, conda's own packages) needs a channel for ``python=3.11`` and ``pip``, the
-two conda packages of the env. So this test builds the closest real substitute: a fresh
-``python -m venv`` of this 3.11 interpreter (no system site-packages) stands in for those two, and
-its pip is given the env's pip section exactly as written, the way ``snakemake --use-conda`` and
-conda would give it: Snakemake copies the env file to ``<conda-prefix>/<hash>.yaml``, conda writes
-the pip section to a requirements file beside that copy and runs ``python -m pip install -U -r
-<file> --exists-action=b`` in that directory, with the environment of the Snakemake process, where
-the Snakefile has set ``STEALBENCH_ROOT``. pip reads the machine's own configuration (PyPI and any
-local wheels), as conda's pip would. The substitute leaves out conda's solver only; what the rules
-import comes from that pip section.
+and npm are). The conda-compatible tools those registries offer need one for ``python=3.11`` and
+``pip``, the env's two conda packages: py-rattler 0.28 from PyPI solves only from a channel (tried:
+it fails on resolving conda-forge's host), npm has rattler's JavaScript bindings to the same
+library, Debian only conda-package-handling, which unpacks packages. So this test builds the
+closest real substitute: a fresh ``python -m venv`` of this 3.11 interpreter (no system
+site-packages) stands in for those two, and its pip is given the env's pip section exactly as
+written, the way ``snakemake --use-conda`` and conda would give it: Snakemake copies the env file
+to ``<conda-prefix>/<hash>.yaml``, conda writes the pip section to a requirements file beside that
+copy and runs ``python -m pip install -U -r <file> --exists-action=b`` in that directory, with the
+environment of the Snakemake process, where the Snakefile has set ``STEALBENCH_ROOT``. pip reads
+the machine's own configuration (PyPI and any local wheels), as conda's pip would. The substitute
+leaves out conda's solver only; what the rules import comes from that pip section.
 
 The rule then runs through Snakemake, with the env's interpreter, from a copy of the workflow
 without ``src/``, in a clean environment (``env -i``-like: PATH with the env's ``bin`` first, as
@@ -19,11 +20,13 @@ without ``src/``, in a clean environment (``env -i``-like: PATH with the env's `
 repository. Snakemake comes from the env itself: stealbench's own dependencies pin it. The job's
 script preamble extends ``sys.path`` with the Snakemake process's ``sys.path``, which here holds
 the env's directories only, so the job can import stealbench only through the env's install.
+(From the repository's own Snakefile the job would also reach ``src/`` through the path that
+Snakefile inserts into its process: the way jobs found stealbench before the env installed it.)
 
-The env (about 5 GB, 4-6 minutes to build on 2 cores) is cached under
+The env (about 6 GB, about 5 minutes to build on 2 cores) is cached under
 ``~/.cache/stealbench-envtest/<key>`` (``STEALBENCH_ENVTEST_CACHE`` moves it), keyed by the env
 file, pyproject.toml (its dependencies come with the stealbench entry), the repository's path (the
-install is editable) and the interpreter's version; a warm run takes about a minute.
+install is editable) and the interpreter's version; a warm run takes about 20 seconds.
 """
 
 import fcntl
@@ -114,10 +117,13 @@ def _host_env() -> dict[str, str]:
 
 
 def _prune(root: Path, key: str) -> None:
-    """Envs of earlier versions of this checkout's env file (each is ~5 GB) go."""
+    """Envs (about 6 GB each) of earlier versions of this checkout's env file, and of checkouts
+    that are gone (CI's clones), go."""
     for old in CACHE.iterdir():
         stamp = old / "root.txt"
-        if old.name != key and stamp.exists() and stamp.read_text() == str(root):
+        if not (old.name != key and stamp.exists()):
+            continue
+        if stamp.read_text() == str(root) or not Path(stamp.read_text()).is_dir():
             shutil.rmtree(old, ignore_errors=True)
             for aux in CACHE.glob(f"{old.name}.*"):
                 aux.unlink(missing_ok=True)
