@@ -135,8 +135,9 @@ def clean_env(env_dir: Path, home: Path) -> dict[str, str]:
     return {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
 
 
-def test_env_pip_section_installs_everything_a_rule_imports(root):
-    """The pip section names stealbench itself, so pip brings its pinned dependencies too."""
+def test_env_installs_stealbench_from_the_snakefiles_directory(root):
+    """The pip section names stealbench itself (pip brings its pinned dependencies, snakemake
+    included), from where the Snakefile says it is."""
     assert "-e ${STEALBENCH_ROOT}" in pip_section(root)
     assert "os.environ.update(STEALBENCH_ROOT=str(workflow.basedir))" in (
         (root / "Snakefile").read_text()
