@@ -1,5 +1,6 @@
 # stealbench: model-extraction attacks and defenses, as a Snakemake DAG.
 # Stages live in rules/*.smk; the science lives in src/stealbench.
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,9 @@ min_version("9.0")
 
 # Plan without installing the package: config checks need only jsonschema and PyYAML.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# envs/stealbench.yaml installs the package from here (pip expands ${STEALBENCH_ROOT}).
+# (update(), not an item assignment, which `snakemake --lint` reads as an unasserted envvar)
+os.environ.update(STEALBENCH_ROOT=str(workflow.basedir))
 
 
 # The embedded default (found from any --directory), unless the command line names a config:
