@@ -216,9 +216,16 @@ def test_defense_tables(smoke_run):
     assert set(detection["queries_from"]) == {"test", "pool", "attack"}
     assert set(detection["seen"]) == {"in-distribution", "seen kind"}
     assert (detection.loc[detection["source"] == "letters", "seen"] == "seen kind").all()
-    prada = table(workdir, "prada")
+    monitored = table(workdir, "prada")
+    prada = monitored[monitored["monitor"] == "prada"]
     assert set(prada["kind"]) == {"attacker", "benign"}
     assert prada[prada["strategy"] == "jbda"]["flagged"].all()  # what PRADA was designed for
+    counted = monitored[monitored["monitor"] == "query-count"]  # the baseline, beside it
+    assert len(counted) == len(prada)
+    assert (counted["flagged"] == (counted["queries"] > 150)).all()
+    curve = table(workdir, "prada_curve")
+    assert set(curve["monitor"]) == {"prada", "query-count"}
+    assert curve.loc[curve["monitor"] == "query-count", "limit"].notna().all()
     defended = table(workdir, "defended")
     instances = {d.id for d in config.defense_instances(cfg)}
     assert set(defended["defense_id"]) == instances

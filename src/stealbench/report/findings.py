@@ -257,6 +257,13 @@ def budget_finding(cells: pd.DataFrame) -> tuple[str, dict]:
 # ---------------------------------------------------------------------- strategies, claim 4
 
 
+def _prada_only(monitored: pd.DataFrame) -> pd.DataFrame:
+    """PRADA's rows of the `prada` table (it holds every configured stream monitor's)."""
+    if "monitor" not in monitored:
+        return monitored
+    return monitored[monitored["monitor"] == "prada"]
+
+
 def strategy_finding(
     strategies: pd.DataFrame, detection: pd.DataFrame | None, prada: pd.DataFrame | None
 ) -> tuple[str, dict]:
@@ -288,6 +295,7 @@ def strategy_finding(
     flags = []
     if detection is not None and prada is not None:
         attack_rows = detection[detection["queries_from"] == "attack"]
+        prada = _prada_only(prada)
         flagged = prada[prada["kind"] == "attacker"].groupby(["victim", "attack"])["flagged"].mean()
         for row in attack_rows.itertuples():
             flags.append(
@@ -392,6 +400,7 @@ def detector_finding(detection: pd.DataFrame) -> tuple[str, dict]:
 
 def prada_finding(prada: pd.DataFrame) -> tuple[str, dict]:
     """Does PRADA flag each strategy's attackers, and how often benign clients?"""
+    prada = _prada_only(prada)
     attackers = prada[prada["kind"] == "attacker"]
     benign = prada[prada["kind"] == "benign"]
     by_strategy = (
