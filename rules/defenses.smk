@@ -150,7 +150,12 @@ rule train_defended_surrogates:
         ],
         budgets=lambda wildcards: DEFENSES["defended"]["budgets"][wildcards.attack],
         granularities=lambda wildcards: DEFENSES["defended"]["granularities"],
-        dawn=lambda wildcards: DEFENSES["dawn"],
+        # Each defense's config section, if it has one, holds its audit settings.
+        audit=lambda wildcards: {
+            d.name: DEFENSES[d.name]
+            for d in stealbench_config.attack_defenses(config, wildcards.attack)
+            if d.name in DEFENSES
+        },
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
         sequential=lambda wildcards: stealbench_config.is_sequential(
