@@ -4,6 +4,14 @@
 # caches through every defense (no victim is queried again); sequential attackers are rerun
 # against the defended API (rules/queries.smk).
 
+# The stream monitors (stealbench.defense.monitor) replayed over every stream: those whose
+# section is in the config (PRADA's always is, by its schema default). Named here, not read
+# from the registry, so that planning needs no numpy; a test keeps the two in step.
+MONITOR_NAMES = ["prada", "query-count"]
+MONITOR_SETTINGS = {
+    name: DEFENSES[name] for name in MONITOR_NAMES if DEFENSES and name in DEFENSES
+}
+
 
 rule train_detector:
     input:
@@ -110,7 +118,7 @@ rule evaluate_detectors:
             config, wildcards.victim
         ),
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
-        prada=lambda wildcards: DEFENSES["prada"],
+        monitors=lambda wildcards: MONITOR_SETTINGS,
         benign=lambda wildcards: DEFENSES["benign"],
         seed=config["seed"],
         device=config["device"],
@@ -142,7 +150,12 @@ rule train_defended_surrogates:
         ],
         budgets=lambda wildcards: DEFENSES["defended"]["budgets"][wildcards.attack],
         granularities=lambda wildcards: DEFENSES["defended"]["granularities"],
-        dawn=lambda wildcards: DEFENSES["dawn"],
+        # Each defense's config section, if it has one, holds its audit settings.
+        audit=lambda wildcards: {
+            d.name: DEFENSES[d.name]
+            for d in stealbench_config.attack_defenses(config, wildcards.attack)
+            if d.name in DEFENSES
+        },
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
         sequential=lambda wildcards: stealbench_config.is_sequential(
@@ -183,7 +196,7 @@ rule aggregate_defenses:
         mem_mb=2000,
         runtime=10,
     params:
-        deltas=lambda wildcards: DEFENSES["prada"]["deltas"],
+        monitors=lambda wildcards: MONITOR_SETTINGS,
         victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
     script:
         "../workflow/scripts/aggregate_defenses.py"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stealbench.defense import DefenseContext, create
+from stealbench.defense import DEFENSES, AuditContext, Defense, DefenseContext, create
 from stealbench.defense.dawn import verify, watermark_labels, watermark_mask
 from stealbench.models.architectures import create_model
 from stealbench.models.training import TrainConfig, fit, predict_proba
@@ -94,25 +94,87 @@ def _quadrant_task(n: int, seed: int, k: int = 4):
     return images, labels, probs
 
 
-def test_a_model_trained_on_the_answers_is_caught_and_an_independent_one_is_not():
+@pytest.fixture(scope="module")
+def suspects():
+    """The quadrant task served through DAWN, a model trained on those answers and an
+    independent one trained on the true labels (no answer seen)."""
     k, share = 4, 0.25
     images, labels, probs = _quadrant_task(96, seed=0, k=k)
-    answers = create("dawn", DefenseContext(key=KEY), share=share)(probs, images)
-    mask = watermark_mask(images, KEY, share)
-    wrong = watermark_labels(images, probs, KEY)[mask]
-    assert mask.sum() >= 10
+    dawn = create("dawn", DefenseContext(key=KEY), share=share)
+    answers = dawn(probs, images)
 
-    def suspect(targets, epochs):
+    def train(targets, epochs):
         model = create_model("lenet", k, seed=1)
         fit(model, images, targets, None, None, TrainConfig(epochs=epochs, batch_size=16,
             lr=3e-3), seed=0)  # fmt: skip
+        return model.eval()
+
+    return {
+        "dawn": dawn,
+        "images": images,
+        "probs": probs,
+        "stolen": train(answers, epochs=20),
+        "honest": train(np.eye(k)[labels], epochs=8),
+    }
+
+
+def test_a_model_trained_on_the_answers_is_caught_and_an_independent_one_is_not(suspects):
+    images, probs, k = suspects["images"], suspects["probs"], 4
+    mask = watermark_mask(images, KEY, suspects["dawn"].share)
+    wrong = watermark_labels(images, probs, KEY)[mask]
+    assert mask.sum() >= 10
+
+    def predictions(model):
         return predict_proba(model, images[mask]).argmax(axis=1)
 
-    stolen = verify(suspect(answers, epochs=20), wrong, num_classes=k)
+    stolen = verify(predictions(suspects["stolen"]), wrong, num_classes=k)
     assert stolen["stolen"] and stolen["watermarks"] == mask.sum()
     assert stolen["p_value"] < 1e-6
-    honest = verify(suspect(np.eye(k)[labels], epochs=8), wrong, num_classes=k)
+    honest = verify(predictions(suspects["honest"]), wrong, num_classes=k)
     assert not honest["stolen"] and honest["p_value"] > 0.01
+
+
+def test_the_audit_hook_catches_the_stolen_model_and_clears_the_independent_one(suspects):
+    """The owner keeps only the queries and the victim's posteriors; the hook recomputes the
+    watermarks from its key and gives the verification's verdict."""
+    dawn, images, probs = suspects["dawn"], suspects["images"], suspects["probs"]
+    kept = AuditContext(images, probs, {"threshold": 0.5})
+    mask = watermark_mask(images, KEY, dawn.share)
+    wrong = watermark_labels(images, probs, KEY)[mask]
+
+    caught = dawn.audit(suspects["stolen"], kept)
+    expected = verify(
+        predict_proba(suspects["stolen"], images[mask]).argmax(1), wrong, num_classes=4
+    )
+    assert caught == {
+        "watermarks": expected["watermarks"],
+        "reproduced": expected["reproduced"],
+        "acc": expected["watermark_acc"],
+        "p_value": expected["p_value"],
+        "caught": True,
+    }
+    assert caught["watermarks"] == mask.sum() and caught["p_value"] < 1e-6
+    cleared = dawn.audit(suspects["honest"], kept)
+    assert cleared["caught"] is False and cleared["p_value"] > 0.01
+    assert cleared["watermarks"] == caught["watermarks"]
+
+    # The threshold comes from the settings (default 0.5): asking for one more reproduced
+    # watermark than the model has, the same evidence no longer convicts.
+    strict = AuditContext(
+        images, probs, {"threshold": (caught["reproduced"] + 1) / caught["watermarks"]}
+    )
+    assert dawn.audit(suspects["stolen"], strict)["caught"] is False
+    assert dawn.audit(suspects["stolen"], AuditContext(images, probs)) == caught
+    # Another owner's key marks other queries: it cannot claim the model.
+    other = create("dawn", DefenseContext(key=b"another-owner"), share=dawn.share)
+    assert other.audit(suspects["stolen"], kept)["caught"] is False
+
+
+def test_only_dawn_implements_the_audit_hook(suspects):
+    audited = {name for name, cls in DEFENSES.items() if cls.audit is not Defense.audit}
+    assert audited == {"dawn"}
+    kept = AuditContext(suspects["images"], suspects["probs"])
+    assert create("top-k", DefenseContext(), k=1).audit(suspects["stolen"], kept) is None
 
 
 def test_verify_counts_and_its_binomial_tail():

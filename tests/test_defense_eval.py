@@ -28,18 +28,25 @@ def victim():
 def test_prada_flags_jbda_but_not_random_sampling_of_real_digits(mnist_pool, victim):
     random = sample_pool("random", victim, mnist_pool, 400, seed=0, rng_seed=0)
     jbda = run_sequential("jbda", victim, mnist_pool, 400, 0, 0, seed_size=50, epochs=2)
-    params = {"delta": 0.9, "deltas": [0.9]}
+    params = {"delta": 0.9}
     rows = {
-        "random": ev.prada_rows(
-            mnist_pool.images[random.sample_ids], random.probs.argmax(1), params, strategy="r"
+        "random": ev.monitor_row(
+            "prada", params, mnist_pool.images[random.sample_ids], random.probs, strategy="r"
         ),
-        "jbda": ev.prada_rows(jbda.images, jbda.answers.argmax(1), params, strategy="jbda"),
+        "jbda": ev.monitor_row("prada", params, jbda.images, jbda.answers, strategy="jbda"),
     }
     assert rows["jbda"]["strategy"] == "jbda" and rows["jbda"]["queries"] == 400
+    assert rows["jbda"]["monitor"] == "prada"
     assert rows["jbda"]["flagged"] and rows["jbda"]["flagged_at"] <= 400
     assert not rows["random"]["flagged"] and rows["random"]["min_w"] > 0.9
-    assert len(rows["jbda"]["w_steps"]) == len(rows["jbda"]["w_values"]) > 0
-    assert rows["jbda"]["min_w"] == min(rows["jbda"]["w_values"]) < 0.9
+    assert len(rows["jbda"]["score_steps"]) == len(rows["jbda"]["score_values"]) > 0
+    assert rows["jbda"]["min_w"] == min(rows["jbda"]["score_values"]) < 0.9
+    # The same streams through the query-count baseline: flagged past its limit, whatever
+    # the queries are.
+    for name, stream in (("random", mnist_pool.images[random.sample_ids]), ("jbda", jbda.images)):
+        counted = ev.monitor_row("query-count", {"limit": 300}, stream, np.zeros(400, int))
+        assert counted["monitor"] == "query-count" and "min_w" not in counted, name
+        assert counted["flagged"] and counted["flagged_at"] == 301, name
 
 
 def test_benign_streams_never_repeat_an_image_within_a_client():
@@ -56,10 +63,11 @@ def test_prada_curve_from_traces():
     def row(kind, strategy, steps, values, victim="v"):
         return {
             "victim": victim,
+            "monitor": "prada",
             "kind": kind,
             "strategy": strategy,
-            "w_steps": steps,
-            "w_values": values,
+            "score_steps": steps,
+            "score_values": values,
         }
 
     streams = pd.DataFrame(
@@ -70,8 +78,9 @@ def test_prada_curve_from_traces():
             row("attacker", "jbda", [10], [0.5], victim="w"),
         ]
     )
-    curve = ev.prada_curve(streams, [0.8, 0.96])
-    assert list(curve.columns[:2]) == ["victim", "strategy"]
+    curve = ev.monitor_curve(streams, {"prada": [0.8, 0.96]})
+    assert list(curve.columns[:3]) == ["victim", "strategy", "delta"]
+    assert set(curve["monitor"]) == {"prada"}
     jbda = curve[(curve["strategy"] == "jbda") & (curve["victim"] == "v")].set_index("delta")
     assert jbda.loc[0.8, "detection_rate"] == 1.0
     assert jbda.loc[0.8, "mean_queries_to_detection"] == 20
@@ -83,7 +92,37 @@ def test_prada_curve_from_traces():
     other = curve[curve["victim"] == "w"].set_index("delta")  # no benign stream of its own
     assert other.loc[0.8, "mean_queries_to_detection"] == 10
     assert other["false_positive_rate"].isna().all()
-    assert ev.prada_curve(streams.iloc[:0], [0.9]).empty
+    assert ev.monitor_curve(streams.iloc[:0], {"prada": [0.9]}).empty
+
+
+def test_each_monitor_gets_its_own_curve_over_its_own_threshold():
+    def row(monitor, kind, steps, victim="v"):
+        return {
+            "victim": victim,
+            "monitor": monitor,
+            "kind": kind,
+            "strategy": "jbda" if kind == "attacker" else None,
+            "score_steps": steps,
+            "score_values": [float(s) for s in steps],
+        }
+
+    streams = pd.DataFrame(
+        [
+            row("query-count", "attacker", list(range(1, 301))),
+            row("query-count", "benign", list(range(1, 151))),
+            row("prada", "attacker", []),
+        ]
+    )
+    curve = ev.monitor_curve(streams, {"prada": [0.9], "query-count": [100, 200]})
+    counted = curve[curve["monitor"] == "query-count"].set_index("limit")
+    assert counted.loc[100, "detection_rate"] == 1.0
+    assert counted.loc[100, "mean_queries_to_detection"] == 101
+    assert counted.loc[100, "false_positive_rate"] == 1.0
+    assert counted.loc[200, "false_positive_rate"] == 0.0
+    assert counted["delta"].isna().all()
+    prada = curve[curve["monitor"] == "prada"]
+    assert len(prada) == 1 and prada["limit"].isna().all()
+    assert prada["detection_rate"].iloc[0] == 0.0
 
 
 def test_source_kind_relates_a_source_to_the_victim_and_the_detector():

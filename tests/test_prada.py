@@ -75,7 +75,7 @@ def _pixel(x: float) -> np.ndarray:
 
 
 def _observe_all(prada: Prada, values, predicted_class: int = 0) -> list:
-    return [prada.observe(_pixel(x), predicted_class) for x in values]
+    return [prada.observe_query(_pixel(x), predicted_class) for x in values]
 
 
 def test_classes_with_few_distances_are_left_out_of_the_pool():
@@ -95,25 +95,25 @@ def test_threshold_reads_only_the_growing_set_distances_on_a_hand_computed_strea
     """
     prada = Prada()
 
-    prada.observe(_pixel(0.0), 0)  # founds G_0; no distance
+    prada.observe_query(_pixel(0.0), 0)  # founds G_0; no distance
     assert prada.threshold(0) == 0.0 and prada.distances(0).size == 0
     assert prada.growing_distances(0).tolist() == [0.0]
 
-    prada.observe(_pixel(3.0), 0)  # d = 3 > 0: joins; D_G = [0, 3]: 1.5 - 1.5 = 0
+    prada.observe_query(_pixel(3.0), 0)  # d = 3 > 0: joins; D_G = [0, 3]: 1.5 - 1.5 = 0
     assert prada.growing_distances(0).tolist() == [0.0, 3.0]
     assert prada.threshold(0) == 0.0
 
-    prada.observe(_pixel(6.0), 0)  # d = 3 > 0: joins; D_G = [0, 3, 3]: 2 - sqrt(2)
+    prada.observe_query(_pixel(6.0), 0)  # d = 3 > 0: joins; D_G = [0, 3, 3]: 2 - sqrt(2)
     assert prada.threshold(0) == pytest.approx(2 - np.sqrt(2))
 
-    prada.observe(_pixel(10.0), 0)  # d = 4 > 0.586: joins; [0, 3, 3, 4]: 2.5 - 1.5 = 1
+    prada.observe_query(_pixel(10.0), 0)  # d = 4 > 0.586: joins; [0, 3, 3, 4]: 2.5 - 1.5 = 1
     assert prada.threshold(0) == 1.0
 
-    prada.observe(_pixel(11.0), 0)  # d = 1, not above T = 1: recorded, does not join
+    prada.observe_query(_pixel(11.0), 0)  # d = 1, not above T = 1: recorded, does not join
     assert prada.growing_set(0).ravel().tolist() == [0.0, 3.0, 6.0, 10.0]
     assert prada.growing_distances(0).tolist() == [0.0, 3.0, 3.0, 4.0]
 
-    prada.observe(_pixel(11.5), 0)  # d = 1.5 (to 10; 11 is no member) > 1: joins;
+    prada.observe_query(_pixel(11.5), 0)  # d = 1.5 (to 10; 11 is no member) > 1: joins;
     # [0, 3, 3, 4, 1.5]: 2.3 - 1.4 = 0.9 < 1, and T never decreases
     assert prada.growing_set(0).ravel().tolist() == [0.0, 3.0, 6.0, 10.0, 11.5]
     assert prada.growing_distances(0).tolist() == [0.0, 3.0, 3.0, 4.0, 1.5]
@@ -121,7 +121,7 @@ def test_threshold_reads_only_the_growing_set_distances_on_a_hand_computed_strea
     # D_0 holds every distance, joined or not, and is what the test pools.
     assert prada.distances(0).tolist() == [3.0, 3.0, 4.0, 1.0, 1.5]
 
-    prada.observe(_pixel(0.5), 1)  # another class has its own set, distances and threshold
+    prada.observe_query(_pixel(0.5), 1)  # another class has its own set, distances and threshold
     assert prada.distances(1).size == 0 and prada.growing_distances(1).tolist() == [0.0]
     assert prada.threshold(1) == 0.0 and prada.queries == 7
 
@@ -176,8 +176,8 @@ def test_a_stream_of_identical_distances_is_tested_and_flagged():
 
 def test_uint8_images_are_measured_in_unit_scale():
     prada = Prada()
-    prada.observe(np.zeros((2, 2, 1), np.uint8), 0)
-    prada.observe(np.full((2, 2, 1), 255, np.uint8), 0)
+    prada.observe_query(np.zeros((2, 2, 1), np.uint8), 0)
+    prada.observe_query(np.full((2, 2, 1), 255, np.uint8), 0)
     assert prada.distances(0) == pytest.approx([2.0])  # four pixels, each 1 apart
 
 
@@ -190,9 +190,9 @@ def test_identical_distances_count_as_not_normal():
 
 def test_mismatched_inputs_fail_clearly():
     prada = Prada()
-    prada.observe(np.zeros((28, 28, 1), np.uint8), 0)
+    prada.observe_query(np.zeros((28, 28, 1), np.uint8), 0)
     with pytest.raises(ValueError, match="one PRADA state serves one input shape"):
-        prada.observe(np.zeros((14, 14, 1), np.uint8), 0)
+        prada.observe_query(np.zeros((14, 14, 1), np.uint8), 0)
     with pytest.raises(ValueError, match="one class per query"):
         replay(np.zeros((3, 2, 2, 1), np.uint8), [0, 1])
     with pytest.raises(ValueError, match="delta"):

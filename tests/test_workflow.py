@@ -253,10 +253,17 @@ def test_defense_tables(smoke_run):
     assert set(detection["queries_from"]) == {"test", "pool", "attack"}
     assert set(detection["seen"]) == {"in-distribution", "seen kind"}
     assert (detection.loc[detection["source"] == "letters", "seen"] == "seen kind").all()
-    prada = table(workdir, "prada")
+    monitored = table(workdir, "prada")
+    prada = monitored[monitored["monitor"] == "prada"]
     assert set(prada["kind"]) == {"attacker", "benign"}
     jbda = prada[prada["strategy"] == "jbda"]
     assert len(jbda) and jbda["flagged"].all()  # what PRADA was designed for
+    counted = monitored[monitored["monitor"] == "query-count"]  # the baseline, beside it
+    assert len(counted) == len(prada)
+    assert (counted["flagged"] == (counted["queries"] > 150)).all()
+    curve = table(workdir, "prada_curve")
+    assert set(curve["monitor"]) == {"prada", "query-count"}
+    assert curve.loc[curve["monitor"] == "query-count", "limit"].notna().all()
     defended = table(workdir, "defended")
     # one instance per defense, two for reverse-sigmoid's beta sweep: 11 in all
     instances = {
@@ -590,7 +597,8 @@ def test_prada_finding_follows_from_the_prada_table(smoke_run, found):
     workdir, _ = smoke_run
     data, sections = found
     finding, section = data["prada"], sections["prada"]
-    prada = table(workdir, "prada")
+    monitored = table(workdir, "prada")  # every stream monitor's rows: PRADA's are the finding's
+    prada = monitored[monitored["monitor"] == "prada"]
     benign = prada.loc[prada["kind"] == "benign", "flagged"]
     n = finding["numbers"]
     assert close(n["false_positive_rate"], benign.mean())

@@ -1,5 +1,6 @@
 """Score one victim's detectors on every stream: the OOD pre-classifier on its test split, on
-every pool and on every attacker's queries; PRADA on every attacker and benign stream."""
+every pool and on every attacker's queries; every configured stream monitor (PRADA, ...) on
+every attacker and benign stream."""
 
 import numpy as np
 import pandas as pd
@@ -8,11 +9,11 @@ from stealbench import io
 from stealbench.attack import cache
 from stealbench.attack.surrogates import load_victim_test
 from stealbench.data import datasets
-from stealbench.defense import detector
+from stealbench.defense import detector, monitor
 from stealbench.defense.evaluation import (
     benign_streams,
     detection_row,
-    prada_rows,
+    monitor_row,
     source_kind,
 )
 from stealbench.models.training import predict_proba
@@ -60,7 +61,7 @@ for (attack, seed, sequential), path in zip(p.streams, sm.input.queries, strict=
         queries = cache.load_cache(path, files.get(attack, []), expect)
         files.setdefault(attack, []).append(path)
     rows = np.arange(len(queries))
-    streams[(attack, seed)] = (queries.query_images(pool, rows), queries.probs.argmax(1))
+    streams[(attack, seed)] = (queries.query_images(pool, rows), queries.probs)
 for attack in dict.fromkeys(a for a, _ in streams):
     images = np.concatenate([np.asarray(s[0]) for (a, _), s in streams.items() if a == attack])
     detection.append(
@@ -78,49 +79,74 @@ detection = pd.DataFrame(detection)
 io.write_dataframe(detection, sm.output.detection, {"kind": "detection", "victim": victim})
 log.info("detection:\n%s", detection.to_string())
 
-params = {k: v for k, v in p.prada.items() if k not in ("deltas", "max_queries")}
-limit = p.prada["max_queries"]
-prada = []
-for (attack, seed), (images, predicted) in streams.items():
-    prada.append(
-        prada_rows(
-            np.asarray(images[:limit]),
-            predicted[:limit],
-            params,
-            victim=victim,
-            kind="attacker",
-            stream=f"{attack}-s{seed}",
-            attack=attack,
-            strategy=p.strategies[attack],
-            seed=seed,
+# Every configured monitor replays every stream, up to its own max_queries, from scratch.
+settings = {name: monitor.split_settings(name, spec) for name, spec in p.monitors.items()}
+
+
+def replay_all(images, answers, **axes):
+    rows = []
+    for name, (params, _, limit) in settings.items():
+        rows.append(
+            monitor_row(
+                name,
+                params,
+                np.asarray(images[:limit]),
+                answers[:limit],
+                victim=victim,
+                **axes,
+            )
         )
+    return rows
+
+
+monitored = []
+for (attack, seed), (images, answers) in streams.items():
+    monitored += replay_all(
+        images,
+        answers,
+        kind="attacker",
+        stream=f"{attack}-s{seed}",
+        attack=attack,
+        strategy=p.strategies[attack],
+        seed=seed,
     )
-    log.info("PRADA on %s seed %d: flagged at %s", attack, seed, prada[-1]["flagged_at"])
+    for row in monitored[-len(settings) :]:
+        log.info("%s on %s seed %d: flagged at %s", row["monitor"], attack, seed, row["flagged_at"])
 rng = np.random.default_rng(derive_seed(p.seed, "benign", victim))
-benign = [("test", test.images, test.victim_probs.argmax(1))]
+benign = [("test", test.images, test.victim_probs)]
 if sm.input.benign_sources:
     model = load_victim(sm.input.model, victim_meta, p.device)
     for path in sm.input.benign_sources:
         source = datasets.load(path)
         images = source.split("pool")[0]
         # Benign traffic, not an attack: these answers are not part of any query budget.
-        benign.append((source.name, images, predict_proba(model, images).argmax(1)))
-for source, images, predicted in benign:
-    length = min(p.benign["length"], limit)
+        benign.append((source.name, images, predict_proba(model, images)))
+# Drawn as long as the longest replay: each monitor's prefix is what it would have drawn alone
+# (a permutation's prefix does not depend on where it is cut).
+longest = max(limit for _, _, limit in settings.values())
+for source, images, answers in benign:
+    length = min(p.benign["length"], longest)
     for i, idx in enumerate(benign_streams(images, p.benign["streams"], length, rng)):
-        prada.append(
-            prada_rows(
-                images[idx],
-                predicted[idx],
-                params,
-                victim=victim,
-                kind="benign",
-                stream=f"benign-{source}-{i}",
-                attack=None,
-                strategy=None,
-                seed=None,
-            )
+        monitored += replay_all(
+            images[idx],
+            answers[idx],
+            kind="benign",
+            stream=f"benign-{source}-{i}",
+            attack=None,
+            strategy=None,
+            seed=None,
         )
-prada = pd.DataFrame(prada)
-io.write_dataframe(prada, sm.output.prada, {"kind": "prada", "victim": victim, "params": params})
-log.info("PRADA streams:\n%s", prada.drop(columns=["w_steps", "w_values"]).to_string())
+monitored = pd.DataFrame(monitored)
+io.write_dataframe(
+    monitored,
+    sm.output.prada,
+    {
+        "kind": "prada",
+        "victim": victim,
+        "monitors": {name: params for name, (params, _, _) in settings.items()},
+    },
+)
+log.info(
+    "monitored streams:\n%s",
+    monitored.drop(columns=["score_steps", "score_values"]).to_string(),
+)

@@ -2,7 +2,8 @@
 (victim, attack, arch, seed): a sampling attacker's cached posteriors pass through each
 defense; a sequential attacker reads the run it made against that defended API. Each row
 also records what the defense cost benign users, how far it moved the attacker's answers,
-and, for DAWN, whether the owner can prove the surrogate stolen."""
+and, for a defense with a post-attack audit (DAWN's verification), what the owner concludes
+of the surrogate and of independent models that never saw an answer (false claims)."""
 
 import dataclasses
 
@@ -13,6 +14,7 @@ from stealbench import io
 from stealbench.attack import cache, surrogates
 from stealbench.defense.context import build_context
 from stealbench.defense.evaluation import benign_costs, perturbation
+from stealbench.defense.registry import AuditContext, Defense
 from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -30,8 +32,10 @@ context = build_context(
     sm.input.get("misinformation"),
     p.device,
 )
+# Models of the victim's task that never saw an answer: what an audit must not call stolen.
 independent = {}
-if "dawn" in names:
+audits = [defenses.DEFENSES[name].audit is not Defense.audit for name in names]
+if sm.input.get("independent") and any(audits):
     from stealbench.models.architectures import create_model
 
     saved = io.load_state_dict(sm.input.independent)
@@ -87,43 +91,12 @@ for instance, path in zip(
                 "attack_kl": moved["kl"],
                 "attack_top1_changed": moved["top1_changed"],
             }
-            if instance["name"] == "dawn":
-                from stealbench.defense import dawn
-                from stealbench.models.training import predict_proba
-
-                share = defense.share
-                marked = dawn.watermark_mask(images, context.key, share)
-                labels = dawn.watermark_labels(
-                    images[marked], true_probs[:budget][marked], context.key
-                )
-                k = true_probs.shape[1]
-                threshold = p.dawn["threshold"]
-                verdict = dawn.verify(
-                    predict_proba(model, images[marked]).argmax(1),
-                    labels,
-                    threshold,
-                    num_classes=k,
-                )
-                claims = [
-                    dawn.verify(
-                        predict_proba(m, images[marked]).argmax(1),
-                        labels,
-                        threshold,
-                        num_classes=k,
-                    )["stolen"]
-                    for m in independent.values()
-                ]
-                row.update(
-                    {
-                        "dawn_watermarks": verdict["watermarks"],
-                        "dawn_reproduced": verdict["reproduced"],
-                        "dawn_acc": verdict["watermark_acc"],
-                        "dawn_p_value": verdict["p_value"],
-                        "dawn_caught": verdict["stolen"],
-                        "dawn_independent": len(claims),
-                        "dawn_false_claims": int(np.sum(claims)),
-                    }
-                )
+            audit = AuditContext(images, true_probs[:budget], p.audit.get(instance["name"], {}))
+            verdict = defense.audit(model, audit)
+            if verdict is not None:
+                claims = [defense.audit(m, audit)["caught"] for m in independent.values()]
+                verdict |= {"independent": len(claims), "false_claims": int(np.sum(claims))}
+                row.update({f"{instance['name']}_{k}": v for k, v in verdict.items()})
             rows.append(row)
 io.write_rows(
     rows,

@@ -16,4 +16,11 @@ from . import (  # noqa: F401
     rounding,
     top_k,
 )
-from .registry import DEFENSES, Defense, DefenseContext, create, defense_parameters  # noqa: F401
+from .registry import (  # noqa: F401
+    DEFENSES,
+    AuditContext,
+    Defense,
+    DefenseContext,
+    create,
+    defense_parameters,
+)

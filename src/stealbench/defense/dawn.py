@@ -19,14 +19,15 @@ Choices where the paper leaves room (the authors' repository has no API layer):
   label swapped: still the same values (a distribution), with its top-1 moved to the wrong
   label. (A row whose maximum is tied with the wrong label's entry keeps its top-1.)
 
-Verification (:func:`verify`) compares the suspect's top-1 on the watermarked queries with
-their wrong labels: ``stolen`` when at least one was recorded and at least ``threshold`` (the
-paper's T_acc = 50%) are reproduced; ``p_value`` is the chance of reproducing that many under
-the null of a model that never saw the watermarked answers: the wrong label is drawn by the
-secret key uniformly among the K - 1 classes other than the victim's top-1, independently of
-anything such a model computes, so its top-1 hits it with probability at most 1/(K - 1) per
-query (exactly 1/(K - 1) when it never predicts the victim's top-1), and the count is at most
-Binomial(n, 1/(K - 1)) in the tail.
+Verification (:func:`verify`; :meth:`Dawn.audit`, the defense's post-attack audit hook,
+recomputes the watermarks of the queries the owner kept and runs it) compares the suspect's
+top-1 on the watermarked queries with their wrong labels: ``stolen`` when at least one was
+recorded and at least ``threshold`` (the paper's T_acc = 50%) are reproduced; ``p_value`` is
+the chance of reproducing that many under the null of a model that never saw the watermarked
+answers: the wrong label is drawn by the secret key uniformly among the K - 1 classes other
+than the victim's top-1, independently of anything such a model computes, so its top-1 hits it
+with probability at most 1/(K - 1) per query (exactly 1/(K - 1) when it never predicts the
+victim's top-1), and the count is at most Binomial(n, 1/(K - 1)) in the tail.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from .keys import query_digests
-from .registry import Defense, DefenseContext, register
+from .registry import AuditContext, Defense, DefenseContext, register
 
 KEY_SUFFIX = b"dawn"
 
@@ -141,3 +142,31 @@ class Dawn(Defense):
         if mask.any():
             out[mask] = swap_top1(probs[mask], _labels_from_digests(digests[mask], probs[mask]))
         return out
+
+    def audit(self, suspect, context: AuditContext) -> dict:
+        """DAWN's verification of a suspect model against the queries in ``context``.
+
+        The owner recomputes which of the queries it watermarked and the wrong labels it
+        served (from its key, the pixels and the victim's posteriors, so nothing has to be
+        stored at serving time), and runs :func:`verify` with ``context.settings["threshold"]``
+        (default 0.5). Returns ``watermarks``, ``reproduced``, ``acc`` (the share
+        reproduced), ``p_value`` and ``caught``.
+        """
+        from ..models.training import predict_proba
+
+        images, probs = np.asarray(context.images), np.asarray(context.probs)
+        marked = watermark_mask(images, self.context.key, self.share)
+        labels = watermark_labels(images[marked], probs[marked], self.context.key)
+        verdict = verify(
+            predict_proba(suspect, images[marked]).argmax(1),
+            labels,
+            context.settings.get("threshold", 0.5),
+            num_classes=probs.shape[1],
+        )
+        return {
+            "watermarks": verdict["watermarks"],
+            "reproduced": verdict["reproduced"],
+            "acc": verdict["watermark_acc"],
+            "p_value": verdict["p_value"],
+            "caught": verdict["stolen"],
+        }

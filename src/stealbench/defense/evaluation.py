@@ -2,9 +2,10 @@
 
 Every attacker's query sequence (a seed of an attack) is one client's stream; benign clients
 send the victim's held-out (test) images in random order, and optionally images of another
-source of the same task. Defended answers of a sampling attack are the cached posteriors
-passed through the defense (:func:`stealbench.attack.api.serve`): nothing here queries the
-victim for an attacker.
+source of the same task. Each stream is replayed through every configured stream monitor
+(:mod:`.monitor`: PRADA, and e.g. the query-count baseline), one fresh monitor per stream.
+Defended answers of a sampling attack are the cached posteriors passed through the defense
+(:func:`stealbench.attack.api.serve`): nothing here queries the victim for an attacker.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import prada
+from . import monitor as monitors
+from . import prada  # noqa: F401 (registers the PRADA monitor)
 from .registry import benign_utility
 
 # How the pre-classifier relates to a source of queries (the detection table's `seen` column).
@@ -38,44 +40,57 @@ def benign_streams(
     return [rng.permutation(len(images))[:length] for _ in range(streams)]
 
 
-def prada_rows(stream_images: np.ndarray, predicted: np.ndarray, params: dict, **axes) -> dict:
-    """Replay PRADA over one stream; one row with the verdict at ``delta`` and the W trace."""
-    result = prada.replay(
-        stream_images, predicted, **{k: v for k, v in params.items() if k not in ("deltas",)}
-    )
-    steps = [q for q, _ in result.w_trace]
-    values = [w for _, w in result.w_trace]
+def monitor_row(
+    name: str, params: dict, stream_images: np.ndarray, answers: np.ndarray, **axes
+) -> dict:
+    """Replay a fresh monitor ``name`` (``params`` go to its constructor) over one stream;
+    one row with its verdict at the configured threshold and its trace of test scores.
+
+    ``answers``: what the API served for each query, posteriors (N, C) or labels (N,).
+    The monitor's :meth:`~stealbench.defense.monitor.Monitor.summary` adds its own columns
+    (PRADA: ``min_w``).
+    """
+    result = monitors.replay(name, stream_images, answers, **params)
+    steps = [q for q, _ in result.trace]
+    values = [s for _, s in result.trace]
     return {
         **axes,
+        "monitor": name,
         "queries": result.queries,
         "flagged": result.flagged,
         "flagged_at": result.flagged_at,
-        "min_w": min(values) if values else np.nan,
-        "w_steps": steps,
-        "w_values": values,
+        **monitors.lookup_monitor(name).summary(result.trace),
+        "score_steps": steps,
+        "score_values": values,
     }
 
 
-def prada_curve(streams: pd.DataFrame, deltas) -> pd.DataFrame:
-    """Detection rate vs false-positive rate over a sweep of delta, per victim and strategy."""
+def monitor_curve(streams: pd.DataFrame, sweeps: dict) -> pd.DataFrame:
+    """Detection rate vs false-positive rate over each monitor's threshold sweep, per victim,
+    monitor and strategy (the ``prada_curve`` table). ``sweeps``: monitor name -> thresholds.
+
+    The threshold column is named by each monitor's ``sweep`` (PRADA's ``delta``), so it is
+    NaN on the rows of other monitors.
+    """
     frames = []
-    for victim, rows in streams.groupby("victim"):
+    for (victim, name), rows in streams.groupby(["victim", "monitor"], sort=True):
 
         def traces(part):
             return [
                 list(zip(s, w, strict=True))
-                for s, w in zip(part["w_steps"], part["w_values"], strict=True)
+                for s, w in zip(part["score_steps"], part["score_values"], strict=True)
             ]
 
         benign = traces(rows[rows["kind"] == "benign"])
         attackers = rows[rows["kind"] == "attacker"]
         for strategy, part in attackers.groupby("strategy"):
-            curve = prada.detection_curve(traces(part), benign, deltas)
-            frames.append(curve.assign(victim=victim, strategy=strategy))
+            curve = monitors.detection_curve(traces(part), benign, sweeps[name], name)
+            frames.append(curve.assign(victim=victim, strategy=strategy, monitor=name))
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
-    return out[["victim", "strategy", *[c for c in out.columns if c not in ("victim", "strategy")]]]
+    first = ["victim", "strategy"]
+    return out[[*first, *[c for c in out.columns if c not in first]]]
 
 
 def detection_row(detector, images: np.ndarray, seen: str, **axes) -> dict:

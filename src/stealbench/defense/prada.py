@@ -1,8 +1,9 @@
 """PRADA: a stateful detector of model-extraction query streams (Juuti et al., EuroS&P 2019).
 
-PRADA watches one client's queries. For every query ``x`` whose predicted class (the victim's
-top-1) is ``c``, it keeps, per class, a *growing set* ``G_c`` of past queries, the distances
-``D_G,c`` at which those queries joined ``G_c``, and a threshold ``T_c``:
+PRADA is a stream monitor (:class:`stealbench.defense.monitor.Monitor`, registered as
+``prada``): it watches one client's queries. For every query ``x`` whose predicted class (the
+victim's top-1) is ``c``, it keeps, per class, a *growing set* ``G_c`` of past queries, the
+distances ``D_G,c`` at which those queries joined ``G_c``, and a threshold ``T_c``:
 
 1. The first query of class ``c`` founds ``G_c = [x]``, with ``D_G,c = [0]`` and ``T_c = 0``.
    It records no distance.
@@ -51,6 +52,11 @@ Where the paper and the code leave room, this module chooses as follows:
   detection. The full ``W`` trace is kept, and the authors' flag at any test is ``W < delta``
   of that entry. The trace does not depend on ``delta``, so a replay never stops at the
   first flag: one replay serves a whole sweep of ``delta`` (:func:`detection_curve`).
+- **Batches.** The authors feed one query at a time. :meth:`Prada.observe` takes a batch
+  (the monitor interface) and runs the same per-query steps over it in order, tests included,
+  so any cut of a stream into batches gives the same trace, flag and state.
+- **Answers.** The class of a query is the top-1 of the answer the API served (the argmax of
+  a posterior row, or the label); the pipeline replays the victim's undefended answers.
 - **Scale.** uint8 images are scaled to [0, 1], which is what the models see
   (:func:`stealbench.models.training.to_tensor`). Float images are taken as they are. The
   authors measure raw 0-255 pixels, cast to float here so that differences cannot wrap. The
@@ -64,13 +70,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import monitor as monitors
+from .monitor import Monitor, MonitorResult, register_monitor, top1
+
 WTrace = list[tuple[int, float]]
+# A replayed stream's outcome; its ``w_trace`` is the (query, W) of every test.
+PradaResult = MonitorResult
 
 
 class _GrowingRows:
@@ -156,14 +166,21 @@ def shapiro_w(distances: np.ndarray, sigmas: float = OUTLIER_SIGMAS) -> float:
     return _w_statistic(reject_outliers(distances, sigmas))
 
 
-class Prada:
-    """PRADA's state for one client; feed it the client's queries in order with :meth:`observe`.
+@register_monitor
+class Prada(Monitor):
+    """PRADA's state for one client; feed it the client's queries in order, in batches with
+    :meth:`observe` (the monitor interface) or one by one with :meth:`observe_query`.
 
     ``delta``: flag when ``W < delta``. ``check_every``: run the test after every this many
     queries. ``min_distances``: test only when more than this many pooled distances are left
     after the 3-sigma cut. ``min_per_class``: pool only classes that hold at least this many
     distances.
     """
+
+    name = "prada"
+    sweep = "delta"
+    sweep_key = "deltas"
+    score = "Shapiro-Wilk W"
 
     def __init__(
         self,
@@ -187,18 +204,28 @@ class Prada:
         self.check_every = check_every
         self.min_distances = min_distances
         self.min_per_class = min_per_class
-        self.queries = 0
-        self.flagged_at: int | None = None
-        self.w_trace: WTrace = []
+        super().__init__()
+
+    def _reset_state(self) -> None:
         self._growing: dict[int, _GrowingRows] = {}
         self._distances: dict[int, _GrowingVector] = {}
         self._growing_distances: dict[int, _GrowingVector] = {}
         self._thresholds: dict[int, float] = {}
         self._width: int | None = None
 
+    @staticmethod
+    def alarm(score: float, threshold: float) -> bool:
+        return score < threshold
+
+    @classmethod
+    def summary(cls, trace: WTrace) -> dict:
+        """``min_w``: the smallest ``W`` of the stream (NaN if no test ran)."""
+        return {"min_w": min(w for _, w in trace) if trace else np.nan}
+
     @property
-    def flagged(self) -> bool:
-        return self.flagged_at is not None
+    def w_trace(self) -> WTrace:
+        """The (1-based query index, ``W``) of every test run so far."""
+        return self.trace
 
     def threshold(self, predicted_class: int) -> float:
         """``T_c`` of a class: max over its history of ``mean(D_G,c) - std(D_G,c)``, at least 0."""
@@ -231,18 +258,30 @@ class Prada:
         ]
         return np.concatenate(parts) if parts else np.empty(0)
 
-    def observe(self, image: np.ndarray, predicted_class: int) -> float | None:
+    def observe_query(self, image: np.ndarray, predicted_class: int) -> float | None:
         """Record one query; return ``W`` when the normality test ran on it, else None."""
+        scores = self.observe(np.asarray(image)[None], [int(predicted_class)]).scores
+        return scores[0][1] if scores else None
+
+    def _observe(self, images: np.ndarray, answers: np.ndarray) -> WTrace:
+        classes = top1(answers)
+        scores = []
+        for i, (image, c) in enumerate(zip(images, classes, strict=True)):
+            w = self._step(image, int(c), self.queries + i + 1)
+            if w is not None:
+                scores.append((self.queries + i + 1, w))
+        return scores
+
+    def _step(self, image: np.ndarray, c: int, query: int) -> float | None:
+        """Steps 1-4 for the ``query``-th (1-based) query; ``W`` if the test ran on it."""
         x = _as_flat_float(image)
         if self._width is None:
             self._width = x.size
         elif x.size != self._width:
             raise ValueError(
-                f"query {self.queries + 1} has {x.size} values but earlier queries had "
+                f"query {query} has {x.size} values but earlier queries had "
                 f"{self._width}; one PRADA state serves one input shape"
             )
-        c = int(predicted_class)
-        self.queries += 1
         growing = self._growing.get(c)
         if growing is None:
             # The class's first query founds G_c and records no distance; D_G,c starts at [0].
@@ -265,7 +304,7 @@ class Prada:
                 self._thresholds[c] = max(
                     self._thresholds[c], float(joined.values.mean() - joined.values.std())
                 )
-        if self.queries % self.check_every:
+        if query % self.check_every:
             return None
         pooled = self.pooled_distances()
         if len(pooled) <= self.min_distances:
@@ -273,33 +312,7 @@ class Prada:
         kept = reject_outliers(pooled)
         if len(kept) <= self.min_distances:
             return None
-        w = _w_statistic(kept)
-        self.w_trace.append((self.queries, w))
-        if w < self.delta and self.flagged_at is None:
-            self.flagged_at = self.queries
-        return w
-
-    def result(self) -> PradaResult:
-        """What the stream has shown so far."""
-        return PradaResult(self.flagged, self.flagged_at, list(self.w_trace), self.queries)
-
-
-@dataclass
-class PradaResult:
-    """The outcome of one replayed stream."""
-
-    flagged: bool
-    flagged_at: int | None  # 1-based index of the query whose test first gave W < delta
-    w_trace: WTrace = field(default_factory=list)  # (1-based query index, W) per test run
-    queries: int = 0
-
-    def to_dict(self) -> dict:
-        return {
-            "flagged": self.flagged,
-            "flagged_at": self.flagged_at,
-            "queries": self.queries,
-            "w_trace": [[q, w] for q, w in self.w_trace],
-        }
+        return _w_statistic(kept)
 
 
 def replay(
@@ -316,21 +329,13 @@ def replay(
             f"give one class per query"
         )
     prada = Prada(**params)
-    for image, c in zip(images, predicted_classes, strict=True):
-        prada.observe(image, int(c))
+    prada.observe(images, predicted_classes)
     return prada.result()
 
 
 def first_detection(w_trace: WTrace, delta: float) -> int | None:
     """The query index of the first test with ``W < delta`` in a trace, or None."""
-    for query, w in w_trace:
-        if w < delta:
-            return int(query)
-    return None
-
-
-def _trace(stream: PradaResult | WTrace) -> WTrace:
-    return stream.w_trace if isinstance(stream, PradaResult) else stream
+    return monitors.first_detection(w_trace, delta, Prada.alarm)
 
 
 def detection_curve(
@@ -346,21 +351,4 @@ def detection_curve(
     ``mean_queries_to_detection`` (over the flagged attacker streams; NaN if none) and the
     stream counts. Rates of an empty side are NaN.
     """
-    attackers = [_trace(t) for t in attacker_traces]
-    benign = [_trace(t) for t in benign_traces]
-    rows = []
-    for delta in sorted(float(d) for d in deltas):
-        hits = [first_detection(t, delta) for t in attackers]
-        false_alarms = [first_detection(t, delta) is not None for t in benign]
-        detected = [q for q in hits if q is not None]
-        rows.append(
-            {
-                "delta": delta,
-                "detection_rate": len(detected) / len(attackers) if attackers else np.nan,
-                "false_positive_rate": float(np.mean(false_alarms)) if benign else np.nan,
-                "mean_queries_to_detection": float(np.mean(detected)) if detected else np.nan,
-                "attacker_streams": len(attackers),
-                "benign_streams": len(benign),
-            }
-        )
-    return pd.DataFrame(rows)
+    return monitors.detection_curve(attacker_traces, benign_traces, deltas, Prada)

@@ -15,13 +15,19 @@ Contract (tests check it for every registered defense):
   :func:`stealbench.defense.keys.query_digests`), never on the other rows of the batch or on
   the order the queries came in, so a sequential attacker and a cached replay see the same;
 - ``strength`` names the parameter a sweep varies (each value is one defended cell).
+
+A defense may also implement a post-attack audit (:meth:`Defense.audit`): given a model
+suspected to be derived from answers it served, what does the owner conclude (DAWN's
+watermark verification)? The default has none. Stream monitors, which keep per-client state
+(PRADA), are another interface: :mod:`stealbench.defense.monitor`.
 """
 
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,6 +49,18 @@ class DefenseContext:
     proxy: Any = None
 
 
+@dataclass(frozen=True)
+class AuditContext:
+    """What the owner kept of a suspect's queries: ``images`` (N, H, W, C), the queries the API
+    answered, in order; ``probs`` (N, C), the victim's posteriors for them (what the defense
+    perturbed); ``settings``, the defense's audit settings (its config section, e.g. DAWN's
+    ``threshold``)."""
+
+    images: np.ndarray
+    probs: np.ndarray
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Defense(ABC):
     """A perturbation of the victim's posteriors inside the API (see the module docstring)."""
 
@@ -59,6 +77,12 @@ class Defense(ABC):
     @abstractmethod
     def perturb(self, probs: np.ndarray, images: np.ndarray) -> np.ndarray:
         """Answers (N, C) for posteriors ``probs`` (float64, rows on the simplex)."""
+
+    def audit(self, suspect, context: AuditContext) -> dict | None:
+        """A post-attack audit of ``suspect`` (a model), suspected to be trained on the answers
+        this defense served for ``context.images``: the owner's conclusion as a flat dict with
+        at least ``caught`` (bool), or None when the defense has no audit (the default)."""
+        return None
 
     def __call__(self, probs: np.ndarray, images: np.ndarray) -> np.ndarray:
         probs = np.asarray(probs, dtype=np.float64)

@@ -413,6 +413,13 @@ def budget_finding(cells: pd.DataFrame) -> Finding:
 # ---------------------------------------------------------------------- strategies, claim 4
 
 
+def _prada_only(monitored: pd.DataFrame) -> pd.DataFrame:
+    """PRADA's rows of the `prada` table (it holds every configured stream monitor's)."""
+    if "monitor" not in monitored:
+        return monitored
+    return monitored[monitored["monitor"] == "prada"]
+
+
 def strategy_finding(
     strategies: pd.DataFrame, detection: pd.DataFrame | None, prada: pd.DataFrame | None
 ) -> Finding:
@@ -462,6 +469,7 @@ def strategy_finding(
     flags = []
     if detection is not None and prada is not None:
         attack_rows = detection[detection["queries_from"] == "attack"]
+        prada = _prada_only(prada)
         flagged = prada[prada["kind"] == "attacker"].groupby(["victim", "attack"])["flagged"].mean()
         for row in attack_rows.itertuples():
             flags.append(
@@ -598,6 +606,7 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
         "a strategy is flagged when PRADA flags every attacker's stream of it (partly: some); "
         "the false-positive rate is the share of benign streams flagged."
     )
+    prada = _prada_only(prada)
     attackers = prada[prada["kind"] == "attacker"]
     benign = prada[prada["kind"] == "benign"]
     if attackers.empty:
