@@ -58,7 +58,7 @@ def test_defended_defaults_and_instances(default):
     assert ids["ood-shuffle@0.5"].params == {"threshold": 0.5}
     assert ids["mad@0.1"].params == {"epsilon": 0.1} and ids["mad@0.1"].value == 0.1
     expected = sum(
-        len(p[config.DEFENSE_STRENGTH[n]]) if config.DEFENSE_STRENGTH[n] else 1
+        len(p[config.defense_strength(n)]) if config.defense_strength(n) else 1
         for n, p in default["defenses"]["defended"]["defenses"].items()
     )
     assert len(ids) == expected
@@ -112,7 +112,7 @@ BAD = {
     "unknown strategy": (
         lambda c: c["attacks"]["random-letters"].update(strategy="rand"),
         r"config key 'attacks.random-letters.strategy': 'rand' is not allowed; "
-        r"allowed values: random, adaptive, jbda",
+        r"allowed values: activethief, adaptive, dfme, jbda, random",
     ),
     "unknown dataset source": (
         lambda c: c["datasets"]["noise"].update(source="imagenet"),

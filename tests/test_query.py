@@ -109,7 +109,7 @@ def test_jbda_run_stores_its_synthetic_images(lenet_victim):
 
 
 def _register(monkeypatch, name, fn):
-    monkeypatch.setitem(STRATEGIES, name, StrategySpec(name, fn, sequential=True))
+    monkeypatch.setitem(STRATEGIES, name, StrategySpec(name, "sequential", fn=fn))
 
 
 def test_a_strategy_that_overspends_or_miscounts_is_an_error(monkeypatch):

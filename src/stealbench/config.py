@@ -18,6 +18,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .attack.strategies import registry as strategy_registry
+from .defense import registry as defense_registry
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -52,7 +55,16 @@ def check_duplicate_keys(path: str | Path) -> None:
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    """The config schema: the file's, with the method sections generated from the methods'
+    own declarations (the strategies and their options, the defenses and their parameters)."""
+    schema = yaml.safe_load(Path(path).read_text())
+    names, branches = strategy_registry.config_schema()
+    attack = schema["properties"]["attacks"]["additionalProperties"]
+    attack["properties"]["strategy"]["enum"] = names
+    attack["allOf"] = branches
+    defended = schema["properties"]["defenses"]["properties"]["defended"]["properties"]
+    defended["defenses"]["properties"] = defense_registry.config_schema()
+    return schema
 
 
 def _key(path) -> str:
@@ -118,7 +130,7 @@ def _message(error: jsonschema.ValidationError) -> str:
         and path[:3] == ["defenses", "defended", "defenses"]
     ):
         return (
-            f"config key '{key}': only the strength ({DEFENSE_STRENGTH.get(path[3])}) may be a "
+            f"config key '{key}': only the strength ({defense_strength(path[3])}) may be a "
             f"list of values"
         )
     if error.validator == "oneOf" and error.context:
@@ -432,7 +444,7 @@ def _check_references(config: dict) -> None:
         budget = query_budget(config, name, victim)
         pool = datasets[attack["pool"]]
         available = split_sizes(pool).get("pool", 0)
-        if STRATEGY_KIND.get(attack["strategy"]) == "data-free" or available is None:
+        if strategy_kind(attack["strategy"]) == "data-free" or available is None:
             continue  # a generator needs no pool images; an ImageFolder pool is checked by its job
         if budget > available:
             key = _axis_key(config, victim, name, "budgets")
@@ -571,7 +583,7 @@ def _check_defenses(config: dict) -> list[str]:
                 f"defenses.defended.defenses ({', '.join(defended['defenses'])})"
             )
     for name, params in defended["defenses"].items():
-        strength = DEFENSE_STRENGTH[name]
+        strength = defense_strength(name)
         for param, value in params.items():
             if isinstance(value, list) and param != strength:
                 errors.append(
@@ -581,30 +593,27 @@ def _check_defenses(config: dict) -> list[str]:
     return errors
 
 
-# Strategies that choose their queries from the answers (one run per granularity, defense and
-# seed), and those that need no pool (stealbench.attack.strategies; a test checks they agree).
-STRATEGY_KIND = {
-    "random": "sampling",
-    "adaptive": "sequential",
-    "jbda": "sequential",
-    "activethief": "sequential",
-    "dfme": "data-free",
-}
-# The parameter each defense's strength sweep varies (stealbench.defense; a test checks it).
-DEFENSE_STRENGTH = {
-    "none": None,
-    "ood-shuffle": "threshold",
-    "reverse-sigmoid": "beta",
-    "gaussian-noise": "scale",
-    "top-k": "k",
-    "rounding": "decimals",
-    "mad": "epsilon",
-    "mad-argmax": "epsilon",
-    "adaptive-misinformation": "tau",
-    "dawn": "share",
-}
-# Models a defense needs, trained per victim by the defense stage.
-DEFENSE_NEEDS = {"ood-shuffle": "detector", "adaptive-misinformation": "misinformation"}
+def strategy_kind(strategy: str) -> str:
+    """sampling, sequential or data-free, as the strategy's file declares."""
+    return strategy_registry.info(strategy).kind
+
+
+def defense_strength(defense: str) -> str | None:
+    """The parameter a defense's strength sweep varies, as its class declares."""
+    return defense_registry.lookup(defense).strength
+
+
+def defense_models(names, api_only: bool = False) -> list[str]:
+    """The per-victim models the defense stage trains for the defenses ``names``, as their
+    classes declare (``needs``); with ``api_only`` only those a defended API reads."""
+    needs = defense_registry.needed(names)
+    return [
+        model
+        for model in defense_registry.DEFENSE_MODELS
+        if model in needs and (not api_only or model in defense_registry.CONTEXT_MODELS)
+    ]
+
+
 # Architectures with ImageNet weights (the torchvision ones of stealbench.models).
 PRETRAINED_ARCHS = (
     "resnet18",
@@ -620,7 +629,7 @@ PRETRAINED_ARCHS = (
 def is_sequential(config: dict, attack: str) -> bool:
     """Whether an attack chooses its queries from the answers (one run per granularity,
     defense and seed) rather than sampling its pool blind (one cache for all of them)."""
-    return STRATEGY_KIND[config["attacks"][attack]["strategy"]] != "sampling"
+    return strategy_kind(config["attacks"][attack]["strategy"]) != "sampling"
 
 
 # ------------------------------------------------------------------------- the grid
@@ -654,7 +663,7 @@ def defense_instances(config: dict) -> list[DefenseInstance]:
         return []
     out = []
     for name, params in config["defenses"]["defended"]["defenses"].items():
-        strength = DEFENSE_STRENGTH[name]
+        strength = defense_strength(name)
         values = params.get(strength) if strength else None
         if not isinstance(values, list):
             values = [values]

@@ -7,7 +7,7 @@ defense and a cache replayed through it see the same answers.
 from __future__ import annotations
 
 from ..runtime import derive_seed
-from .registry import DefenseContext
+from .registry import DefenseContext, needed
 
 
 def owner_key(master_seed: int, victim: str) -> bytes:
@@ -50,15 +50,15 @@ def build_context(
     architecture, as Orekondy et al. use) where a defense among ``names`` needs them."""
     from ..models.architectures import create_model
 
-    names = set(names)
+    needs = needed(names)  # as each defense's class declares
     detector = misinformation = proxy = None
-    if "ood-shuffle" in names:
+    if "detector" in needs:
         from .detector import load_detector
 
         detector = load_detector(detector_path, device)
-    if "adaptive-misinformation" in names:
+    if "misinformation" in needs:
         misinformation = load_model(misinformation_path, "misinformation", device)
-    if names & {"mad", "mad-argmax"}:
+    if "proxy" in needs:
         proxy = create_model(
             victim_meta["arch"],
             victim_meta["num_classes"],

@@ -38,6 +38,15 @@ class AdaptiveMisinformation(Defense):
     name = "adaptive-misinformation"
     strength = "tau"
     needs = ("misinformation",)
+    params = {
+        "tau": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "threshold on the top-1 probability",
+        },
+        "nu": {"type": "number", "exclusiveMinimum": 0, "description": "the switch's slope"},
+    }
 
     def __init__(self, context: DefenseContext, tau: float = 0.9, nu: float = 10000.0):
         super().__init__(context)

@@ -39,6 +39,14 @@ class OodShuffle(Defense):
     name = "ood-shuffle"
     strength = "threshold"
     needs = ("detector",)
+    params = {
+        "threshold": {
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": 1,
+            "description": "on the pre-classifier's P(out); null - the one it learned",
+        }
+    }
 
     def __init__(self, context: DefenseContext, threshold: float | None = None):
         super().__init__(context)

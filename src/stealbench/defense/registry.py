@@ -15,13 +15,22 @@ Contract (tests check it for every registered defense):
   :func:`stealbench.defense.keys.query_digests`), never on the other rows of the batch or on
   the order the queries came in, so a sequential attacker and a cached replay see the same;
 - ``strength`` names the parameter a sweep varies (each value is one defended cell).
+
+A defense's class is its single source of truth: ``name``, ``params`` (the JSON schema of
+each parameter's value: type, range, description; defaults are ``__init__``'s), ``strength``,
+``needs`` (what the defense stage builds for it) and its docstring. The config schema's
+defense section (:func:`config_schema`), the workflow's defense models and README's table
+are derived from them.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,11 +56,18 @@ class Defense(ABC):
     """A perturbation of the victim's posteriors inside the API (see the module docstring)."""
 
     name: ClassVar[str]
+    # Each keyword parameter of __init__ -> the JSON schema of one value (the config schema
+    # is generated from it; the default is __init__'s).
+    params: ClassVar[dict[str, dict]] = {}
     strength: ClassVar[str | None] = None  # the parameter a strength sweep varies
-    needs: ClassVar[tuple[str, ...]] = ()  # DefenseContext fields it reads
+    # What the defense stage builds for it: DefenseContext fields (detector, misinformation,
+    # proxy) and the per-victim models of DEFENSE_MODELS it is trained or verified with.
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, context: DefenseContext):
-        missing = [need for need in self.needs if getattr(context, need) is None]
+        missing = [
+            need for need in self.needs if need in CONTEXT_MODELS and getattr(context, need) is None
+        ]
         if missing:
             raise ValueError(f"defense {self.name!r} needs {', '.join(missing)} in its context")
         self.context = context
@@ -72,14 +88,40 @@ class Defense(ABC):
 
 
 DEFENSES: dict[str, type[Defense]] = {}
+# The models a defense may read from its context (built per API by .context.build_context).
+CONTEXT_MODELS = ("detector", "misinformation", "proxy")
+# Per-victim models the defense stage trains (results/defenses/{victim}/{model}.pt) for the
+# defenses that need them: the OOD pre-classifier, Adaptive Misinformation's model, DAWN's
+# independent models (its false claims). MAD's proxy is built from a seed, not trained.
+DEFENSE_MODELS = ("detector", "misinformation", "independent")
 
 
 def register(cls: type[Defense]) -> type[Defense]:
     """Class decorator: make a defense available by its ``name``."""
-    if cls.strength is not None and cls.strength not in defense_parameters(cls):
+    given, declared = defense_parameters(cls), list(cls.params)
+    if sorted(given) != sorted(declared):
+        raise TypeError(
+            f"{cls.__name__}.params declares {declared} but __init__ takes {given}; "
+            f"declare the schema of every parameter"
+        )
+    if cls.strength is not None and cls.strength not in given:
         raise TypeError(f"{cls.__name__}.strength {cls.strength!r} is not a parameter")
+    unknown = set(cls.needs) - {*CONTEXT_MODELS, *DEFENSE_MODELS}
+    if unknown:
+        raise TypeError(f"{cls.__name__}.needs {sorted(unknown)}: not a context field or model")
     DEFENSES[cls.name] = cls
     return cls
+
+
+def discover() -> None:
+    """Import every module of this package that registers a defense (``@register``): a new
+    defense is one new file. The others (the detector's training, PRADA, ...) load torch or
+    pandas and stay unimported until used."""
+    package = importlib.import_module(__name__.rpartition(".")[0])
+    for module in pkgutil.iter_modules(package.__path__):
+        source = Path(package.__path__[0], f"{module.name}.py")
+        if source.is_file() and "\n@register\n" in source.read_text():
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def lookup(name: str) -> type[Defense]:
@@ -92,6 +134,37 @@ def defense_parameters(defense: str | type[Defense]) -> list[str]:
     """The keyword parameters a defense takes besides its context."""
     cls = lookup(defense) if isinstance(defense, str) else defense
     return list(inspect.signature(cls.__init__).parameters)[2:]
+
+
+def defaults(defense: str | type[Defense]) -> dict:
+    """Each parameter's default (from ``__init__``; None where it has none)."""
+    cls = lookup(defense) if isinstance(defense, str) else defense
+    signature = inspect.signature(cls.__init__).parameters
+    return {
+        p: None if signature[p].default is inspect.Parameter.empty else signature[p].default
+        for p in defense_parameters(cls)
+    }
+
+
+def needed(names) -> set[str]:
+    """What the defense stage builds for the defenses ``names`` (the union of their needs)."""
+    return {need for name in names for need in lookup(name).needs}
+
+
+def config_schema() -> dict:
+    """The JSON schema of ``defenses.defended.defenses``' entries, one per defense: its
+    parameters as declared, the strength as one value or a list of them (a sweep)."""
+    out = {}
+    for name, cls in sorted(DEFENSES.items()):
+        properties = {}
+        for param, value in cls.params.items():
+            value = {k: v for k, v in value.items() if k != "description"}
+            if param == cls.strength:
+                sweep = {"type": "array", "minItems": 1, "uniqueItems": True, "items": value}
+                value = {"oneOf": [value, sweep]}
+            properties[param] = {**value, "description": cls.params[param].get("description", "")}
+        out[name] = {"type": "object", "additionalProperties": False, "properties": properties}
+    return out
 
 
 def create(name: str, context: DefenseContext, **params) -> Defense:
