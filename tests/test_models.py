@@ -12,7 +12,7 @@ from stealbench import config
 from stealbench.attack.api import GRANULARITY_PATTERN
 from stealbench.attack.strategies import STRATEGIES, discover
 from stealbench.attack.strategies import registry as strategies
-from stealbench.data import sources
+from stealbench.data import sizes
 from stealbench.data.builders import BUILDERS
 from stealbench.defense import (
     DEFENSE_MODELS,
@@ -152,12 +152,12 @@ def test_the_models_a_defense_needs_are_the_ones_the_defense_stage_provides(name
 def test_dataset_sources_agree_with_the_builders(schema):
     source = schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]
     assert set(source["enum"]) == set(BUILDERS) | {"torchvision", "imagefolder"}
-    assert set(sources.REAL_SOURCES) == {"torchvision", "imagefolder"}
-    assert set(sources.DEFAULT_SIZES) == set(BUILDERS)
+    assert set(sizes.REAL_SOURCES) == {"torchvision", "imagefolder"}
+    assert set(sizes.DEFAULT_SIZES) == set(BUILDERS)
     for name, build in BUILDERS.items():
         size = inspect.signature(build).parameters.get("size")
         if size is not None:
-            assert size.default == sources.DEFAULT_SIZES[name], name
+            assert size.default == sizes.DEFAULT_SIZES[name], name
 
 
 def test_granularities_agree_with_the_api(schema):

@@ -7,7 +7,7 @@ starts, in a few milliseconds. One job per module:
   defenses' files) and strict loading: structure, types, allowed values, defaults;
 - :mod:`.checks`: cross-references the schema cannot express (a victim's dataset must exist,
   a budget must fit its pool, ...); the dataset sizes they use are the sources' own
-  (:mod:`stealbench.data.sources`);
+  (:mod:`stealbench.data.sizes`);
 - :mod:`.load`: :func:`validate`, the two in turn;
 - :mod:`.grid`: the cells, runs and jobs of a validated config.
 
@@ -15,7 +15,7 @@ Every message names the key, the problem and the allowed values. The names below
 package's interface (``from stealbench import config; config.validate(...)``).
 """
 
-from ..data.sources import has_test_part, split_sizes  # noqa: F401
+from ..data.sizes import has_test_part, split_sizes  # noqa: F401
 from .checks import PRETRAINED_ARCHS  # noqa: F401
 from .grid import (  # noqa: F401
     AXES,

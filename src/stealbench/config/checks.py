@@ -4,7 +4,7 @@ the problem and the allowed values."""
 
 from __future__ import annotations
 
-from ..data.sources import (
+from ..data.sizes import (
     DEFAULT_SIZES,
     PER_CLASS_TEST_LAYOUTS,
     REAL_SOURCE_SPLITS,

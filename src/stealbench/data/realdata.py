@@ -94,7 +94,7 @@ class Plan:
 def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
     """Stream dataset ``name`` (a torchvision or imagefolder ``spec``) into ``path``."""
     from ..config.schema import source_options
-    from .sources import REAL_SOURCE_SPLITS
+    from .sizes import REAL_SOURCE_SPLITS
 
     options = source_options(spec)
     spec = {**spec, "options": options, "splits": spec.get("splits") or dict(REAL_SOURCE_SPLITS)}
