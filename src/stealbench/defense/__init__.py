@@ -11,6 +11,7 @@ from .registry import (  # noqa: F401
     DEFENSES,
     Defense,
     DefenseContext,
+    ModelJob,
     create,
     defense_parameters,
     discover,

@@ -29,6 +29,7 @@ import importlib
 import inspect
 import pkgutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,9 +92,38 @@ DEFENSES: dict[str, type[Defense]] = {}
 # The models a defense may read from its context (built per API by .context.build_context).
 CONTEXT_MODELS = ("detector", "misinformation", "proxy")
 # Per-victim models the defense stage trains (results/defenses/{victim}/{model}.pt) for the
-# defenses that need them: the OOD pre-classifier, Adaptive Misinformation's model, DAWN's
-# independent models (its false claims). MAD's proxy is built from a seed, not trained.
-DEFENSE_MODELS = ("detector", "misinformation", "independent")
+# defenses that need them, by name -> the function that trains and saves one
+# (``build(job: ModelJob, path) -> {part: seconds}``), registered with :func:`register_model`
+# beside the defense that needs it. The workflow's train_defense_models job runs the builder of
+# every model the configured defenses need. The OOD pre-classifier has a rule of its own (its
+# inputs are the defender's generic datasets); MAD's proxy is built from a seed, not trained.
+DEFENSE_MODELS: dict[str, Callable | None] = {"detector": None}
+
+
+@dataclass
+class ModelJob:
+    """What a defense model's builder may use: the victim's name, data and model, the
+    defense stage's config (``params``: the rule's params), the master seed and the device."""
+
+    victim: str
+    victim_data: Any  # stealbench.data.datasets.Dataset
+    load_victim: Callable[[], Any]  # the victim's model, loaded on first call
+    outlier: list  # uint8 image arrays of the defenses.misinformation.outlier datasets
+    params: Any
+    seed: int
+    device: str = "cpu"
+    log: Any = None
+
+
+def register_model(name: str) -> Callable[[Callable], Callable]:
+    """Function decorator: make ``fn(job, path) -> {part: seconds}`` the builder of the
+    defense model ``name`` (a defense declares it in ``needs``)."""
+
+    def decorate(fn: Callable) -> Callable:
+        DEFENSE_MODELS[name] = fn
+        return fn
+
+    return decorate
 
 
 def register(cls: type[Defense]) -> type[Defense]:
@@ -106,21 +136,18 @@ def register(cls: type[Defense]) -> type[Defense]:
         )
     if cls.strength is not None and cls.strength not in given:
         raise TypeError(f"{cls.__name__}.strength {cls.strength!r} is not a parameter")
-    unknown = set(cls.needs) - {*CONTEXT_MODELS, *DEFENSE_MODELS}
-    if unknown:
-        raise TypeError(f"{cls.__name__}.needs {sorted(unknown)}: not a context field or model")
     DEFENSES[cls.name] = cls
     return cls
 
 
 def discover() -> None:
-    """Import every module of this package that registers a defense (``@register``): a new
-    defense is one new file. The others (the detector's training, PRADA, ...) load torch or
-    pandas and stay unimported until used."""
+    """Import every module of this package that registers a defense or a defense model
+    (``@register...``): a new defense is one new file. The others (the detector's training,
+    PRADA, ...) load torch or pandas and stay unimported until used."""
     package = importlib.import_module(__name__.rpartition(".")[0])
     for module in pkgutil.iter_modules(package.__path__):
         source = Path(package.__path__[0], f"{module.name}.py")
-        if source.is_file() and "\n@register\n" in source.read_text():
+        if source.is_file() and "\n@register" in source.read_text():
             importlib.import_module(f"{package.__name__}.{module.name}")
 
 
@@ -148,7 +175,14 @@ def defaults(defense: str | type[Defense]) -> dict:
 
 def needed(names) -> set[str]:
     """What the defense stage builds for the defenses ``names`` (the union of their needs)."""
-    return {need for name in names for need in lookup(name).needs}
+    needs = {need for name in names for need in lookup(name).needs}
+    unknown = needs - {*CONTEXT_MODELS, *DEFENSE_MODELS}
+    if unknown:
+        raise ValueError(
+            f"defenses {sorted(names)} need {sorted(unknown)}: neither a DefenseContext field "
+            f"nor a registered defense model ({', '.join(DEFENSE_MODELS)})"
+        )
+    return needs
 
 
 def config_schema() -> dict:
