@@ -1,7 +1,7 @@
 """The model registry (architectures, backbones, checkpoints), and the agreement of every
 registry in the package with the config schema (generated from the strategies' and defenses'
-declarations) and config.py: a name a config may use must exist, and a registered one must be
-usable from a config."""
+declarations) and the config package: a name a config may use must exist, and a registered
+one must be usable from a config."""
 
 import inspect
 
