@@ -82,6 +82,17 @@ def test_a_strategy_that_does_not_declare_an_option_is_an_error():
         strategies.register("odd", kind="adaptive")
 
 
+def test_the_schema_file_holds_no_copy_of_the_methods():
+    """The method sections exist only as generated: the file itself names no strategy enum,
+    no options branch and no defense entry, so it cannot disagree with the methods."""
+    import yaml
+
+    raw = yaml.safe_load(config.SCHEMA_PATH.read_text())
+    attack = _attack_schema(raw)
+    assert "enum" not in attack["properties"]["strategy"] and "allOf" not in attack
+    assert "properties" not in _defense_schema(raw)
+
+
 def _defense_schema(schema) -> dict:
     defended = schema["properties"]["defenses"]["properties"]["defended"]
     return defended["properties"]["defenses"]

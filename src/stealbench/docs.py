@@ -45,6 +45,19 @@ def _params(schemas: dict, defaults: dict, strength: str | None = None) -> str:
     return "<br>".join(out) or "-"
 
 
+def summary(doc: str) -> str:
+    """A method's docs in a phrase: its docstring's first paragraph up to the first colon
+    outside parentheses (most open "Name (authors, venue): what it does")."""
+    text = " ".join((doc or "").strip().split("\n\n")[0].split())
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == ":" and depth == 0 and text[i + 1 : i + 2] == " ":
+            text = text[:i]
+            break
+    return text.rstrip(".").replace("``", "`").replace("|", "\\|")
+
+
 def _file(module: str) -> str:
     path = "src/" + module.replace(".", "/") + ".py"
     return f"[{path.rsplit('/', 1)[-1]}]({path})"
@@ -54,21 +67,23 @@ def methods_table() -> str:
     """The markdown tables of every strategy and every defense."""
     strategy_registry.discover()  # the defaults are the functions'
     lines = [
-        "| strategy | kind | options (type; default) | file |",
-        "|---|---|---|---|",
+        "| strategy | what | kind | options (type; default) | file |",
+        "|---|---|---|---|---|",
     ]
     for name, spec in sorted(strategy_registry.STRATEGIES.items()):
         options = _params(spec.options, spec.defaults())
-        lines.append(f"| `{name}` | {spec.kind} | {options} | {_file(spec.module)} |")
+        what = summary(spec.doc)
+        lines.append(f"| `{name}` | {what} | {spec.kind} | {options} | {_file(spec.module)} |")
     lines += [
         "",
-        "| defense | parameters (type; default), **strength** | needs | file |",
-        "|---|---|---|---|",
+        "| defense | what | parameters (type; default), **strength** | needs | file |",
+        "|---|---|---|---|---|",
     ]
     for name, cls in sorted(defense_registry.DEFENSES.items()):
         params = _params(cls.params, defense_registry.defaults(cls), cls.strength)
         needs = ", ".join(cls.needs) or "-"
-        lines.append(f"| `{name}` | {params} | {needs} | {_file(cls.__module__)} |")
+        what = summary(cls.__doc__ or sys.modules[cls.__module__].__doc__)
+        lines.append(f"| `{name}` | {what} | {params} | {needs} | {_file(cls.__module__)} |")
     return "\n".join(lines)
 
 
