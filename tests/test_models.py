@@ -137,6 +137,27 @@ def test_a_defense_that_does_not_declare_a_parameter_is_an_error():
     assert "undeclared" not in DEFENSES
 
 
+def test_a_model_a_defense_declares_is_trained_and_loaded_without_other_code(monkeypatch):
+    """A defense needing a new kind of model: the model's builder and loader registered
+    beside it are all the workflow and build_context use."""
+    from stealbench.defense import registry
+    from stealbench.defense.context import build_context
+
+    monkeypatch.setattr(registry, "DEFENSE_MODELS", dict(registry.DEFENSE_MODELS))
+    monkeypatch.setattr(registry, "MODEL_LOADERS", dict(registry.MODEL_LOADERS))
+    monkeypatch.setattr("stealbench.defense.context.MODEL_LOADERS", registry.MODEL_LOADERS)
+    registry.register_model("oracle", load=lambda path, device: f"oracle from {path}")(
+        lambda job, path: {}
+    )
+    monkeypatch.setattr(DEFENSES["rounding"], "needs", ("oracle",))
+    assert config.defense_models(["rounding"], api_only=True) == ["oracle"]
+    meta = {"arch": "lenet", "num_classes": 10, "input_size": None}
+    context = build_context(["rounding"], 0, "v", meta, model_paths={"oracle": "o.pt"})
+    assert context.model("oracle") == "oracle from o.pt"
+    with pytest.raises(ValueError, match="needs oracle in its context"):
+        create("rounding", DefenseContext())
+
+
 def test_a_need_that_nothing_builds_is_an_error(monkeypatch):
     from stealbench.defense.registry import needed
 

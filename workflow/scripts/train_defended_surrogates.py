@@ -26,9 +26,8 @@ context = build_context(
     p.seed,
     w.victim,
     inputs.victim_meta,
-    sm.input.get("detector"),
-    sm.input.get("misinformation"),
-    p.device,
+    device=p.device,
+    model_paths={name: sm.input[name] for name in sm.input.keys()},
 )
 independent = {}
 if "dawn" in names:

@@ -35,7 +35,7 @@ def defense_models(names, api_only: bool = False) -> list[str]:
     return [
         model
         for model in defense_registry.DEFENSE_MODELS
-        if model in needs and (not api_only or model in defense_registry.CONTEXT_MODELS)
+        if model in needs and (not api_only or model in defense_registry.MODEL_LOADERS)
     ]
 
 

@@ -167,7 +167,13 @@ def train_misinformation_model(
     return model.eval()
 
 
-@register_model("misinformation")
+def _load_misinformation_model(path, device: str = "cpu"):
+    from .context import load_model
+
+    return load_model(path, "misinformation", device)
+
+
+@register_model("misinformation", load=_load_misinformation_model)
 def build_misinformation_model(job: ModelJob, path) -> dict[str, float]:
     """The defense stage's misinformation model of one victim (``defenses.misinformation``):
     its architecture, trained on its train split and the outlier datasets' train splits."""

@@ -14,7 +14,18 @@ from __future__ import annotations
 import numpy as np
 
 from .keys import query_digests, query_generators
-from .registry import Defense, DefenseContext, register
+from .registry import Defense, DefenseContext, register, register_model
+
+
+def _load_detector(path, device: str = "cpu"):
+    from .detector import load_detector
+
+    return load_detector(path, device)
+
+
+# The pre-classifier is trained by a rule of its own (train_detector: its inputs are the
+# defender's generic datasets), so it registers only its loader.
+register_model("detector", load=_load_detector)(None)
 
 
 def shuffle_moving_top1(probs: np.ndarray, generators: list[np.random.Generator]) -> np.ndarray:

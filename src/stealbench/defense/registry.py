@@ -30,7 +30,7 @@ import inspect
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,7 +43,8 @@ class DefenseContext:
 
     ``detector``: the OOD pre-classifier (:class:`stealbench.defense.detector.OodDetector`);
     ``misinformation``: Adaptive Misinformation's misinformation model; ``proxy``: MAD's
-    proxy model. Each is None unless a defense that ``needs`` it is configured.
+    proxy model; ``models``: any other trained model a defense reads, by its name in
+    MODEL_LOADERS. Each is None (absent) unless a defense that ``needs`` it is configured.
     """
 
     key: bytes = b"stealbench"
@@ -51,6 +52,11 @@ class DefenseContext:
     detector: Any = None
     misinformation: Any = None
     proxy: Any = None
+    models: dict = field(default_factory=dict)
+
+    def model(self, name: str) -> Any:
+        """The model ``name``: a field of its own, else from ``models`` (None if absent)."""
+        return getattr(self, name, None) if name in CONTEXT_MODELS else self.models.get(name)
 
 
 class Defense(ABC):
@@ -67,7 +73,9 @@ class Defense(ABC):
 
     def __init__(self, context: DefenseContext):
         missing = [
-            need for need in self.needs if need in CONTEXT_MODELS and getattr(context, need) is None
+            need
+            for need in self.needs
+            if (need in CONTEXT_MODELS or need in MODEL_LOADERS) and context.model(need) is None
         ]
         if missing:
             raise ValueError(f"defense {self.name!r} needs {', '.join(missing)} in its context")
@@ -89,7 +97,7 @@ class Defense(ABC):
 
 
 DEFENSES: dict[str, type[Defense]] = {}
-# The models a defense may read from its context (built per API by .context.build_context).
+# The models with a DefenseContext field of their own (built per API by .context.build_context).
 CONTEXT_MODELS = ("detector", "misinformation", "proxy")
 # Per-victim models the defense stage trains (results/defenses/{victim}/{model}.pt) for the
 # defenses that need them, by name -> the function that trains and saves one
@@ -97,7 +105,10 @@ CONTEXT_MODELS = ("detector", "misinformation", "proxy")
 # beside the defense that needs it. The workflow's train_defense_models job runs the builder of
 # every model the configured defenses need. The OOD pre-classifier has a rule of its own (its
 # inputs are the defender's generic datasets); MAD's proxy is built from a seed, not trained.
-DEFENSE_MODELS: dict[str, Callable | None] = {"detector": None}
+DEFENSE_MODELS: dict[str, Callable | None] = {}
+# The trained models a defended API reads (not only its verification), by name -> the
+# function that loads one, ``load(path, device)``; build_context loads those a defense needs.
+MODEL_LOADERS: dict[str, Callable] = {}
 
 
 @dataclass
@@ -115,12 +126,16 @@ class ModelJob:
     log: Any = None
 
 
-def register_model(name: str) -> Callable[[Callable], Callable]:
+def register_model(name: str, load: Callable | None = None) -> Callable[[Callable], Callable]:
     """Function decorator: make ``fn(job, path) -> {part: seconds}`` the builder of the
-    defense model ``name`` (a defense declares it in ``needs``)."""
+    defense model ``name`` (a defense declares it in ``needs``; ``fn`` None: a rule of its
+    own trains it); ``load(path, device)`` loads it into a defended API's context (none: the
+    model is only for verification, as DAWN's independent models)."""
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: Callable | None) -> Callable | None:
         DEFENSE_MODELS[name] = fn
+        if load is not None:
+            MODEL_LOADERS[name] = load
         return fn
 
     return decorate
