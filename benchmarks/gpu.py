@@ -52,7 +52,7 @@ def make_fixture(root: Path, classes: int, per_class: int, size: int = 256) -> N
 
 
 def materialise(root: Path, out: Path):
-    from stealbench.data import datasets
+    from stealbench.data import datasets, sources
 
     spec = {
         "source": "imagefolder",
@@ -70,7 +70,7 @@ def materialise(root: Path, out: Path):
             "surrogates": {"budgets": [2]},
         }
     )["datasets"]["fixture"]
-    datasets.materialise_to("fixture", spec, 0, out)
+    sources.materialise_to("fixture", spec, 0, out)
     return datasets.load(out)
 
 

@@ -4,7 +4,7 @@ Generates one tree of small PNGs (the largest size; smaller trees are hard links
 then, in a fresh subprocess per size and step, measures wall time and peak RSS
 (``ru_maxrss`` of that process) of
 
-  (a) materialising the tree into Parquet (``datasets.materialise_to``, source imagefolder), and
+  (a) materialising the tree into Parquet (``sources.materialise_to``, source imagefolder), and
   (b) opening it lazily (checksum verified by streaming) and training a lenet for one epoch
       on its train split (``training.fit`` on an ``ImageStore``), validating on its val split.
 
@@ -102,7 +102,7 @@ def tree_mib(tree: Path) -> float:
 
 
 def child_materialise(tree: str, out: str, image_size: int) -> dict:
-    from stealbench.data import datasets
+    from stealbench.data import sources
 
     base = rss_mib()
     spec = {
@@ -110,7 +110,7 @@ def child_materialise(tree: str, out: str, image_size: int) -> dict:
         "options": {"root": tree, "image_size": image_size, "channels": 3, "test_fraction": 0.1},
     }
     start = time.perf_counter()
-    meta = datasets.materialise_to("bench", spec, 0, out)
+    meta = sources.materialise_to("bench", spec, 0, out)
     return {
         "seconds": time.perf_counter() - start,
         "peak_mib": peak_mib(),
@@ -267,7 +267,7 @@ ImageFolder trees of {args.image_size}x{args.image_size} RGB PNGs in {args.class
 peak = its `ru_maxrss`, which includes the interpreter and its imports (RSS right after them:
 {last["materialise"]["base_mib"]:.0f} MiB for materialising with numpy/pyarrow/PIL,
 {last["train"]["base_mib"]:.0f} MiB for training with torch). *Materialise*:
-`datasets.materialise_to` (decode, write row groups of up to {datasets.ROW_GROUP_ROWS}
+`sources.materialise_to` (decode, write row groups of up to {datasets.ROW_GROUP_ROWS}
 images, checksum on the way). *Train*: `datasets.open` (checksum verified by streaming), then
 one epoch of lenet (batch 64, {args.threads} torch threads) with `training.fit` on the lazy
 train split, validating on the lazy val split.

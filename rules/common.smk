@@ -22,7 +22,7 @@ ENV = "../envs/stealbench.yaml"
 DEFENSES = config.get("defenses")
 INSTANCES = {d.id: d for d in stealbench_config.defense_instances(config)}
 DEFENSE_NAMES = {d.name for d in INSTANCES.values()}
-# Victims whose API is defended (they get the misinformation and DAWN's independent models).
+# Victims whose API is defended (they get the models their defenses need).
 DEFENDED_VICTIMS = sorted({v for v, _ in stealbench_config.defended_pairs(config)})
 # Every surrogate architecture of the grid, the defended surrogates' included.
 ARCHS = sorted(
@@ -85,16 +85,15 @@ def victim_files(victim):
     }
 
 
-def defense_models(victim, names):
-    """The per-victim model files the given defenses need (detector, misinformation), and the
-    record of the defense models' training when any is needed."""
-    needs = {stealbench_config.DEFENSE_NEEDS.get(n) for n in names}
+def defense_models(victim, names, verification=False):
+    """The per-victim model files the given defenses declare they need: those their API
+    reads, and with ``verification`` those a defense is verified with (DAWN's independent
+    models); with the record of their training when any but the detector is needed."""
     files = {
-        need: f"results/defenses/{victim}/{need}.pt"
-        for need in ("detector", "misinformation")
-        if need in needs
+        model: f"results/defenses/{victim}/{model}.pt"
+        for model in stealbench_config.defense_models(names, api_only=not verification)
     }
-    if "misinformation" in files:
+    if set(files) - {"detector"}:
         files["models_info"] = f"results/defenses/{victim}/models.json"
     return files
 
@@ -224,12 +223,10 @@ def surrogate_inputs(wildcards):
 
 
 def defense_model_outputs():
-    """The models a defended victim's API needs beyond the detector (and their record)."""
-    out = {"models_info": "results/defenses/{victim}/models.json"}
-    if "adaptive-misinformation" in DEFENSE_NAMES:
-        out["misinformation"] = "results/defenses/{victim}/misinformation.pt"
-    if "dawn" in DEFENSE_NAMES:
-        out["independent"] = "results/defenses/{victim}/independent.pt"
+    """What train_defense_models makes: every model the configured defenses need but the
+    detector (its own rule), and their record."""
+    out = defense_models("{victim}", DEFENSE_NAMES, verification=True)
+    out.pop("detector", None)
     return out
 
 
@@ -240,15 +237,7 @@ def defended_inputs(wildcards):
         "pool": attack_pool(wildcards),
         "victim_dataset": victim_dataset(wildcards),
         "victim_test": f"results/victims/{v}/test_outputs.parquet",
-        **defense_models(v, DEFENSE_NAMES),
-        **(
-            {
-                "independent": f"results/defenses/{v}/independent.pt",
-                "models_info": f"results/defenses/{v}/models.json",
-            }
-            if "dawn" in DEFENSE_NAMES
-            else {}
-        ),
+        **defense_models(v, DEFENSE_NAMES, verification=True),
     }
     if stealbench_config.is_sequential(config, a):
         inputs["queries"] = [

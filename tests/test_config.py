@@ -9,6 +9,12 @@ import pytest
 import yaml
 
 from stealbench import config
+from stealbench.attack.strategies import declared
+from stealbench.defense import DEFENSES
+
+# The allowed values a message lists: every registered method, in name order.
+STRATEGY_NAMES = sorted(declared())
+DEFENSE_NAMES = sorted(DEFENSES)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +117,7 @@ BAD = {
     "unknown strategy": (
         lambda c: c["attacks"]["random-letters"].update(strategy="rand"),
         r"config key 'attacks.random-letters.strategy': 'rand' is not allowed; "
-        r"allowed values: random, adaptive, jbda",
+        r"allowed values: " + ", ".join(STRATEGY_NAMES) + "$",
     ),
     "unknown dataset source": (
         lambda c: c["datasets"]["noise"].update(source="imagenet"),
@@ -191,7 +197,7 @@ BAD = {
     "unknown defense": (
         lambda c: _defenses(c).update(shuffle={}),
         r"config key 'defenses.defended.defenses': unknown key 'shuffle' \(did you mean "
-        r"'ood-shuffle'\?\); allowed keys: adaptive-misinformation, dawn",
+        r"'ood-shuffle'\?\); allowed keys: " + ", ".join(DEFENSE_NAMES) + "$",
     ),
     "unknown defense parameter": (
         lambda c: _defenses(c).update({"gaussian-noise": {"sigma": 1}}),

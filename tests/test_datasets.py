@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stealbench.data import builders, datasets
+from stealbench.data import builders, datasets, sources
 from stealbench.io import ArtefactError
 
 SMALL = {
@@ -113,7 +113,7 @@ def test_bad_splits():
 def test_streamed_file_equals_the_in_memory_table(name, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "ROW_GROUP_ROWS", 64)  # several row groups
     table, meta = datasets.materialise(name, SMALL[name], seed=7)
-    streamed = datasets.materialise_to(name, SMALL[name], 7, tmp_path / "streamed.parquet")
+    streamed = sources.materialise_to(name, SMALL[name], 7, tmp_path / "streamed.parquet")
     assert streamed == meta  # same metadata, same checksum
     groups = pq.ParquetFile(tmp_path / "streamed.parquet").num_row_groups
     assert groups == -(-table.num_rows // 64)  # row groups of 64 images
@@ -159,7 +159,7 @@ def test_sources_round_trip_eager_and_lazy(tmp_path, monkeypatch):
     table, meta = datasets.materialise("g", spec, seed=0)
     expected = np.frombuffer(b"".join(table.column("source").to_pylist()), np.uint8)
     path = tmp_path / "g.parquet"
-    streamed = datasets.materialise_to("g", spec, 0, path)
+    streamed = sources.materialise_to("g", spec, 0, path)
     assert streamed["checksum"] == meta["checksum"]
     for ds in (datasets.load(path, lazy=False), datasets.open(path)):
         assert ds.sources.shape == (60, builders.SOURCE_BYTES)

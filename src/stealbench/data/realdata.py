@@ -93,7 +93,8 @@ class Plan:
 
 def materialise_to(name: str, spec: dict, seed: int, path: str | Path) -> dict:
     """Stream dataset ``name`` (a torchvision or imagefolder ``spec``) into ``path``."""
-    from ..config import REAL_SOURCE_SPLITS, source_options
+    from ..config.schema import source_options
+    from .sizes import REAL_SOURCE_SPLITS
 
     options = source_options(spec)
     spec = {**spec, "options": options, "splits": spec.get("splits") or dict(REAL_SOURCE_SPLITS)}

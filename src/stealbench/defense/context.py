@@ -7,7 +7,7 @@ defense and a cache replayed through it see the same answers.
 from __future__ import annotations
 
 from ..runtime import derive_seed
-from .registry import DefenseContext
+from .registry import MODEL_LOADERS, DefenseContext, needed
 
 
 def owner_key(master_seed: int, victim: str) -> bytes:
@@ -41,24 +41,20 @@ def build_context(
     master_seed: int,
     victim: str,
     victim_meta: dict,
-    detector_path=None,
-    misinformation_path=None,
     device: str = "cpu",
+    model_paths: dict | None = None,
 ) -> DefenseContext:
-    """The context of the given defenses for one victim's API: its key, and the detector,
-    misinformation model and MAD's proxy (a randomly initialised model of the victim's
-    architecture, as Orekondy et al. use) where a defense among ``names`` needs them."""
+    """The context of the given defenses for one victim's API: its key, every trained model
+    a defense among ``names`` needs (loaded from ``model_paths``, by model name, e.g. a job's
+    named inputs) and MAD's proxy (a randomly initialised model of the victim's architecture,
+    as Orekondy et al. use) where one needs it."""
     from ..models.architectures import create_model
 
-    names = set(names)
-    detector = misinformation = proxy = None
-    if "ood-shuffle" in names:
-        from .detector import load_detector
-
-        detector = load_detector(detector_path, device)
-    if "adaptive-misinformation" in names:
-        misinformation = load_model(misinformation_path, "misinformation", device)
-    if names & {"mad", "mad-argmax"}:
+    needs = needed(names)  # as each defense's class declares
+    paths = model_paths or {}
+    models = {m: MODEL_LOADERS[m](paths[m], device) for m in sorted(needs & set(MODEL_LOADERS))}
+    proxy = None
+    if "proxy" in needs:
         proxy = create_model(
             victim_meta["arch"],
             victim_meta["num_classes"],
@@ -69,7 +65,8 @@ def build_context(
     return DefenseContext(
         key=owner_key(master_seed, victim),
         num_classes=victim_meta["num_classes"],
-        detector=detector,
-        misinformation=misinformation,
+        detector=models.pop("detector", None),
+        misinformation=models.pop("misinformation", None),
         proxy=proxy,
+        models=models,
     )

@@ -130,6 +130,15 @@ def verify(
 class Dawn(Defense):
     name = "dawn"
     strength = "share"
+    needs = ("independent",)  # its verification's false claims
+    params = {
+        "share": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "of the queries watermarked",
+        }
+    }
 
     def __init__(self, context: DefenseContext, share: float = 0.005):
         super().__init__(context)

@@ -15,6 +15,13 @@ from .registry import Defense, DefenseContext, register, renormalise
 class GaussianNoise(Defense):
     name = "gaussian-noise"
     strength = "scale"
+    params = {
+        "scale": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "the noise's standard deviation",
+        }
+    }
 
     def __init__(self, context: DefenseContext, scale: float = 0.2):
         super().__init__(context)

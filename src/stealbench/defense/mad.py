@@ -244,6 +244,9 @@ class Mad(Defense):
     name = "mad"
     strength = "epsilon"
     needs = ("proxy",)
+    params = {
+        "epsilon": {"type": "number", "minimum": 0, "maximum": 2, "description": "an L1 radius"}
+    }
 
     def __init__(self, context: DefenseContext, epsilon: float = 0.5):
         super().__init__(context)

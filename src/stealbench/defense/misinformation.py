@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .inference import model_softmax
-from .registry import Defense, DefenseContext, register
+from .registry import Defense, DefenseContext, ModelJob, register, register_model
 
 
 def misinformation_weight(probs: np.ndarray, tau: float, nu: float) -> np.ndarray:
@@ -38,6 +38,15 @@ class AdaptiveMisinformation(Defense):
     name = "adaptive-misinformation"
     strength = "tau"
     needs = ("misinformation",)
+    params = {
+        "tau": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "threshold on the top-1 probability",
+        },
+        "nu": {"type": "number", "exclusiveMinimum": 0, "description": "the switch's slope"},
+    }
 
     def __init__(self, context: DefenseContext, tau: float = 0.9, nu: float = 10000.0):
         super().__init__(context)
@@ -156,3 +165,41 @@ def train_misinformation_model(
             optimizer.step()
         schedule_lr(optimizer, cfg, epoch)
     return model.eval()
+
+
+def _load_misinformation_model(path, device: str = "cpu"):
+    from .context import load_model
+
+    return load_model(path, "misinformation", device)
+
+
+@register_model("misinformation", load=_load_misinformation_model)
+def build_misinformation_model(job: ModelJob, path) -> dict[str, float]:
+    """The defense stage's misinformation model of one victim (``defenses.misinformation``):
+    its architecture, trained on its train split and the outlier datasets' train splits."""
+    import time
+
+    from ..models.training import TrainConfig, predict_proba
+    from ..runtime import derive_seed
+    from .context import save_model
+
+    images, labels = job.victim_data.split("train")
+    victim_model = job.load_victim()
+    num_classes = len(job.victim_data.classes)
+    start = time.perf_counter()
+    model = train_misinformation_model(
+        images,
+        labels,
+        job.params.victim["arch"],
+        TrainConfig.from_dict(job.params.misinformation["training"]),
+        derive_seed(job.seed, "misinformation", job.victim),
+        outlier_images=np.concatenate(job.outlier) if job.outlier else None,
+        victim_predict=lambda batch: predict_proba(victim_model, batch),
+        device=job.device,
+        num_classes=num_classes,
+    )
+    seconds = time.perf_counter() - start
+    save_model(
+        model, path, "misinformation", arch=job.params.victim["arch"], num_classes=num_classes
+    )
+    return {"misinformation": seconds}

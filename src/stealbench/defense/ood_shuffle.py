@@ -14,7 +14,18 @@ from __future__ import annotations
 import numpy as np
 
 from .keys import query_digests, query_generators
-from .registry import Defense, DefenseContext, register
+from .registry import Defense, DefenseContext, register, register_model
+
+
+def _load_detector(path, device: str = "cpu"):
+    from .detector import load_detector
+
+    return load_detector(path, device)
+
+
+# The pre-classifier is trained by a rule of its own (train_detector: its inputs are the
+# defender's generic datasets), so it registers only its loader.
+register_model("detector", load=_load_detector)(None)
 
 
 def shuffle_moving_top1(probs: np.ndarray, generators: list[np.random.Generator]) -> np.ndarray:
@@ -39,6 +50,14 @@ class OodShuffle(Defense):
     name = "ood-shuffle"
     strength = "threshold"
     needs = ("detector",)
+    params = {
+        "threshold": {
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": 1,
+            "description": "on the pre-classifier's P(out); null - the one it learned",
+        }
+    }
 
     def __init__(self, context: DefenseContext, threshold: float | None = None):
         super().__init__(context)

@@ -18,6 +18,10 @@ from .registry import Defense, DefenseContext, register, renormalise
 class ReverseSigmoid(Defense):
     name = "reverse-sigmoid"
     strength = "beta"
+    params = {
+        "beta": {"type": "number", "exclusiveMinimum": 0, "description": "magnitude"},
+        "gamma": {"type": "number", "exclusiveMinimum": 0, "description": "convergence"},
+    }
 
     def __init__(self, context: DefenseContext, beta: float = 1.0, gamma: float = 0.1):
         super().__init__(context)

@@ -13,6 +13,14 @@ from .registry import Defense, DefenseContext, register, renormalise
 class Rounding(Defense):
     name = "rounding"
     strength = "decimals"
+    params = {
+        "decimals": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 9,
+            "description": "decimal places kept",
+        }
+    }
 
     def __init__(self, context: DefenseContext, decimals: int = 1):
         super().__init__(context)

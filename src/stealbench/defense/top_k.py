@@ -13,6 +13,7 @@ from .registry import Defense, DefenseContext, register, renormalise
 class TopK(Defense):
     name = "top-k"
     strength = "k"
+    params = {"k": {"type": "integer", "minimum": 1, "description": "classes kept"}}
 
     def __init__(self, context: DefenseContext, k: int = 1):
         super().__init__(context)

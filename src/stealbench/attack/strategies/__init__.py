@@ -1,7 +1,17 @@
 """Attack strategies, one file each, registered by name (see :mod:`.registry`).
 
-Importing this package registers every strategy; the files load torch only where they train
-a model of their own."""
+A new strategy is one new file. :func:`.registry.declared` reads what every file declares
+without importing it (planning a workflow stays free of torch); :func:`lookup` imports the
+one a job runs; :func:`discover` imports them all."""
 
-from . import activethief, adaptive, dfme, jbda, random_sampling  # noqa: F401 (registers them)
-from .registry import STRATEGIES, Draw, StrategySpec, lookup, register  # noqa: F401
+from .registry import (  # noqa: F401
+    STRATEGIES,
+    Draw,
+    StrategyInfo,
+    StrategySpec,
+    declared,
+    discover,
+    info,
+    lookup,
+    register,
+)

@@ -227,7 +227,38 @@ def _outputs(model, images, ids: np.ndarray, batch_size: int = 1000) -> np.ndarr
 # ---------------------------------------------------------------------------- attack
 
 
-@register("activethief", sequential=True)
+@register(
+    "activethief",
+    kind="sequential",
+    options={
+        "selection": {
+            "type": "string",
+            "enum": ["uncertainty", "k-center", "dfal", "k-center+dfal"],
+        },
+        "seed_size": {"type": "integer", "minimum": 1},
+        "val_size": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "a victim-labelled validation set (counts as queries)",
+        },
+        "round_size": {"type": "integer", "minimum": 1},
+        "round_growth": {"type": "number", "minimum": 1},
+        "candidates": {
+            "description": "unused pool images scored per round (null - all of them)",
+            "type": ["integer", "null"],
+            "minimum": 1,
+        },
+        "substitute": {"$ref": "#/definitions/arch"},
+        "epochs": {"type": "integer", "minimum": 1},
+        "batch_size": {"type": "integer", "minimum": 1},
+        "lr": {"type": "number", "exclusiveMinimum": 0},
+        "min_steps": {"type": "integer", "minimum": 0},
+        "dfal_iter": {"type": "integer", "minimum": 1},
+        "dfal_overshoot": {"type": "number", "minimum": 0},
+        "dfal_classes": {"type": "integer", "minimum": 2},
+        "dfal_shortlist": {"type": "number", "minimum": 1},
+    },
+)
 def run_activethief(
     api,
     pool,

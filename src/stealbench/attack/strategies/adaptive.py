@@ -166,7 +166,29 @@ def exhaust(path: list[tuple[Node, int]]) -> None:
 # --------------------------------------------------------------------------- attack
 
 
-@register("adaptive", sequential=True)
+@register(
+    "adaptive",
+    kind="sequential",
+    options={
+        "batch_size": {"type": "integer", "minimum": 1, "description": "queries per bandit update"},
+        "policy_lr": {"type": "number", "exclusiveMinimum": 0},
+        "rewards": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": ["certainty", "diversity", "loss"]},
+        },
+        "hierarchy": {
+            "description": "coarse groups of the pool's classes: {group: [class, ...]}",
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+        "surrogate": {"$ref": "#/definitions/arch"},
+        "surrogate_lr": {"type": "number", "exclusiveMinimum": 0},
+        "train_steps": {"type": "integer", "minimum": 0},
+        "recent": {"type": "integer", "minimum": 1},
+    },
+)
 def run_adaptive(
     api,
     pool,

@@ -279,7 +279,30 @@ def extract(
     )
 
 
-@register("dfme", sequential=True)
+@register(
+    "dfme",
+    kind="data-free",
+    options={
+        "batch_size": {"type": "integer", "minimum": 1},
+        "grad_m": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "random directions per gradient estimate",
+        },
+        "grad_epsilon": {
+            "type": "number",
+            "minimum": 0.5,
+            "description": "RMS size of a direction in grey levels",
+        },
+        "g_iter": {"type": "integer", "minimum": 1},
+        "d_iter": {"type": "integer", "minimum": 1},
+        "lr_S": {"type": "number", "exclusiveMinimum": 0},
+        "lr_G": {"type": "number", "exclusiveMinimum": 0},
+        "student": {"$ref": "#/definitions/arch"},
+        "nz": {"type": "integer", "minimum": 1},
+        "ngf": {"type": "integer", "minimum": 1},
+    },
+)
 def run_dfme(
     api,
     pool,

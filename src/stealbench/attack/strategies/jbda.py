@@ -42,7 +42,19 @@ def jacobian_step(
     return out
 
 
-@register("jbda", sequential=True)
+@register(
+    "jbda",
+    kind="sequential",
+    options={
+        "seed_size": {"type": "integer", "minimum": 1},
+        "step": {"type": "number", "exclusiveMinimum": 0},
+        "tau": {"type": ["integer", "null"], "minimum": 1},
+        "substitute": {"$ref": "#/definitions/arch"},
+        "epochs": {"type": "integer", "minimum": 1},
+        "batch_size": {"type": "integer", "minimum": 1},
+        "lr": {"type": "number", "exclusiveMinimum": 0},
+    },
+)
 def run_jbda(
     api,
     pool,

@@ -38,7 +38,16 @@ def jitter(
     return out
 
 
-@register("random", sequential=False)
+@register(
+    "random",
+    kind="sampling",
+    options={
+        "augment": {
+            "type": "boolean",
+            "description": "jitter every image before querying (the jittered images are cached)",
+        }
+    },
+)
 def random_strategy(pool, budget: int, rng: np.random.Generator, augment: bool = False) -> Draw:
     """``budget`` pool images drawn without replacement; optionally jittered."""
     ids = rng.permutation(pool_candidates(pool, budget))[:budget].astype(np.int64)
