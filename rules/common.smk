@@ -2,6 +2,7 @@
 import re
 
 from stealbench import config as stealbench_config
+from stealbench.defense import monitor as stealbench_monitors
 
 try:
     for configfile_path in workflow.configfiles:

@@ -4,12 +4,12 @@
 # caches through every defense (no victim is queried again); sequential attackers are rerun
 # against the defended API (rules/queries.smk).
 
-# The stream monitors (stealbench.defense.monitor) replayed over every stream: those whose
-# section is in the config (PRADA's always is, by its schema default). Named here, not read
-# from the registry, so that planning needs no numpy; a test keeps the two in step.
-MONITOR_NAMES = ["prada", "query-count"]
+# The stream monitors replayed over every stream: every registered one (built-in or plug-in)
+# whose section is in the config (PRADA's always is, by its schema default).
 MONITOR_SETTINGS = {
-    name: DEFENSES[name] for name in MONITOR_NAMES if DEFENSES and name in DEFENSES
+    name: DEFENSES[name]
+    for name in stealbench_monitors.MONITORS
+    if DEFENSES and name in DEFENSES
 }
 
 

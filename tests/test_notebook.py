@@ -18,7 +18,7 @@ from stealbench.attack.api import serve
 from stealbench.attack.cache import QueryCache
 from stealbench.attack.query import run_sequential, sample_pool
 from stealbench.attack.surrogates import SurrogateSpec, train_surrogate
-from stealbench.data import datasets
+from stealbench.data import sources
 from stealbench.defense import DefenseContext, create
 from stealbench.defense.context import build_context
 from stealbench.models.architectures import create_model
@@ -97,7 +97,9 @@ def test_a_strategy_that_miscounts_is_an_error(victim, pool, monkeypatch):
         api(pool.images[: budget + 1])
         return np.arange(budget)
 
-    monkeypatch.setitem(STRATEGIES, "overspends", StrategySpec("overspends", overspends, True))
+    monkeypatch.setitem(
+        STRATEGIES, "overspends", StrategySpec("overspends", "sequential", fn=overspends)
+    )
     with pytest.raises(RuntimeError, match="sent 11 queries .* expected 10"):
         sb.run_attack(sb.prediction_api(victim), "overspends", pool, 10)
 
@@ -176,7 +178,7 @@ def test_train_victim_then_load_it_from_a_results_folder(tmp_path):
     # the files the workflow's train_victim job writes (workflow/scripts/train_victim.py)
     folder = tmp_path / "victims" / "tiny"
     folder.mkdir(parents=True)
-    datasets.materialise_to("digits", config["datasets"]["digits"], 0, tmp_path / "data.pq")
+    sources.materialise_to("digits", config["datasets"]["digits"], 0, tmp_path / "data.pq")
     (tmp_path / "data").mkdir()
     (tmp_path / "data.pq").rename(tmp_path / "data" / "digits.parquet")
     io.save_state_dict(victim.model.state_dict(), folder / "model.pt")

@@ -46,9 +46,10 @@ import numpy as np
 from . import config as _config
 from .attack.api import PredictionAPI
 from .attack.cache import QueryCache
-from .attack.strategies import STRATEGIES, lookup
+from .attack.strategies import lookup
 from .attack.strategies.registry import query_in_batches
 from .data import datasets as _datasets
+from .data import sources as _sources
 
 __all__ = [
     "Victim",
@@ -93,7 +94,7 @@ def dataset(config: dict, name: str, results: str | Path | None = None) -> _data
         raise ValueError(f"no dataset {name!r} in the config; it has {sorted(config['datasets'])}")
     with tempfile.TemporaryDirectory(prefix="stealbench-") as tmp:
         path = Path(tmp) / f"{name}.parquet"
-        _datasets.materialise_to(name, config["datasets"][name], config["seed"], path)
+        _sources.materialise_to(name, config["datasets"][name], config["seed"], path)
         return _datasets.load(path, lazy=False)
 
 
@@ -374,11 +375,12 @@ def score(model, victim: Victim) -> dict:
 def available() -> dict[str, list[str]]:
     """What the API offers by name: ``strategies`` (sampling and sequential), ``defenses``,
     ``architectures`` and the granularity forms."""
+    from .attack.strategies.registry import declared
     from .defense import DEFENSES
     from .models.architectures import ARCHITECTURES
 
     return {
-        "strategies": sorted(STRATEGIES),
+        "strategies": sorted(declared()),
         "defenses": sorted(DEFENSES),
         "architectures": sorted(ARCHITECTURES),
         "granularities": ["probs", "top<k>", "round<d>", "label"],

@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .. import plugins
 from ..attack.strategies import registry as strategy_registry
 from ..defense import registry as defense_registry
 
@@ -54,6 +55,9 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     """The config schema: the file's, with the method sections generated from the methods'
     own declarations (the strategies and their options, the defenses and their parameters)."""
     schema = yaml.safe_load(Path(path).read_text())
+    schema["definitions"]["arch"]["enum"] += plugins.names("architectures")
+    source = schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]
+    source["enum"] += plugins.names("datasets")
     names, branches = strategy_registry.config_schema()
     attack = schema["properties"]["attacks"]["additionalProperties"]
     attack["properties"]["strategy"]["enum"] = names

@@ -518,3 +518,14 @@ def describe_sources() -> dict[bytes, str]:
     for name in PHOTOS:
         out[photo_source(name)] = f"photo {name}"
     return out
+
+
+def _load_plugins() -> None:
+    """Builders of plug-in packages (group ``stealbench.datasets``); imported last, so that a
+    plug-in's ``from stealbench.data.builders import register`` finds this module complete."""
+    from .. import plugins
+
+    plugins.load("datasets", BUILDERS)
+
+
+_load_plugins()

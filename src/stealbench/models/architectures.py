@@ -319,3 +319,13 @@ def _torchvision(name: str):
 
 for _name in TORCHVISION_MODELS:
     register(_name, channels=3, size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)(_torchvision(_name))
+
+
+def _load_plugins() -> None:
+    """Architectures of plug-in packages (group ``stealbench.architectures``)."""
+    from .. import plugins
+
+    plugins.load("architectures", ARCHITECTURES)
+
+
+_load_plugins()

@@ -109,9 +109,15 @@ def register(name: str, kind: str, options: dict | None = None) -> Callable[[Cal
 
 
 def _modules():
+    """(module, source file) of every strategy file: this package's, then plug-ins'
+    (:mod:`stealbench.plugins`, group ``stealbench.strategies``)."""
+    from ... import plugins
+
     package = __name__.rpartition(".")[0]
     for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
         yield f"{package}.{module.name}", Path(module.module_finder.path, f"{module.name}.py")
+    for entry in plugins.plugins("strategies"):
+        yield plugins.module_source(entry)
 
 
 @functools.cache
