@@ -51,18 +51,20 @@ def group_alive(pgid: int) -> list[int]:
 
 
 def kill_while_running(
-    workdir: Path, patterns: list[str], timeout: float = 1800
+    workdir: Path, patterns: list[str], timeout: float = 1800, log: Path | None = None
 ) -> tuple[str, list[str]]:
     """Start the workflow and SIGKILL its whole process group (Snakemake and every job, as a
     dying node would: no cleanup at all) at the first moment a job whose output matches one of
     ``patterns`` runs: Snakemake has marked it started and its output does not exist yet.
-    Returns that pattern and the outputs of every job running at that moment."""
-    proc = subprocess.Popen(
-        snakemake_cmd(workdir, "--cores", "2"),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    Returns that pattern and the outputs of every job running at that moment. Snakemake's
+    output goes to ``log`` (if given), for :func:`started_jobs`."""
+    with open(log or os.devnull, "w") as handle:
+        proc = subprocess.Popen(
+            snakemake_cmd(workdir, "--cores", "2"),
+            start_new_session=True,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -93,6 +95,68 @@ def kill_while_running(
         f"no job writing {' or '.join(patterns)} was caught running: the run "
         + (f"exited with {proc.returncode}" if time.monotonic() < deadline else "timed out")
     )
+
+
+# One started job in a Snakemake log: its "rule NAME:" line and the indented lines under it.
+JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", re.M)
+
+
+def started_jobs(log: str) -> list[tuple[str, list[str], list[str]]]:
+    """The jobs a Snakemake run started, from its log: each job's rule, its outputs, and the
+    other files it writes (its log and benchmark)."""
+    jobs = []
+    for rule, body in JOB_BLOCK.findall(log):
+        fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.M))
+        files = {
+            key: [f.strip() for f in fields[key].split(",")] if key in fields else []
+            for key in ("output", "log", "benchmark")
+        }
+        jobs.append((rule, files["output"], files["log"] + files["benchmark"]))
+    return jobs
+
+
+def result_states(workdir: Path) -> dict[str, tuple[str, int]]:
+    """SHA-256 and modification time of every file under results/, but the temporaries that
+    a killed writer leaves (``.NAME.*.tmp``, io.atomic_path's; no reader ever sees them)."""
+    return {
+        str(p.relative_to(workdir)): (io.sha256_file(p), p.stat().st_mtime_ns)
+        for p in sorted((workdir / "results").rglob("*"))
+        if p.is_file() and not fnmatch(p.name, ".*.tmp")
+    }
+
+
+def within(path: str, output: str) -> bool:
+    """``path`` is ``output``, or a file inside it (a directory output)."""
+    return path == output or path.startswith(output.rstrip("/") + "/")
+
+
+def assert_finished_work_kept(
+    states: dict[str, tuple[str, int]],
+    running: list[str],
+    later_logs: list[str],
+    final: dict[str, tuple[str, int]],
+) -> list[str]:
+    """What was finished at a kill is kept to the end: no later launch starts a job that had
+    written an output complete at the kill, and every file complete at the kill has, at the
+    end, the same bytes and modification time (a rerun job would rewrite both). ``states``:
+    :func:`result_states` at the kill; ``running``: the outputs of the jobs running at it;
+    ``later_logs``: the Snakemake logs of every later launch; ``final``: the states at the
+    end. Returns the files checked, so that a caller can see the check bite."""
+    # An output of a job still marked running is not finished, even if it exists: the job
+    # may have been killed after its rename, before Snakemake saw it end, so it reruns.
+    finished = {p for p in states if not any(within(p, r) for r in running)}
+    later = [job for log in later_logs for job in started_jobs(log)]
+    redone = [
+        (rule, p) for rule, outputs, _ in later for o in outputs for p in finished if within(p, o)
+    ]
+    assert not redone, f"jobs rerun though their outputs were complete: {redone}"
+    # A job that reruns (it was running at the kill, or had not started) rewrites its log and
+    # benchmark, which may be there from the killed attempt: those are not finished work.
+    rewritten = {f for _, _, files in later for f in files}
+    kept = sorted(finished - rewritten)
+    changed = [p for p in kept if final.get(p) != states[p]]
+    assert not changed, f"finished files rewritten or removed after the kill: {changed}"
+    return kept
 
 
 def visible_artefacts(workdir: Path):
@@ -129,14 +193,20 @@ def test_killed_runs_resume_to_the_tables_and_models_of_an_uninterrupted_run(
     smoke_workdir, tmp_path
 ):
     """Three SIGKILLs, each while a job of another stage runs; after each, the README's
-    recovery (`snakemake --unlock`, then the same command) continues the run, and the end
-    result equals the uninterrupted run's: every table and every saved model."""
+    recovery (`snakemake --unlock`, then the same command) continues the run, keeping what was
+    finished (no finished job runs again, no finished file is rewritten), and the end result
+    equals the uninterrupted run's: every table and every saved model."""
     workdir = tmp_path / "killed"
     # Each launch is killed in whichever stage not yet hit runs first, so that no stage can
     # finish unseen in an earlier launch: every kill lands in a running job, in any DAG order.
     remaining = list(KILL_POINTS)
+    kills = []  # per kill: the states of the files under results/, the jobs running
+    logs = []  # per launch: Snakemake's log (the jobs it started)
     while remaining:
-        pattern, running = kill_while_running(workdir, remaining)
+        log = tmp_path / f"launch{len(logs) + 1}.log"
+        pattern, running = kill_while_running(workdir, remaining, log=log)
+        logs.append(log.read_text())
+        kills.append((result_states(workdir), running))
         remaining.remove(pattern)
         caught = [o for o in running if fnmatch(o, pattern)]
         # The kill landed mid-job: the job is still marked started, its output never appeared.
@@ -153,6 +223,19 @@ def test_killed_runs_resume_to_the_tables_and_models_of_an_uninterrupted_run(
     resumed = run_snakemake(workdir, "--cores", "2", timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert running_jobs(workdir) == set()
+    logs.append(resumed.stdout + resumed.stderr)
+    # Resuming keeps the work done: what each kill found finished, every later launch left
+    # alone. The last check bites on much of the run: by the third kill, the data and at least
+    # a victim (a surrogate and a defended surrogate have run, on its answers) are done.
+    final = result_states(workdir)
+    kept = [
+        assert_finished_work_kept(states, running, logs[k + 1 :], final)
+        for k, (states, running) in enumerate(kills)
+    ]
+    assert len(kept[-1]) > 20 and any(fnmatch(p, "results/victims/*/model.pt") for p in kept[-1])
+    # ... and does what was left: the jobs the last kill cut short ran again.
+    rerun = {o for _, outputs, _ in started_jobs(logs[-1]) for o in outputs}
+    assert set(kills[-1][1]) <= rerun, (kills[-1][1], rerun)
     assert_same_tables(smoke_workdir, workdir)
     models = sorted(p.relative_to(smoke_workdir) for p in smoke_workdir.glob("results/**/*.pt"))
     assert any(fnmatch(str(m), KILL_POINTS[0]) for m in models), models
