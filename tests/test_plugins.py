@@ -135,3 +135,23 @@ def test_a_plugin_runs_through_the_smoke_grid(plugin_site, smoke_workdir, tmp_pa
     # smoothing never changes a top-1: benign users lose nothing; the answers moved
     assert (smooth["benign_utility"] == smooth["victim_acc"]).all()
     assert (smooth["attack_l1"] > 0).all()
+
+
+def test_an_entry_point_that_registers_nothing_is_named_in_the_error(monkeypatch):
+    """docs/bad-inputs.md: a plug-in whose module does not register the method its entry
+    point names fails at import, naming the entry point and the module."""
+    from importlib.metadata import EntryPoint
+
+    from stealbench import plugins
+
+    broken = EntryPoint(name="smoothing", value="json", group="stealbench.defenses")
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [broken])
+    with pytest.raises(
+        plugins.PluginError,
+        match="entry point 'smoothing' of group 'stealbench.defenses': importing 'json' "
+        "registered no method named 'smoothing'",
+    ):
+        plugins.load("defenses", {})
+    missing = EntryPoint(name="gone", value="no_such_module_here", group="stealbench.strategies")
+    with pytest.raises(plugins.PluginError, match="names module 'no_such_module_here'"):
+        plugins.module_source(missing)
