@@ -1,13 +1,16 @@
 # Two commands set up a fresh machine (Python 3.11 + pip) and do the work:
 #   make run   - the whole benchmark on the embedded default config (offline, CPU)
 #   make test  - the test suite (unit tests + the workflow on configs/smoke.yaml)
+# and two that refresh what the repository shows before anything runs:
+#   make figures - `make run`, then its figures copied into docs/figures/ (shown in README)
+#   make docs    - docs/outputs.md regenerated from stealbench.report.columns
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint dry-run bench clean
+.PHONY: run test test-unit lint dry-run bench clean figures docs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -18,6 +21,17 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+
+# Only the default config's figures: they are the ones the README's numbers come from.
+figures: run
+	rm -rf docs/figures
+	mkdir -p docs/figures/accuracy_vs_budget
+	cp results/figures/*.png docs/figures/
+	cp results/figures/accuracy_vs_budget/*.png docs/figures/accuracy_vs_budget/
+
+docs: $(STAMP)
+	$(BIN)/python -m stealbench.report.columns > docs/outputs.md.tmp
+	mv docs/outputs.md.tmp docs/outputs.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

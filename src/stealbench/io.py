@@ -65,8 +65,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
-def write_parquet(table: pa.Table, path: str | os.PathLike, meta: dict | None = None) -> None:
-    """Write ``table`` atomically, with ``meta`` stored as JSON in the schema metadata."""
+def write_parquet(
+    table: pa.Table,
+    path: str | os.PathLike,
+    meta: dict | None = None,
+    fields: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Write ``table`` atomically, with ``meta`` stored as JSON in the schema metadata and
+    ``fields`` (column name -> {key: text}, e.g. a description) in its fields' metadata."""
+    if fields:
+        schema = pa.schema(
+            [
+                f.with_metadata({**(f.metadata or {}), **fields.get(f.name, {})})
+                for f in table.schema
+            ],
+            metadata=table.schema.metadata,
+        )
+        table = pa.Table.from_arrays(table.columns, schema=schema)
     if meta is not None:
         encoded = json.dumps(meta, sort_keys=True, default=_json_default).encode()
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: encoded})
@@ -136,9 +151,11 @@ def write_rows(rows: list[dict], path: str | os.PathLike, meta: dict | None = No
     write_parquet(pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]), path, meta)
 
 
-def write_dataframe(frame, path: str | os.PathLike, meta: dict | None = None) -> None:
+def write_dataframe(
+    frame, path: str | os.PathLike, meta: dict | None = None, fields: dict | None = None
+) -> None:
     """A pandas DataFrame as a stealbench Parquet artefact (atomic, with metadata)."""
-    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path, meta)
+    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path, meta, fields)
 
 
 def read_parquet_meta(path: str | os.PathLike) -> dict:

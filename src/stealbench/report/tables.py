@@ -339,11 +339,15 @@ def published_table() -> pd.DataFrame:
     return pd.DataFrame([asdict(anchor) for anchor in RECOVERY_ANCHORS])
 
 
-def write_table(frame: pd.DataFrame, parquet_path, csv_path, meta: dict | None = None) -> None:
-    """A table as Parquet (with stealbench metadata: what it was built from) and CSV."""
+def write_table(frame: pd.DataFrame, parquet_path, csv_path, meta: dict) -> None:
+    """A table as Parquet and CSV. The Parquet file carries stealbench metadata (what it was
+    built from) and, per field, the column's meaning and unit from stealbench.report.columns:
+    a column documented nowhere there stops the write (``meta["table"]`` names the table)."""
     from ..io import atomic_path, write_dataframe
+    from .columns import field_metadata
 
-    write_dataframe(frame, parquet_path, {"kind": "table", **(meta or {})})
+    fields = field_metadata(meta["table"], frame.columns)
+    write_dataframe(frame, parquet_path, {"kind": "table", **meta}, fields)
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
 
