@@ -40,7 +40,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.conda
+# conda: the env build; workflow: it runs a rule, so the quick unit tier leaves it out
+pytestmark = [pytest.mark.conda, pytest.mark.workflow]
 
 ENV_FILE = Path("envs/stealbench.yaml")
 CACHE = Path(
