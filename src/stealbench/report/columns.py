@@ -21,6 +21,15 @@ class Column:
     unit: str
 
 
+def _monitor_thresholds() -> str:
+    """The threshold columns of the stream monitors other than PRADA (each monitor's curve
+    is swept over the parameter its ``sweep`` names): built-in and plug-in monitors alike."""
+    from ..defense.monitor import MONITORS
+
+    names = sorted({cls.sweep for cls in MONITORS.values()} - {"delta"})
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
 @dataclass(frozen=True)
 class Pattern:
     """A family of columns whose names depend on the config (e.g. one per granularity)."""
@@ -497,22 +506,35 @@ TABLES: dict[str, Table] = {
             "attack": Column("the attack; empty for a benign stream", NAME),
             "strategy": Column("the attack's strategy; empty for a benign stream", NAME),
             "seed": Column("the attacker's seed; empty for a benign stream", "integer"),
-            "queries": Column("queries replayed (at most PRADA's max_queries)", QUERIES),
-            "flagged": Column("whether PRADA flagged the stream at the configured delta", BOOL),
+            "monitor": Column(
+                "the stream monitor that replayed it (`prada`, `query-count`, a plug-in's)", NAME
+            ),
+            "queries": Column("queries replayed (at most the monitor's max_queries)", QUERIES),
+            "flagged": Column(
+                "whether the monitor flagged the stream at its configured threshold (PRADA: delta)",
+                BOOL,
+            ),
             "flagged_at": Column(
-                "the query (1-based) whose test first gave W < delta; empty if never", "query index"
+                "the query (1-based) at which the monitor first flagged the stream (PRADA: its "
+                "test first gave W < delta); empty if never",
+                "query index",
             ),
             "min_w": Column(
-                "the smallest Shapiro-Wilk W over the stream's tests; empty if none ran",
+                "PRADA's smallest Shapiro-Wilk W over the stream's tests; empty if none ran or "
+                "for another monitor",
                 "W statistic (0 to 1)",
             ),
         },
     ),
     "prada_curve": Table(
-        "one (victim, strategy, delta): PRADA's detection against false positives",
+        "one (victim, strategy, monitor, threshold): a stream monitor's detection against false "
+        "positives (PRADA over delta; others over their own threshold)",
         {
             **_shared("victim", "strategy"),
-            "delta": Column("PRADA's threshold on W", "W statistic (0 to 1)"),
+            "delta": Column(
+                "PRADA's threshold on W; empty for another monitor", "W statistic (0 to 1)"
+            ),
+            "monitor": Column("the stream monitor (`prada`, `query-count`, a plug-in's)", NAME),
             "detection_rate": Column(
                 "share of the strategy's attacker streams flagged", "fraction of the streams"
             ),
@@ -526,6 +548,17 @@ TABLES: dict[str, Table] = {
             "attacker_streams": Column("attacker streams of the strategy", COUNT),
             "benign_streams": Column("benign streams of the victim", COUNT),
         },
+        (
+            Pattern(
+                _monitor_thresholds(),
+                "<the monitor's threshold parameter>",
+                Column(
+                    "another monitor's threshold, the column named by its `sweep` parameter "
+                    "(query-count: `limit`); empty for the other monitors' rows",
+                    "the monitor's score (query-count: queries)",
+                ),
+            ),
+        ),
     ),
     "defended": Table(
         "one defended cell: a surrogate trained on the answers of a defended API (victim × "
