@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT
 
 from stealbench import io
 from stealbench.report import columns, tables
@@ -86,20 +87,19 @@ def test_every_column_of_the_smoke_run_is_described(smoke_workdir):
             assert meta.get(b"description") and meta.get(b"unit"), (path.name, field.name)
 
 
-def _reading_examples(readme: str) -> list[str]:
+def _reading_examples() -> list[str]:
     """The Python blocks of the README's "Reading the tables"."""
+    readme = (ROOT / "README.md").read_text()
     section = readme.split("### Reading the tables", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 @pytest.mark.workflow
-def test_the_readmes_table_examples_run_on_the_smoke_tables(root, smoke_workdir, monkeypatch):
+@pytest.mark.parametrize("code", _reading_examples(), ids=["pyarrow", "pandas", "duckdb"])
+def test_the_readmes_table_examples_run_on_the_smoke_tables(code, smoke_workdir, monkeypatch):
     # The smoke grid has no budget of 1000: the queries return no rows, but every column they
     # name must exist (pandas and DuckDB both reject an unknown column on an empty result).
-    examples = _reading_examples((root / "README.md").read_text())
-    assert len(examples) == 3
+    if "import duckdb" in code:
+        pytest.importorskip("duckdb")  # optional: the README says to pip install it
     monkeypatch.chdir(smoke_workdir)
-    for code in examples:
-        if "import duckdb" in code:
-            pytest.importorskip("duckdb")  # optional: the README says to pip install it
-        exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "README.md", "exec"), {})
