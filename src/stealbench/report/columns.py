@@ -187,7 +187,9 @@ def _over_seeds(*metrics: str) -> dict[str, Column]:
     return out
 
 
-AXES = _shared(
+#: The axes of a cell, in the order the tables put them (stealbench.report.tables groups by
+#: them): one list for the tables and their docs.
+AXES = [
     "victim",
     "victim_arch",
     "victim_init",
@@ -200,8 +202,30 @@ AXES = _shared(
     "budget",
     "surrogate_arch",
     "surrogate_init",
-)
-METRICS = _shared("victim_acc", "test_acc", "agreement", "recovery", "kl_divergence")
+    "seed",
+]
+METRICS = ["victim_acc", "test_acc", "agreement", "recovery", "kl_divergence"]
+#: What identifies a defended cell.
+DEFENDED_KEYS = [
+    "victim",
+    "victim_arch",
+    "victim_init",
+    "dataset",
+    "attack",
+    "strategy",
+    "pool",
+    "adversary",
+    "defense",
+    "strength",
+    "strength_value",
+    "defense_id",
+    "granularity",
+    "budget",
+    "surrogate_arch",
+    "seed",
+]
+AXIS_DOCS = _shared(*AXES[:-1])  # seed: placed by each table
+METRIC_DOCS = _shared(*METRICS)
 TRAINING = _shared(
     "transfer_val_acc",
     "best_epoch",
@@ -260,16 +284,16 @@ TABLES: dict[str, Table] = {
     "cells": Table(
         "one cell: victim × attack × granularity × budget × surrogate architecture × "
         "surrogate start × seed",
-        {**AXES, **_shared("seed"), **METRICS, **TRAINING},
+        {**AXIS_DOCS, **_shared("seed"), **METRIC_DOCS, **TRAINING},
     ),
     "summary": Table(
         "one cell without its seed (means over seeds)",
-        {**AXES, **_shared("seeds", "victim_acc"), **SUMMARY_METRICS},
+        {**AXIS_DOCS, **_shared("seeds", "victim_acc"), **SUMMARY_METRICS},
     ),
     "per_class": Table(
         "one class of one cell without its seed (means over seeds)",
         {
-            **AXES,
+            **AXIS_DOCS,
             "class": Column("the class index", "integer"),
             "class_name": Column("the class's name in the victim's dataset", NAME),
             "victim_class_acc": Column("the victim's accuracy on the class", CLASS_SHARE),
@@ -564,25 +588,8 @@ TABLES: dict[str, Table] = {
         "one defended cell: a surrogate trained on the answers of a defended API (victim × "
         "attack × defense at a strength × granularity × budget × surrogate architecture × seed)",
         {
-            **_shared(
-                "victim",
-                "victim_arch",
-                "victim_init",
-                "dataset",
-                "attack",
-                "strategy",
-                "pool",
-                "adversary",
-                "defense",
-                "strength",
-                "strength_value",
-                "defense_id",
-                "granularity",
-                "budget",
-                "surrogate_arch",
-                "seed",
-            ),
-            **METRICS,
+            **_shared(*DEFENDED_KEYS),
+            **METRIC_DOCS,
             **TRAINING,
             **_shared("benign_utility", "benign_l1", "benign_kl", "benign_top1_changed"),
             "attack_l1": Column(

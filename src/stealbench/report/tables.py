@@ -12,23 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..attack.api import information_order
+from .columns import AXES, DEFENDED_KEYS, METRICS
 
-AXES = [
-    "victim",
-    "victim_arch",
-    "victim_init",
-    "dataset",
-    "attack",
-    "strategy",
-    "pool",
-    "adversary",
-    "granularity",
-    "budget",
-    "surrogate_arch",
-    "surrogate_init",
-    "seed",
-]
-METRICS = ["victim_acc", "test_acc", "agreement", "recovery", "kl_divergence"]
 PER_CLASS = ["class_acc", "victim_class_acc"]
 # Recovery a stolen model must reach to count as stealing the victim (the paper's pretrained
 # ResNet-34 victims: 0.91-0.97 except Diabetic's 0.75).
@@ -353,25 +338,6 @@ def write_table(frame: pd.DataFrame, parquet_path, csv_path, meta: dict) -> None
 
 
 # ------------------------------------------------------------------------- defenses
-
-DEFENDED_KEYS = [
-    "victim",
-    "victim_arch",
-    "victim_init",
-    "dataset",
-    "attack",
-    "strategy",
-    "pool",
-    "adversary",
-    "defense",
-    "strength",
-    "strength_value",
-    "defense_id",
-    "granularity",
-    "budget",
-    "surrogate_arch",
-    "seed",
-]
 
 
 def defended_table(paths, victim_papers: dict[str, str]) -> pd.DataFrame:
