@@ -32,6 +32,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from .registry import check_parameters, lookup_in
+
 Trace = list[tuple[int, float]]
 
 
@@ -172,9 +174,7 @@ def register_monitor(cls: type[Monitor]) -> type[Monitor]:
 
 
 def lookup_monitor(name: str) -> type[Monitor]:
-    if name not in MONITORS:
-        raise ValueError(f"unknown monitor {name!r}; allowed: {', '.join(sorted(MONITORS))}")
-    return MONITORS[name]
+    return lookup_in(MONITORS, "monitor", name)
 
 
 def monitor_parameters(monitor: str | type[Monitor]) -> list[str]:
@@ -186,13 +186,7 @@ def monitor_parameters(monitor: str | type[Monitor]) -> list[str]:
 def create_monitor(name: str, **params) -> Monitor:
     """A fresh monitor (one client); unknown parameters are an error naming the allowed ones."""
     cls = lookup_monitor(name)
-    allowed = monitor_parameters(cls)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"monitor {name!r} has no parameter(s) {unknown}; allowed: "
-            f"{', '.join(allowed) if allowed else 'none'}"
-        )
+    check_parameters("monitor", name, params, monitor_parameters(cls))
     return cls(**params)
 
 

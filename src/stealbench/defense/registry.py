@@ -189,10 +189,25 @@ def discover() -> None:
             importlib.import_module(f"{package.__name__}.{module.name}")
 
 
+def lookup_in(registry: dict, kind: str, name: str):
+    """``registry[name]``, or an error naming the ``kind`` and the allowed names."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def check_parameters(kind: str, name: str, params, allowed: list[str]) -> None:
+    """Fail on a parameter ``name`` (a ``kind`` of method) does not take, naming the allowed."""
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{kind} {name!r} has no parameter(s) {unknown}; allowed: "
+            f"{', '.join(allowed) if allowed else 'none'}"
+        )
+
+
 def lookup(name: str) -> type[Defense]:
-    if name not in DEFENSES:
-        raise ValueError(f"unknown defense {name!r}; allowed: {', '.join(sorted(DEFENSES))}")
-    return DEFENSES[name]
+    return lookup_in(DEFENSES, "defense", name)
 
 
 def defense_parameters(defense: str | type[Defense]) -> list[str]:
@@ -242,13 +257,7 @@ def config_schema() -> dict:
 def create(name: str, context: DefenseContext, **params) -> Defense:
     """A configured defense; unknown parameters are an error naming the allowed ones."""
     cls = lookup(name)
-    allowed = defense_parameters(cls)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"defense {name!r} has no parameter(s) {unknown}; allowed: "
-            f"{', '.join(allowed) if allowed else 'none'}"
-        )
+    check_parameters("defense", name, params, defense_parameters(cls))
     return cls(context, **params)
 
 
