@@ -25,6 +25,11 @@ from .grid import (
 from .schema import ConfigError, source_options
 
 
+def _unknown(key: str, what: str, name: str, allowed) -> str:
+    """The message for a reference to a ``what`` (dataset, attack, victim) the config lacks."""
+    return f"config key '{key}': unknown {what} '{name}'; allowed: {', '.join(allowed)}"
+
+
 def _check_dataset(name: str, spec: dict) -> list[str]:
     """Errors of one dataset entry: split values, -1s, known sizes, real-source options."""
     errors, key = [], f"config key 'datasets.{name}"
@@ -95,15 +100,11 @@ def check_references(config: dict) -> None:
         errors.extend(_check_dataset(name, spec))
     for name, attack in attacks.items():
         if attack["pool"] not in datasets:
-            errors.append(
-                f"config key 'attacks.{name}.pool': unknown dataset "
-                f"'{attack['pool']}'; allowed: {', '.join(datasets)}"
-            )
+            errors.append(_unknown(f"attacks.{name}.pool", "dataset", attack["pool"], datasets))
     for name, spec in config["pretrain"].items():
         if spec["dataset"] not in datasets:
             errors.append(
-                f"config key 'pretrain.{name}.dataset': unknown dataset '{spec['dataset']}'; "
-                f"allowed: {', '.join(datasets)}"
+                _unknown(f"pretrain.{name}.dataset", "dataset", spec["dataset"], datasets)
             )
         elif any(
             split_sizes(datasets[spec["dataset"]]).get(split, 0) == 0 for split in ("train", "val")
@@ -115,8 +116,7 @@ def check_references(config: dict) -> None:
     for name, victim in config["victims"].items():
         if victim["dataset"] not in datasets:
             errors.append(
-                f"config key 'victims.{name}.dataset': unknown dataset "
-                f"'{victim['dataset']}'; allowed: {', '.join(datasets)}"
+                _unknown(f"victims.{name}.dataset", "dataset", victim["dataset"], datasets)
             )
         else:
             sizes = split_sizes(datasets[victim["dataset"]])
@@ -131,10 +131,7 @@ def check_references(config: dict) -> None:
             )
         for attack in victim["attacks"]:
             if attack not in attacks:
-                errors.append(
-                    f"config key 'victims.{name}.attacks': unknown attack "
-                    f"'{attack}'; allowed: {', '.join(attacks)}"
-                )
+                errors.append(_unknown(f"victims.{name}.attacks", "attack", attack, attacks))
     if errors:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
     for name, victim in config["victims"].items():
@@ -236,10 +233,7 @@ def _check_defenses(config: dict) -> list[str]:
     for name in out + d["misinformation"]["outlier"]:
         key = "detector.out" if name in out else "misinformation.outlier"
         if name not in datasets:
-            errors.append(
-                f"config key 'defenses.{key}': unknown dataset '{name}'; allowed: "
-                f"{', '.join(datasets)}"
-            )
+            errors.append(_unknown(f"defenses.{key}", "dataset", name, datasets))
         elif split_sizes(datasets[name]).get("train", 0) == 0:
             errors.append(
                 f"config key 'datasets.{name}.splits': the defender's dataset '{name}' needs a "
@@ -254,26 +248,21 @@ def _check_defenses(config: dict) -> list[str]:
                 )
     for source in d["benign"]["sources"]:
         if source not in datasets:
-            errors.append(
-                f"config key 'defenses.benign.sources': unknown dataset '{source}'; "
-                f"allowed: {', '.join(datasets)}"
-            )
+            errors.append(_unknown("defenses.benign.sources", "dataset", source, datasets))
     defended = d["defended"]
     defended.setdefault("attacks", list(config["attacks"]))
     defended.setdefault("victims", list(config["victims"]))
     for victim in defended["victims"]:
         if victim not in config["victims"]:
             errors.append(
-                f"config key 'defenses.defended.victims': unknown victim '{victim}'; "
-                f"allowed: {', '.join(config['victims'])}"
+                _unknown("defenses.defended.victims", "victim", victim, config["victims"])
             )
     defended.setdefault("archs", config["surrogates"]["archs"][:1])
     defended.setdefault("seeds", config["surrogates"]["seeds"])
     for attack in defended["attacks"]:
         if attack not in config["attacks"]:
             errors.append(
-                f"config key 'defenses.defended.attacks': unknown attack '{attack}'; "
-                f"allowed: {', '.join(config['attacks'])}"
+                _unknown("defenses.defended.attacks", "attack", attack, config["attacks"])
             )
     if errors:
         return errors
