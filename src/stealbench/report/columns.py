@@ -205,25 +205,10 @@ AXES = [
     "seed",
 ]
 METRICS = ["victim_acc", "test_acc", "agreement", "recovery", "kl_divergence"]
-#: What identifies a defended cell.
-DEFENDED_KEYS = [
-    "victim",
-    "victim_arch",
-    "victim_init",
-    "dataset",
-    "attack",
-    "strategy",
-    "pool",
-    "adversary",
-    "defense",
-    "strength",
-    "strength_value",
-    "defense_id",
-    "granularity",
-    "budget",
-    "surrogate_arch",
-    "seed",
-]
+#: What identifies a defended cell: a cell's axes up to the adversary, the defense instance,
+#: then the granularity, budget and surrogate (defended surrogates train from scratch).
+DEFENSE_AXES = ["defense", "strength", "strength_value", "defense_id"]
+DEFENDED_KEYS = [*AXES[:8], *DEFENSE_AXES, "granularity", "budget", "surrogate_arch", "seed"]
 AXIS_DOCS = _shared(*AXES[:-1])  # seed: placed by each table
 METRIC_DOCS = _shared(*METRICS)
 TRAINING = _shared(
