@@ -52,6 +52,8 @@ def test_importing_stealbench_loads_neither_torch_nor_the_api():
     # ... and the API's names resolve on first use
     assert stealbench.run_attack is sb.run_attack and stealbench.Victim is sb.Victim
     assert set(sb.__all__) <= set(dir(stealbench))
+    # the package's lazy list (it cannot import the module to read it) names the same
+    assert set(sb.__all__) == set(stealbench._NOTEBOOK)
     with pytest.raises(AttributeError, match="no attribute 'steal'"):
         stealbench.steal  # noqa: B018
 
