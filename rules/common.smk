@@ -11,6 +11,22 @@ try:
 except stealbench_config.ConfigError as err:
     raise WorkflowError(f"invalid config:\n{err}") from None
 
+# Victims the workflow trains, and those it imports (a model file or an endpoint).
+TRAINED_VICTIMS = stealbench_config.victims_of(config, "train")
+LOCAL_VICTIMS = stealbench_config.victims_of(
+    config, "checkpoint", "torchscript", "torchvision"
+)
+REMOTE_VICTIMS = stealbench_config.victims_of(config, "remote")
+# The one-batch probe of every external victim, once, before any job: in the main process
+# only (a job that re-parses the Snakefile, e.g. on a SLURM node, skips it).
+if (LOCAL_VICTIMS or REMOTE_VICTIMS) and workflow.is_main_process:
+    from stealbench.victim import probe as stealbench_probe
+
+    try:
+        stealbench_probe.probe(config)
+    except (ValueError, OSError) as err:
+        raise WorkflowError(f"invalid victim:\n{err}") from None
+
 DATASETS = list(config["datasets"])
 BACKBONES = list(config["pretrain"])
 VICTIMS = list(config["victims"])
@@ -23,6 +39,8 @@ ENV = "../envs/stealbench.yaml"
 DEFENSES = config.get("defenses")
 INSTANCES = {d.id: d for d in stealbench_config.defense_instances(config)}
 DEFENSE_NAMES = {d.name for d in INSTANCES.values()}
+# Victims the defense stage evaluates (the detector, PRADA): all but remote ones.
+DEFENSE_VICTIMS = stealbench_config.defense_victims(config)
 # Victims whose API is defended (they get the models their defenses need).
 DEFENDED_VICTIMS = sorted({v for v, _ in stealbench_config.defended_pairs(config)})
 # Every surrogate architecture of the grid, the defended surrogates' included.
@@ -79,11 +97,13 @@ def attack_pool(wildcards):
 
 
 def victim_files(victim):
-    """A victim's model and metrics, the inputs of every job that queries it."""
-    return {
-        "model": f"results/victims/{victim}/model.pt",
-        "victim_metrics": f"results/victims/{victim}/metrics.json",
-    }
+    """A victim's model and metrics, the inputs of every job that queries it (a remote
+    victim has no model file: its answers come from its endpoint, through its ledger).
+    """
+    files = {"victim_metrics": f"results/victims/{victim}/metrics.json"}
+    if victim not in REMOTE_VICTIMS:
+        files = {"model": f"results/victims/{victim}/model.pt", **files}
+    return files
 
 
 def defense_models(victim, names, verification=False):

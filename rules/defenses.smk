@@ -27,6 +27,8 @@ rule train_detector:
         "results/logs/defenses/{victim}/train_detector.log",
     benchmark:
         "results/benchmarks/defenses/{victim}/train_detector.tsv"
+    wildcard_constraints:
+        victim=_alternatives(DEFENSE_VICTIMS),
     priority: 35
     conda:
         ENV
@@ -97,6 +99,8 @@ rule evaluate_detectors:
         prada="results/defenses/{victim}/prada.parquet",
     log:
         "results/logs/defenses/{victim}/evaluate_detectors.log",
+    wildcard_constraints:
+        victim=_alternatives(DEFENSE_VICTIMS),
     conda:
         ENV
     threads: 1
@@ -173,8 +177,10 @@ rule train_defended_surrogates:
 
 rule aggregate_defenses:
     input:
-        detection=expand("results/defenses/{victim}/detection.parquet", victim=VICTIMS),
-        prada=expand("results/defenses/{victim}/prada.parquet", victim=VICTIMS),
+        detection=expand(
+            "results/defenses/{victim}/detection.parquet", victim=DEFENSE_VICTIMS
+        ),
+        prada=expand("results/defenses/{victim}/prada.parquet", victim=DEFENSE_VICTIMS),
         defended=all_defended_cells,
     output:
         **{

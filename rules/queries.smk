@@ -7,7 +7,7 @@
 
 rule sample_pool:
     input:
-        **victim_files("{victim}"),
+        unpack(lambda wildcards: victim_files(wildcards.victim)),
         pool=attack_pool,
         earlier=lambda wildcards: earlier_caches(
             wildcards.victim, wildcards.attack, wildcards.seed

@@ -57,7 +57,9 @@ rule aggregate_cells:
         runtime=10,
     params:
         victim_papers={v: spec.get("paper") for v, spec in config["victims"].items()},
-        victim_inits={v: spec["init"] for v, spec in config["victims"].items()},
+        victim_inits={
+            v: stealbench_config.victim_spec(config, v)["init"] for v in VICTIMS
+        },
     script:
         "../workflow/scripts/aggregate_cells.py"
 

@@ -1,5 +1,7 @@
 # Stage 2b: train each victim on its dataset's train split (from scratch, ImageNet weights or
-# a pretrained backbone), select on val, score on test.
+# a pretrained backbone), select on val, score on test. An external victim (a checkpoint, a
+# TorchScript or torchvision model, a remote endpoint) is imported instead: the same files,
+# scored on its dataset's test split.
 
 
 rule train_victim:
@@ -16,6 +18,8 @@ rule train_victim:
         "results/logs/victims/{victim}.log",
     benchmark:
         "results/benchmarks/victims/{victim}.tsv"
+    wildcard_constraints:
+        victim=_alternatives(TRAINED_VICTIMS),
     priority: 40
     conda:
         ENV
@@ -30,3 +34,55 @@ rule train_victim:
         device=config["device"],
     script:
         "../workflow/scripts/train_victim.py"
+
+
+rule import_victim:
+    input:
+        dataset=victim_dataset,
+    output:
+        model="results/victims/{victim}/model.pt",
+        metrics="results/victims/{victim}/metrics.json",
+        test_outputs="results/victims/{victim}/test_outputs.parquet",
+    log:
+        "results/logs/victims/{victim}.log",
+    wildcard_constraints:
+        victim=_alternatives(LOCAL_VICTIMS),
+    priority: 40
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS,
+    params:
+        victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
+        device=config["device"],
+    script:
+        "../workflow/scripts/import_victim.py"
+
+
+# A remote victim has no model file; its answers (test-set evaluation included) are kept in
+# results/victims/{victim}/answers.sqlite, not an output, so that a failed job keeps them.
+rule import_remote_victim:
+    input:
+        dataset=victim_dataset,
+    output:
+        metrics="results/victims/{victim}/metrics.json",
+        test_outputs="results/victims/{victim}/test_outputs.parquet",
+    log:
+        "results/logs/victims/{victim}.log",
+    wildcard_constraints:
+        victim=_alternatives(REMOTE_VICTIMS),
+    priority: 40
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
+        device=config["device"],
+    script:
+        "../workflow/scripts/import_victim.py"

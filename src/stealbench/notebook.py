@@ -154,6 +154,11 @@ def train_victim(
     if name not in config["victims"]:
         raise ValueError(f"no victim {name!r} in the config; it has {sorted(config['victims'])}")
     spec = _config.victim_spec(config, name)
+    if spec.get("source", "train") != "train":
+        raise ValueError(
+            f"victim {name!r} is source {spec['source']}, not trained: run the workflow's "
+            f"import_victim job and use load_victim(results, {name!r})"
+        )
     spec = {**spec, "training": {**spec["training"], **training}}
     data = dataset(config, spec["dataset"], results)
     backbone = None
@@ -209,7 +214,8 @@ def load_victim(
             f"{name!r}, or train it here with train_victim(config, {name!r})"
         )
     meta = io.read_json(folder / "metrics.json")
-    model = _load(folder / "model.pt", meta, device)
+    remote = meta.get("source") == "remote"  # no model file: its answers come from its ledger
+    model = _load(None if remote else folder / "model.pt", meta, device)
     data_file = Path(results) / "data" / f"{meta['dataset']}.parquet"
     if data_file.exists():
         data = _datasets.load(data_file)

@@ -13,7 +13,8 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm)
 w, p = sm.wildcards, sm.params
 victim_meta = io.read_json(sm.input.victim_metrics)
-model = load_victim(sm.input.model, victim_meta, p.device)
+# A remote victim has no model file (its answers come through its ledger).
+model = load_victim(sm.input.get("model"), victim_meta, p.device)
 pool = datasets.load(sm.input.pool)
 defense = None
 if p.defense is not None:

@@ -118,9 +118,15 @@ class PredictionAPI:
         self._answers: list[np.ndarray] = []
 
     def posteriors(self, images: np.ndarray) -> np.ndarray:
-        """The victim's posteriors (the owner's view; not an API call, nothing is counted)."""
+        """The victim's posteriors (the owner's view; not an API call, nothing is counted).
+        A victim that is not a torch module (a remote victim, :mod:`stealbench.victim.remote`)
+        computes its own: ``model.posteriors(uint8 NHWC images) -> float32 (N, classes)``."""
+        import torch.nn as nn
+
         from ..models.training import predict_proba
 
+        if not isinstance(self.model, nn.Module):
+            return self.model.posteriors(np.asarray(images))
         return predict_proba(self.model, images, self.batch_size)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

@@ -25,11 +25,13 @@ from .grid import (  # noqa: F401
     attack_spec,
     axes,
     cells,
+    defendable_victims,
     defended_jobs,
     defended_pairs,
     defense_instances,
     defense_models,
     defense_strength,
+    defense_victims,
     detector_out,
     is_realistic,
     is_sequential,
@@ -43,7 +45,9 @@ from .grid import (  # noqa: F401
     surrogate_parts,
     training_spec,
     victim_attacks,
+    victim_source,
     victim_spec,
+    victims_of,
 )
 from .load import validate  # noqa: F401
 from .schema import (  # noqa: F401

@@ -4,6 +4,8 @@ the problem and the allowed values."""
 
 from __future__ import annotations
 
+import difflib
+
 from ..data.sizes import (
     DEFAULT_SIZES,
     PER_CLASS_TEST_LAYOUTS,
@@ -13,10 +15,13 @@ from ..data.sizes import (
     split_parts,
     split_sizes,
 )
+from ..victim import sources as victim_sources
 from .grid import (
     _axis_key,
     axes,
+    defendable_victims,
     defense_strength,
+    defense_victims,
     detector_out,
     query_budget,
     strategy_kind,
@@ -114,21 +119,24 @@ def check_references(config: dict) -> None:
                 f"non-empty 'train' and 'val' splits"
             )
     for name, victim in config["victims"].items():
+        trained = victim_sources.source(victim) == "train"
         if victim["dataset"] not in datasets:
             errors.append(
                 _unknown(f"victims.{name}.dataset", "dataset", victim["dataset"], datasets)
             )
         else:
             sizes = split_sizes(datasets[victim["dataset"]])
-            for split in ("train", "val", "test"):
+            for split in ("train", "val", "test") if trained else ("test",):
                 if sizes.get(split, 0) == 0:
                     errors.append(
                         f"config key 'datasets.{victim['dataset']}.splits': victim "
                         f"'{name}' needs a non-empty '{split}' split"
+                        + ("" if trained else " (its labelled test data)")
                     )
-            errors.extend(
-                _check_init(config, f"victims.{name}.init", victim["init"], victim["arch"])
-            )
+            if trained:
+                errors.extend(
+                    _check_init(config, f"victims.{name}.init", victim["init"], victim["arch"])
+                )
         for attack in victim["attacks"]:
             if attack not in attacks:
                 errors.append(_unknown(f"victims.{name}.attacks", "attack", attack, attacks))
@@ -149,6 +157,7 @@ def check_references(config: dict) -> None:
         for arch in ax["archs"]:
             for init in ax["inits"]:
                 errors.extend(_check_init(config, key, init, arch, victim=victim))
+    errors.extend(_check_remote_granularities(config))
     if "defenses" in config:
         errors.extend(_check_defenses(config))
     if errors:
@@ -203,7 +212,9 @@ def _check_init(
     if backbone["dataset"] not in datasets:
         return []  # reported as an unknown dataset of pretrain.{init}.dataset
     corpus_task = datasets[backbone["dataset"]].get("task")
-    victims = [victim] if victim else [v for v, s in config["victims"].items() if s["init"] == init]
+    victims = (
+        [victim] if victim else [v for v, s in config["victims"].items() if s.get("init") == init]
+    )
     for v in victims:
         task = datasets[config["victims"][v]["dataset"]].get("task")
         if (
@@ -239,8 +250,15 @@ def _check_defenses(config: dict) -> list[str]:
                 f"config key 'datasets.{name}.splits': the defender's dataset '{name}' needs a "
                 f"non-empty 'train' split (defenses.{key})"
             )
+    local = defense_victims(config)
+    if not local:
+        errors.append(
+            "config key 'defenses': every victim is remote, and stealbench's defenses apply "
+            "only to victims it runs; remove the section, or serve a model behind a defense "
+            "with `stealbench serve`"
+        )
     if not errors:
-        for victim in config["victims"]:
+        for victim in local:
             if not detector_out(config, victim):
                 errors.append(
                     f"config key 'defenses.detector.out': every dataset has the task of victim "
@@ -251,12 +269,45 @@ def _check_defenses(config: dict) -> list[str]:
             errors.append(_unknown("defenses.benign.sources", "dataset", source, datasets))
     defended = d["defended"]
     defended.setdefault("attacks", list(config["attacks"]))
-    defended.setdefault("victims", list(config["victims"]))
+    defendable = defendable_victims(config)
+    defended.setdefault("victims", defendable)
     for victim in defended["victims"]:
         if victim not in config["victims"]:
             errors.append(
                 _unknown("defenses.defended.victims", "victim", victim, config["victims"])
             )
+        elif victim not in local:
+            errors.append(
+                f"config key 'defenses.defended.victims': victim '{victim}' is remote; its API "
+                f"answers as it is, so stealbench cannot put a defense in front of it (serve a "
+                f"model behind one with `stealbench serve`); allowed: {', '.join(defendable)}"
+            )
+        elif victim not in defendable:
+            source = victim_sources.source(config["victims"][victim])
+            errors.append(
+                f"config key 'defenses.defended.victims': victim '{victim}' is a {source} "
+                f"model, and the defense stage trains models of the victim's registered "
+                f"architecture (a trained victim's or a checkpoint's); allowed: "
+                f"{', '.join(defendable)}"
+            )
+    for victim in local:
+        spec = config["victims"][victim]
+        if victim_sources.source(spec) == "train" or spec["dataset"] not in datasets:
+            continue
+        defended_victim = victim in defended["victims"]
+        sizes = split_sizes(datasets[spec["dataset"]])
+        for split in ("train", "val") if defended_victim else ("train",):
+            if sizes.get(split, 0) == 0:
+                why = (
+                    "defended (the defense stage trains models on its task's train and val splits)"
+                    if defended_victim
+                    else "evaluated with the defenses' detectors (trained on its task's train "
+                    "split)"
+                )
+                errors.append(
+                    f"config key 'datasets.{spec['dataset']}.splits': victim '{victim}' is "
+                    f"{why}, so its dataset needs a non-empty '{split}' split"
+                )
     defended.setdefault("archs", config["surrogates"]["archs"][:1])
     defended.setdefault("seeds", config["surrogates"]["seeds"])
     for attack in defended["attacks"]:
@@ -300,3 +351,84 @@ PRETRAINED_ARCHS = (
     "mobilenet_v3_small",
     "mobilenet_v3_large",
 )
+
+
+def _check_remote_granularities(config: dict) -> list[str]:
+    """A remote victim's answers are what its API returns: a finer granularity cannot be
+    derived from them."""
+    errors = []
+    for victim, attack in victim_attacks(config):
+        spec = config["victims"][victim]
+        if victim_sources.source(spec) != "remote":
+            continue
+        returns = spec["remote"]["returns"]
+        for granularity in axes(config, attack, victim)["granularities"]:
+            if not victim_sources.derivable(granularity, returns):
+                key = _axis_key(config, victim, attack, "granularities")
+                errors.append(
+                    f"config key '{key}': '{granularity}' is finer than what remote victim "
+                    f"'{victim}' returns ({returns}, victims.{victim}.remote.returns); allowed: "
+                    f"{victim_sources.derivable_from(returns)}"
+                )
+    return errors
+
+
+def check_victim_sources(config: dict) -> None:
+    """Each victim's keys fit its source. Run on the config as written (after the schema,
+    before defaults are filled in): a training key given to an external victim is an error,
+    and so is the section of another source."""
+    errors = []
+    for name, spec in config.get("victims", {}).items():
+        src = victim_sources.source(spec)
+        key = f"config key 'victims.{name}"
+        if src == "train":
+            given = [k for k in (*victim_sources.EXTERNAL, "classes", "input") if k in spec]
+            for k in given:
+                errors.append(
+                    f"{key}.{k}': applies to an external victim, and this one is trained "
+                    f"(source: train); set victims.{name}.source to one of "
+                    f"{', '.join(victim_sources.EXTERNAL)}, or remove the key"
+                )
+            continue
+        for k in victim_sources.TRAIN_ONLY:
+            if k in spec:
+                where = (
+                    f"; give the checkpoint's architecture as victims.{name}.checkpoint.arch"
+                    if k == "arch" and src == "checkpoint"
+                    else ""
+                )
+                errors.append(
+                    f"{key}.{k}': applies only to a trained victim (source: train), and this one "
+                    f"is source: {src}{where}; allowed keys for it: attacks, classes, dataset, "
+                    f"input, overrides, paper, source, {src}"
+                )
+        for other in victim_sources.EXTERNAL:
+            if other != src and other in spec:
+                errors.append(
+                    f"{key}.{other}': the section of source {other}, and this victim is source: "
+                    f"{src}; give victims.{name}.{src}, or set source: {other}"
+                )
+        if src == "torchvision":
+            model = spec["torchvision"]["model"]
+            if model not in victim_sources.TORCHVISION_CLASSIFIERS:
+                close = difflib.get_close_matches(
+                    model, victim_sources.TORCHVISION_CLASSIFIERS, n=1
+                )
+                errors.append(
+                    f"{key}.torchvision.model': {model!r} is not a torchvision classification "
+                    f"model"
+                    + (f" (did you mean '{close[0]}'?)" if close else "")
+                    + f"; allowed values: {', '.join(victim_sources.TORCHVISION_CLASSIFIERS)}"
+                )
+        if "input" in spec:
+            normalize = spec["input"].get("normalize", "none")
+            if isinstance(normalize, dict):
+                channels = spec["input"]["channels"]
+                for stat in ("mean", "std"):
+                    if len(normalize[stat]) != channels:
+                        errors.append(
+                            f"{key}.input.normalize.{stat}': {len(normalize[stat])} values for "
+                            f"{channels} channel(s); give one per channel"
+                        )
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(errors)))

@@ -222,11 +222,59 @@ def cells(config: dict) -> list[Cell]:
     ]
 
 
+def victim_source(config: dict, victim: str) -> str:
+    """How a victim is obtained: train (the default), checkpoint, torchscript, torchvision or
+    remote (:mod:`stealbench.victim`)."""
+    return config["victims"][victim].get("source", "train")
+
+
+def victims_of(config: dict, *sources: str) -> list[str]:
+    """The victims whose source is among ``sources``, in config order."""
+    return [v for v in config["victims"] if victim_source(config, v) in sources]
+
+
+def defense_victims(config: dict) -> list[str]:
+    """The victims stealbench's defenses can be evaluated on: every one it runs itself. A
+    remote victim's API answers as it is (to defend a model, serve it with
+    ``stealbench serve``)."""
+    return [v for v in config["victims"] if victim_source(config, v) != "remote"]
+
+
+def defendable_victims(config: dict) -> list[str]:
+    """The victims whose API stealbench can defend (``defenses.defended.victims``): those of
+    a registered architecture (trained, or a checkpoint of one), as the defense stage trains
+    models of the victim's architecture and recipe (Adaptive Misinformation's model, DAWN's
+    independent models, MAD's proxy)."""
+    return victims_of(config, "train", "checkpoint")
+
+
 def victim_spec(config: dict, victim: str) -> dict:
-    """What a victim is (its data, architecture, start and training), without the attacks it
+    """What a victim is (its data, architecture, start and training; for an external victim
+    its source, classes, input contract and the source's section), without the attacks it
     faces: adding an attack leaves the victim and the jobs that read it unchanged."""
     spec = config["victims"][victim]
-    return {key: spec[key] for key in ("dataset", "arch", "init", "input_size", "training")}
+    source = victim_source(config, victim)
+    if source == "train":
+        return {key: spec[key] for key in ("dataset", "arch", "init", "input_size", "training")}
+    out = {key: spec[key] for key in ("source", "dataset", "classes", "input", source)}
+    # The cells' victim_arch and victim_init: the architecture (a torchvision model's name,
+    # "torchscript", "remote") and, for a victim the workflow did not train, its source.
+    out.update(arch=victim_arch(config, victim), init=source)
+    if source == "checkpoint":  # what the defense stage trains its own models as
+        out.update(input_size=spec["input"]["size"], training=config["victim_training"])
+    return out
+
+
+def victim_arch(config: dict, victim: str) -> str:
+    """A victim's architecture as the tables name it."""
+    spec, source = config["victims"][victim], victim_source(config, victim)
+    if source == "train":
+        return spec["arch"]
+    if source == "checkpoint":
+        return spec["checkpoint"]["arch"]
+    if source == "torchvision":
+        return spec["torchvision"]["model"]
+    return source
 
 
 def attack_spec(config: dict, attack: str) -> dict:

@@ -116,8 +116,15 @@ def _message(error: jsonschema.ValidationError) -> str:
             f"allowed keys: {', '.join(allowed)}"
         )
     if error.validator == "enum":
+        hint = ""
+        if len(error.absolute_path) == 3 and list(error.absolute_path)[::2] == [
+            "victims",
+            "source",
+        ]:
+            close = difflib.get_close_matches(str(error.instance), error.validator_value, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
         return (
-            f"config key '{key}': {error.instance!r} is not allowed; "
+            f"config key '{key}': {error.instance!r} is not allowed{hint}; "
             f"allowed values: {', '.join(map(str, error.validator_value))}"
         )
     if error.validator == "required":
