@@ -24,7 +24,7 @@ if (LOCAL_VICTIMS or REMOTE_VICTIMS) and workflow.is_main_process:
 
     try:
         stealbench_probe.probe(config)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
         raise WorkflowError(f"invalid victim:\n{err}") from None
 
 DATASETS = list(config["datasets"])

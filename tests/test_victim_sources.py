@@ -409,3 +409,17 @@ def test_probe_uses_the_materialised_test_data_when_it_exists(tmp_path, monkeypa
     datasets.save(table, meta, path)
     with pytest.raises(VictimSourceError, match=r"10 classes, but its test data 'digits' has 3"):
         probe(cfg, tmp_path / "results")
+
+
+def test_bad_inputs_rows_name_tests_that_exist(root):
+    """docs/bad-inputs.md rows 29-35 name this file's tests and cases: each exists."""
+    import re
+
+    text = (root / "docs" / "bad-inputs.md").read_text()
+    rows = [line for line in text.splitlines() if re.match(r"\| (29|3[0-5]) \|", line)]
+    assert len(rows) == 7
+    module = globals()
+    for name in re.findall(r"test_victim_sources\.py::(\w+)", "\n".join(rows)):
+        assert name in module, name
+    cases = re.findall(r"`…\[([^\]]+)\]`", "\n".join(rows[:3]))
+    assert cases and set(cases) <= set(BAD), set(cases) - set(BAD)

@@ -2,6 +2,8 @@
 train_victim writes - its model file (absent for a remote victim), metrics and test-split
 posteriors - so that every later job reads any victim the same way."""
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -42,7 +44,9 @@ else:
     test_probs = predict_proba(model, x_test)
     if source == "torchscript":
         scripted = model[1]
-        torch.jit.save(scripted, sm.output.model)
+        with warnings.catch_warnings():  # TorchScript's deprecation notice
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(scripted, sm.output.model)
         weights_checksum = io.state_dict_checksum(scripted.state_dict())
     else:
         state = state_of(model)

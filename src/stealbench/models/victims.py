@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -97,7 +98,9 @@ def load_victim(model_path, metrics: dict, device: str = "cpu", purpose: str = "
 
         from ..victim.contract import InputContract
 
-        module = torch.jit.load(str(model_path), map_location=device)
+        with warnings.catch_warnings():  # TorchScript's deprecation notice
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(model_path), map_location=device)
         state_dict = module.state_dict()
     else:
         state_dict = load_state_dict(model_path)

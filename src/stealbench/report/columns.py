@@ -70,9 +70,16 @@ PROB_L1 = "L1 distance between probability vectors (0 to 2)"
 SHARED: dict[str, Column] = {
     # The axes of a cell.
     "victim": Column("the victim's name (a key of `victims:` in the config)", NAME),
-    "victim_arch": Column("the victim's architecture", NAME),
+    "victim_arch": Column(
+        "the victim's architecture (an external victim's: the checkpoint's architecture, the "
+        "torchvision model's name, `torchscript` or `remote`)",
+        NAME,
+    ),
     "victim_init": Column(
-        "where the victim's weights started: `scratch` or a pretrained backbone's name", NAME
+        "where the victim's weights started: `scratch` or a pretrained backbone's name; for a "
+        "victim the workflow did not train, its source (`checkpoint`, `torchscript`, "
+        "`torchvision`, `remote`)",
+        NAME,
     ),
     "dataset": Column("the victim's dataset (its task, and the test split it is scored on)", NAME),
     "attack": Column("the attack (a key of `attacks:`): a strategy querying a pool", NAME),

@@ -148,6 +148,12 @@ def plot_recovery_vs_budget(summary: pd.DataFrame, anchors, paths) -> None:
         == ood.groupby(["victim", "attack"])["budget"].transform("max")
     ]
     victims = sorted(ood["victim"].unique())
+    if not victims:  # e.g. only realistic attackers, as against a model of one's own
+        figure, axes = _grid(1, ncols=1, height=3.4)
+        axes[0].text(0.5, 0.5, "no out-of-distribution attack in this grid", ha="center")
+        axes[0].set_axis_off()
+        save_figure(figure, paths)
+        return
     figure, axes = _grid(len(victims), ncols=min(4, len(victims)), height=3.4)
     ood["series"] = [
         f"{surrogate_label(a, i)}, {g}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -132,7 +133,9 @@ def _load_checkpoint(name: str, spec: dict, path: Path, device: str) -> nn.Modul
 
 def _load_torchscript(name: str, spec: dict, path: Path, device: str) -> nn.Module:
     try:
-        module = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # TorchScript's deprecation notice, on every load
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location=device)
     except Exception as err:  # noqa: BLE001
         raise VictimSourceError(
             f"config key 'victims.{name}.torchscript.file': {path} is not a TorchScript "
