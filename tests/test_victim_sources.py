@@ -50,6 +50,7 @@ def _with(smoke, name="ext", **victim):
 def test_external_victims_validate_and_get_their_defaults(smoke):
     cfg = _with(smoke, **CHECKPOINT)
     cfg["victims"]["api"] = copy.deepcopy(REMOTE)
+    cfg["victims"]["api"]["remote"]["auth"] = {"env": "API_TOKEN"}
     cfg["attacks"]["random-uci-digits"]["granularities"] = ["top2", "top1", "label"]
     out = config.validate(cfg)
     ext, api = out["victims"]["ext"], out["victims"]["api"]
@@ -76,6 +77,7 @@ def test_external_victims_validate_and_get_their_defaults(smoke):
         "retries": 8,
         "backoff_s": 0.25,
         "max_requests": None,
+        "auth": {"env": "API_TOKEN", "header": "Authorization", "scheme": "Bearer"},
     }
     # a trained victim is what it was (source train filled in, its spec unchanged)
     assert out["victims"]["digits-lenet"]["source"] == "train"
@@ -173,9 +175,19 @@ BAD = {
         r"classification model \(did you mean 'resnet18'\?\); allowed values: alexnet, ",
     ),
     "a normalisation of the wrong length": (
-        dict(CHECKPOINT, input={"size": 28, "channels": 1, "normalize": IMAGENET_STATS}),
+        dict(
+            {k: v for k, v in CHECKPOINT.items() if k != "checkpoint"},
+            source="torchscript",
+            torchscript={"file": "m.pt"},
+            input={"size": 28, "channels": 1, "normalize": IMAGENET_STATS},
+        ),
         r"config key 'victims.ext.input.normalize.mean': 3 values for 1 channel\(s\); give one "
         r"per channel",
+    ),
+    "a normalisation on a checkpoint": (
+        dict(CHECKPOINT, input={"size": 28, "channels": 1, "normalize": "imagenet"}),
+        r"config key 'victims.ext.input.normalize': a checkpoint of a registered architecture "
+        r"is scaled as its architecture registers it .*; allowed values: none",
     ),
     "a bad checksum pin": (
         dict(CHECKPOINT, checkpoint={"file": "x.pt", "arch": "lenet", "sha256": "abc"}),

@@ -420,6 +420,12 @@ def check_victim_sources(config: dict) -> None:
                     + (f" (did you mean '{close[0]}'?)" if close else "")
                     + f"; allowed values: {', '.join(victim_sources.TORCHVISION_CLASSIFIERS)}"
                 )
+        if src == "checkpoint" and spec["input"].get("normalize", "none") != "none":
+            errors.append(
+                f"{key}.input.normalize': a checkpoint of a registered architecture is scaled "
+                f"as its architecture registers it (its Classifier's adapter); allowed values: "
+                f"none (or leave it out)"
+            )
         if "input" in spec:
             normalize = spec["input"].get("normalize", "none")
             if isinstance(normalize, dict):

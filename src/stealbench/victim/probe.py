@@ -7,6 +7,12 @@ The batch is a few images of the victim's test data when the workflow has materi
 dataset (``results/data/<dataset>.parquet``), else a fixed noise batch of the contract's
 size and channels: the data do not exist before the first run, and the contract's shape is
 what the probe checks. Every failure is a :class:`~.local.VictimSourceError` naming the key.
+
+Departures from the issue: the class count is checked against the declared ``classes`` (and,
+once the data exist, against the dataset's classes; :func:`check_classes` runs again in the
+import job, which always has them); class names given as a list must be the dataset's label
+order (no reordering of the model's outputs). The probe runs in Snakemake's main process only
+(``workflow.is_main_process``): a job that re-parses the Snakefile on a cluster node skips it.
 """
 
 from __future__ import annotations
