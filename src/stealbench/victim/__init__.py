@@ -13,7 +13,7 @@ labelled test data. :mod:`.sources` says what each source allows (torch-free, fo
 checks); :mod:`.local` loads the model files of the local sources; :mod:`.probe` runs one batch
 through every external victim before any job (``rules/common.smk``); the workflow's
 ``import_victim`` job writes what ``train_victim`` writes, and
-:func:`stealbench.models.victims.load_victim` dispatches on the recorded source. Whatever the source, what the rest of the pipeline sees is one thing: the
-victim's posteriors for uint8 (N, H, W, C) images, cached per query (design.md: the query
-cache is the boundary).
+:func:`stealbench.models.victims.load_victim` dispatches on the recorded source. Whatever the
+source, what the rest of the pipeline sees is one thing: the victim's posteriors for uint8
+(N, H, W, C) images, cached per query (design.md: the query cache is the boundary).
 """
