@@ -435,3 +435,43 @@ def test_bad_inputs_rows_name_tests_that_exist(root):
         assert name in module, name
     cases = re.findall(r"`…\[([^\]]+)\]`", "\n".join(rows[:3]))
     assert cases and set(cases) <= set(BAD), set(cases) - set(BAD)
+
+
+class _FakeRemote:
+    """What stealbench.victim.remote.RemoteVictim offers (its engineer's interface):
+    from_spec(name, spec, ledger_path, purpose) and posteriors(uint8 NHWC) -> (N, C)."""
+
+    calls: list = []
+
+    @classmethod
+    def from_spec(cls, name, spec, ledger_path, purpose):
+        cls.calls.append((name, spec, ledger_path, purpose))
+        return cls()
+
+    def posteriors(self, images):
+        return np.full((len(images), 10), 0.1, dtype=np.float32)
+
+
+def test_a_remote_victim_is_loaded_through_its_client_and_queried_by_the_api(monkeypatch):
+    from stealbench.attack.api import PredictionAPI
+    from stealbench.models.victims import load_victim
+
+    fake = types.ModuleType("stealbench.victim.remote")
+    fake.RemoteVictim = _FakeRemote
+    monkeypatch.setitem(sys.modules, "stealbench.victim.remote", fake)
+    _FakeRemote.calls.clear()
+    metrics = {
+        "victim": "api",
+        "source": "remote",
+        "remote": REMOTE["remote"],
+        "input": REMOTE["input"],
+        "classes": 10,
+        "weights_checksum": "endpoint",
+    }
+    victim = load_victim(None, metrics, "cpu")
+    ((name, spec, ledger, purpose),) = _FakeRemote.calls
+    assert (name, ledger, purpose) == ("api", "results/victims/api/answers.sqlite", "attack")
+    assert spec["remote"] == REMOTE["remote"] and spec["source"] == "remote"
+    api = PredictionAPI(victim, "top1")
+    answers = api(np.zeros((3, 28, 28, 1), dtype=np.uint8))
+    assert answers.shape == (3, 10) and api.queries == 3
