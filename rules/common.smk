@@ -1,4 +1,5 @@
 # Config validation, the grid, and input functions shared by every stage.
+import os
 import re
 
 from stealbench import config as stealbench_config
@@ -18,8 +19,13 @@ LOCAL_VICTIMS = stealbench_config.victims_of(
 )
 REMOTE_VICTIMS = stealbench_config.victims_of(config, "remote")
 # The one-batch probe of every external victim, once, before any job: in the main process
-# only (a job that re-parses the Snakefile, e.g. on a SLURM node, skips it).
-if (LOCAL_VICTIMS or REMOTE_VICTIMS) and workflow.is_main_process:
+# only (a job that re-parses the Snakefile, e.g. on a SLURM node, skips it), and not with
+# STEALBENCH_NO_PROBE=1 (e.g. to plan offline, without a request to a remote victim).
+if (
+    (LOCAL_VICTIMS or REMOTE_VICTIMS)
+    and workflow.is_main_process
+    and os.environ.get("STEALBENCH_NO_PROBE") != "1"
+):
     from stealbench.victim import probe as stealbench_probe
 
     try:

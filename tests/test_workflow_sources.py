@@ -3,6 +3,7 @@ TorchScript module and a torchvision model file, and imported under the same nam
 run, is attacked to the same cells (the surrogates' seeds derive from the victim's name, so
 the same name is what makes the runs comparable)."""
 
+import re
 import shutil
 
 import pandas as pd
@@ -160,3 +161,34 @@ def io_sha256(path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_remote_victim_is_imported_without_a_model_file_and_left_out_of_the_defenses(
+    root, tmp_path
+):
+    """The DAG of configs/smoke.yaml plus a remote victim (a dry run, STEALBENCH_NO_PROBE=1:
+    no endpoint is asked): one import_remote_victim job, no model.pt of it anywhere, and no
+    detector, PRADA or defended job for it."""
+    import os
+
+    cfg = yaml.safe_load((root / "configs/smoke.yaml").read_text())
+    cfg["victims"]["api"] = {
+        "source": "remote",
+        "dataset": "digits",
+        "classes": 10,
+        "input": {"size": 28, "channels": 1},
+        "remote": {"url": "http://127.0.0.1:9", "model": "digits"},
+        "attacks": ["random-uci-digits", "jbda-digits"],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "STEALBENCH_NO_PROBE": "1"}
+    run = run_snakemake(tmp_path, "-n", "--cores", "1", configfile=path, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    assert re.search(r"^import_remote_victim +1$", out, flags=re.M)
+    assert re.search(r"^train_detector +3$", out, flags=re.M)  # the three trained victims
+    assert "results/victims/api/model.pt" not in out
+    assert "defenses/api" not in out and "defended/api" not in out
+    assert "results/queries/api/random-uci-digits/s0.parquet" in out
+    assert "results/queries/api/jbda-digits/none/s0.parquet" in out
