@@ -1,6 +1,13 @@
 """Import an external victim (checkpoint, torchscript, torchvision or remote): write the files
 train_victim writes - its model file (absent for a remote victim), metrics and test-split
-posteriors - so that every later job reads any victim the same way."""
+posteriors - so that every later job reads any victim the same way.
+
+model.pt is the state dict (a checkpoint's Classifier, a torchvision model's own) or the
+scripted module re-saved with torch.jit.save; weights_checksum is the checksum of that state
+dict (the source file's SHA-256 is kept as file_sha256), or for a remote victim
+stealbench.victim.remote.endpoint_checksum(spec). The remote branch uses the client of
+stealbench.victim.remote (RemoteVictim.from_spec(name, spec, ledger, purpose="evaluation")),
+whose answers are kept in results/victims/<name>/answers.sqlite."""
 
 import warnings
 

@@ -1,4 +1,6 @@
-"""Training a victim: the defender's side."""
+"""Training a victim: the defender's side; and loading any victim the workflow made
+(:func:`load_victim`: trained, or imported from a checkpoint, TorchScript or torchvision file,
+or a remote endpoint's client; see :mod:`stealbench.victim`)."""
 
 from __future__ import annotations
 

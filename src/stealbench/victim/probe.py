@@ -54,7 +54,7 @@ def probe_batch(spec: dict, dataset_path: Path | None) -> tuple[np.ndarray, list
     if dataset_path is not None and Path(dataset_path).is_file():
         from ..data import datasets
 
-        data = datasets.load(dataset_path, verify=False)
+        data = datasets.load(dataset_path, verify=False, lazy=True)  # reads a few images
         images, _ = data.split("test")
         return np.asarray(images[:BATCH]), list(data.classes)
     size, channels = spec["input"]["size"], spec["input"]["channels"]
