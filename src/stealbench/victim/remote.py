@@ -65,6 +65,7 @@ from .ledger import PURPOSES, Ledger, answer_key
 
 log = logging.getLogger(__name__)
 
+BINARY_HEADER = "Inference-Header-Content-Length"
 RETRY_STATUS = (429, 500, 502, 503, 504)
 DATATYPES = {"FP32": np.float32, "FP64": np.float64}
 SUM_TOLERANCE = 1e-3  # float32 softmax outputs sum to 1 within ~1e-6; JSON keeps them exact
@@ -204,7 +205,23 @@ def _auth_headers(endpoint: Endpoint, environ=None) -> dict[str, str]:
     return {endpoint.auth.get("header", "Authorization"): value}
 
 
-def model_version(endpoint: Endpoint, http: urllib3.PoolManager | None = None) -> str | None:
+def binary_extension(endpoint: Endpoint, http: urllib3.PoolManager, headers: dict) -> bool:
+    """Whether the server lists Triton's binary tensor extension (``GET /v2``: its
+    ``extensions``); False when it does not say."""
+    try:
+        response = http.request(
+            "GET", f"{endpoint.url}/v2", headers=headers, retries=Retry(total=2, backoff_factor=0.1)
+        )
+        return response.status == 200 and "binary_tensor_data" in (
+            json.loads(response.data).get("extensions") or []
+        )
+    except (urllib3.exceptions.HTTPError, ValueError, AttributeError, TypeError):
+        return False
+
+
+def model_version(
+    endpoint: Endpoint, http: urllib3.PoolManager | None = None, headers: dict | None = None
+) -> str | None:
     """The model's version(s) from the protocol's metadata endpoint (GET /v2/models/{model}),
     or None when the server keeps no metadata (404) or declares no version."""
     http = http or pool_manager(endpoint)
@@ -212,7 +229,7 @@ def model_version(endpoint: Endpoint, http: urllib3.PoolManager | None = None) -
         response = http.request(
             "GET",
             endpoint.metadata_url,
-            headers=_auth_headers(endpoint),
+            headers=_auth_headers(endpoint) if headers is None else headers,
             retries=Retry(total=min(endpoint.retries, 2), backoff_factor=0.1),
         )
     except urllib3.exceptions.HTTPError as error:
@@ -265,9 +282,31 @@ def encode_data(values: np.ndarray) -> str:
     return ",".join(table[inverse].tolist())
 
 
-def request_body(endpoint: Endpoint, request_id: str, sent: np.ndarray) -> bytes:
-    """The protocol's inference request for a float32 (N, C, H, W) batch."""
+def request_body(
+    endpoint: Endpoint, request_id: str, sent: np.ndarray, binary: bool = False
+) -> tuple[bytes, dict]:
+    """(body, content headers) of the protocol's inference request for a float32 (N, C, H, W)
+    batch: JSON, or with ``binary`` Triton's binary tensor extension (a JSON header, then the
+    tensor's little-endian bytes; the answers asked back as bytes too)."""
     sent = np.asarray(sent, dtype=DATATYPES[endpoint.datatype])
+    if binary:
+        raw = np.ascontiguousarray(sent, dtype=sent.dtype.newbyteorder("<")).tobytes()
+        head = json.dumps(
+            {
+                "id": request_id,
+                "inputs": [
+                    {
+                        "name": endpoint.input_name,
+                        "shape": list(sent.shape),
+                        "datatype": endpoint.datatype,
+                        "parameters": {"binary_data_size": len(raw)},
+                    }
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()
+        headers = {"Content-Type": "application/octet-stream", BINARY_HEADER: str(len(head))}
+        return head + raw, headers
     envelope = {
         "id": request_id,
         "inputs": [
@@ -280,31 +319,49 @@ def request_body(endpoint: Endpoint, request_id: str, sent: np.ndarray) -> bytes
         ],
     }
     head, tail = json.dumps(envelope).split('["@"]')
-    return f"{head}[{encode_data(sent)}]{tail}".encode()
+    body = f"{head}[{encode_data(sent)}]{tail}".encode()
+    return body, {"Content-Type": "application/json"}
 
 
-def check_answers(body: bytes, n: int, classes: int, returns: str) -> np.ndarray:
-    """The answers of one response, float32 (n, classes), or ValueError saying what is wrong:
-    malformed JSON, no output, a shape other than (n, classes), a value that is not finite,
-    off the simplex (negative, or a row summing above one; for ``probs`` not summing to one),
-    a ``label`` answer that is not one-hot, a ``top<k>`` answer with more than k non-zeros."""
+def decode_response(body: bytes, headers=None) -> tuple[list[int], np.ndarray]:
+    """(shape, flat float64 values) of a response's ``outputs[0]``, JSON or with Triton's
+    binary tensor extension (``Inference-Header-Content-Length``); ValueError otherwise."""
+    split = (headers or {}).get(BINARY_HEADER)
     try:
-        reply = json.loads(body)
+        n = int(split) if split is not None else len(body)
+        if not 0 <= n <= len(body):
+            raise ValueError(f"{BINARY_HEADER} {split} for a body of {len(body)} bytes")
+        reply = json.loads(body[:n])
     except ValueError as error:
         raise ValueError(f"malformed JSON ({error})") from None
     try:
         output = reply["outputs"][0]
-        shape, data = [int(s) for s in output["shape"]], output["data"]
-    except (KeyError, IndexError, TypeError, ValueError):
+        shape = [int(s) for s in output["shape"]]
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if int(size) != len(body) - n or output.get("datatype", "FP32") != "FP32":
+                raise ValueError
+            return shape, np.frombuffer(body[n:], dtype="<f4").astype(np.float64)
+        data = output["data"]
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         raise ValueError("no outputs[0] with a shape and data") from None
-    if len(shape) != 2 or shape[0] != n:
-        raise ValueError(f"outputs[0] has shape {shape}, expected [{n}, {classes}]")
-    if shape[1] != classes:
-        raise ValueError(f"{shape[1]} classes answered, {classes} declared (classes)")
     try:
         values = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError("outputs[0].data is not a flat list of numbers") from None
+    return shape, values
+
+
+def check_answers(body: bytes, n: int, classes: int, returns: str, headers=None) -> np.ndarray:
+    """The answers of one response, float32 (n, classes), or ValueError saying what is wrong:
+    malformed JSON, no output, a shape other than (n, classes), a value that is not finite,
+    off the simplex (negative, or a row summing above one; for ``probs`` not summing to one),
+    a ``label`` answer that is not one-hot, a ``top<k>`` answer with more than k non-zeros."""
+    shape, values = decode_response(body, headers)
+    if len(shape) != 2 or shape[0] != n:
+        raise ValueError(f"outputs[0] has shape {shape}, expected [{n}, {classes}]")
+    if shape[1] != classes:
+        raise ValueError(f"{shape[1]} classes answered, {classes} declared (classes)")
     if values.shape != (n * classes,):
         raise ValueError(f"outputs[0].data has {values.size} values for shape {shape}")
     values = values.reshape(n, classes)
@@ -368,6 +425,7 @@ class RemoteVictim:
         purpose: str = "attack",
         environ=None,
         checksum: str | None = None,
+        binary: bool | None = None,
     ):
         if purpose not in PURPOSES:
             raise ValueError(f"purpose must be one of {PURPOSES}, not {purpose!r}")
@@ -375,11 +433,13 @@ class RemoteVictim:
         self.endpoint = Endpoint.from_spec(name, spec)
         self.classes = num_classes(spec)
         self.contract = InputContract.from_spec(spec["input"])
-        auth = _auth_headers(self.endpoint, environ)
-        self._headers = {"Content-Type": "application/json", **auth}
+        self._auth = _auth_headers(self.endpoint, environ)
         self._http = pool_manager(self.endpoint)
+        if binary is None:
+            binary = binary_extension(self.endpoint, self._http, self._auth)
+        self.binary = binary
         if checksum is None:
-            version = model_version(self.endpoint, self._http)
+            version = model_version(self.endpoint, self._http, self._auth)
             checksum = endpoint_checksum({**spec, "name": name}, version=version or False)
         self.checksum = checksum
         self.ledger = Ledger(ledger_path, checksum)
@@ -443,7 +503,11 @@ class RemoteVictim:
         def work(number: int, rows: list[int]) -> None:
             if stop.is_set():
                 return
-            answer = self._request(number, rows, sent[rows])
+            try:
+                answer = self._request(number, rows, sent[rows])
+            except BaseException:
+                stop.set()  # before this worker takes its next batch
+                raise
             batch_keys = [keys[i] for i in rows]
             self.ledger.put(batch_keys, answer, self.purpose, self._last_id(number))
             got.update(zip(batch_keys, answer, strict=True))
@@ -481,10 +545,12 @@ class RemoteVictim:
             f"request {request_id} to {e.infer_url} "
             f"(batch {number}: images {_span(rows)} of this call)"
         )
-        body = request_body(e, request_id, batch)
+        body, content = request_body(e, request_id, batch, self.binary)
         start = time.perf_counter()
         try:
-            response = self._http.request("POST", e.infer_url, body=body, headers=self._headers)
+            response = self._http.request(
+                "POST", e.infer_url, body=body, headers={**content, **self._auth}
+            )
         except urllib3.exceptions.MaxRetryError as error:
             with self._lock:
                 self.stats.retries += e.retries
@@ -512,7 +578,9 @@ class RemoteVictim:
                 f"({_excerpt(response.data)}); check {key}"
             )
         try:
-            answer = check_answers(response.data, len(rows), self.classes, e.returns)
+            answer = check_answers(
+                response.data, len(rows), self.classes, e.returns, response.headers
+            )
         except ValueError as error:
             raise BadAnswer(f"victims.{self.name}: {where} refused, not stored: {error}") from None
         with self._lock:
@@ -544,14 +612,15 @@ def probe(name: str, spec: dict, images: np.ndarray | None = None) -> np.ndarray
         images = np.full((n, contract.size, contract.size, contract.channels), 128, np.uint8)
     sent = contract.prepare(images)
     http = pool_manager(endpoint)
-    headers = {"Content-Type": "application/json", **_auth_headers(endpoint)}
     request_id = f"probe-{uuid.uuid4().hex[:8]}"
+    body, content = request_body(endpoint, request_id, sent)
+    headers = {**content, **_auth_headers(endpoint)}
     where = f"probe request {request_id} to {endpoint.infer_url}"
     try:
         response = http.request(
             "POST",
             endpoint.infer_url,
-            body=request_body(endpoint, request_id, sent),
+            body=body,
             headers=headers,
             retries=Retry(
                 total=min(endpoint.retries, 2),
