@@ -39,9 +39,15 @@ Departures from the issue, and choices it leaves open:
 - A bad answer (malformed JSON, wrong shape, NaN, off the simplex) is not retried: the run
   fails naming the request, and a rerun resends only that request's images (the server is
   paid for them again).
-- The request body is the protocol's JSON. Its ``data`` array is spliced into the JSON
-  envelope from the shortest exact representation of each distinct value (images have few
-  distinct values, so this is ~10 times faster than ``json.dumps`` of the list; same text).
+- Transport: the protocol's JSON, or, when the server lists Triton's binary tensor extension
+  (``GET /v2``: ``extensions``, as ``stealbench serve`` and Triton do), that extension (a JSON
+  header, then the tensor's little-endian bytes; answers come back as bytes too): JSON spends
+  most of a request's time printing and parsing floats (benchmarks/remote.py). Both carry
+  the exact float32 values. In JSON, the ``data`` array is spliced into the envelope from the
+  shortest exact text of each distinct value (images have few distinct values: ~10 times
+  faster than ``json.dumps`` of the list, the same text).
+- Retries are urllib3's: ``remote.retries`` counts every retried attempt (connection errors,
+  read timeouts, 429, 5xx) of one request; ``Retry-After`` of a 429 or 503 is waited.
 """
 
 from __future__ import annotations
