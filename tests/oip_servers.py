@@ -222,12 +222,12 @@ class FaultFront:
         if hold:
             with self._lock:
                 self.held += 1
-            self._released.wait(timeout=60)
+            self._released.wait(timeout=120)
             handler.close_connection = True
             return
         if fault in ("drop", "slow"):
             if fault == "slow":
-                time.sleep(self.slow_s)
+                self._released.wait(self.slow_s)  # cut short when the front closes
             handler.close_connection = True
             return
         if fault == "500":
@@ -275,7 +275,9 @@ def attack(url: str, ledger: str, n: int, seed: int, out: str) -> None:
     and counters written to ``out`` (.npz)."""
     from stealbench.victim.remote import RemoteVictim
 
-    victim = RemoteVictim.from_spec("toy", spec(url), ledger)
+    # A timeout beyond the kill test's wait: a held request is never given up and retried
+    # (that would end the run on its own, not by the kill).
+    victim = RemoteVictim.from_spec("toy", spec(url, timeout_s=300), ledger)
     answers = victim.posteriors(query_images(n, seed))
     s = victim.stats
     np.savez(
