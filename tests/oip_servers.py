@@ -120,15 +120,20 @@ class FaultFront:
     - ``slow``       no answer for ``slow_s`` (beyond the client's timeout), then the
                      connection is closed; not forwarded (the server never sees it);
     - ``malformed``  forwarded (the server answers and bills it), the answer's JSON truncated;
-    - ``nan``        forwarded, the answer's first value replaced by NaN.
+    - ``nan``        forwarded, the answer's first value replaced by NaN;
+    - ``delay``      forwarded after ``delay_s`` (within the client's timeout).
 
     With ``hold_after`` set, once the server has answered that many images through the front,
     every later inference request is held (not forwarded) until :meth:`release`, then its
-    connection is closed. ``log`` records (number, request id, fault, arrival, departure).
+    connection is closed. ``log`` records (number, request id, fault, arrival, departure);
+    ``most_in_flight`` is the most inference requests the front held at once.
     """
 
-    def __init__(self, upstream: str, faults=None, slow_s: float = 2.0, hold_after=None):
+    def __init__(
+        self, upstream: str, faults=None, slow_s: float = 2.0, hold_after=None, delay_s=0.2
+    ):
         self.upstream, self.faults, self.slow_s = upstream, dict(faults or {}), slow_s
+        self.delay_s, self.in_flight, self.most_in_flight = delay_s, 0, 0
         self.hold_after, self.forwarded_images = hold_after, 0
         self.held = 0
         self.log: list[dict] = []
@@ -205,6 +210,16 @@ class FaultFront:
         handler.wfile.write(data)
 
     def infer(self, handler, body: bytes) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._infer(handler, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _infer(self, handler, body: bytes) -> None:
         request, _ = split_body(body, handler.headers)
         with self._lock:
             number = len(self.log)
@@ -240,6 +255,8 @@ class FaultFront:
                 {"Content-Type": "application/json", "Retry-After": "1"},
             )
         else:
+            if fault == "delay":
+                time.sleep(self.delay_s)
             mangle = {"malformed": _malformed, "nan": _nan}.get(fault)
             images = self.forward(handler, "POST", body, mangle)
             with self._lock:

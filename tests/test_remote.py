@@ -291,6 +291,27 @@ def test_a_request_that_keeps_failing_names_itself_and_keeps_what_came_before(vi
     assert "failed after 2 retries" in message and "ResponseError" in message
 
 
+def test_batches_and_concurrency_are_the_configs(victim, tmp_path):
+    images = query_images(8 * 12, seed=12)
+    with served(victim) as url, FaultFront(url, {n: "delay" for n in range(8)}) as front:
+        config = spec(front.url, batch_size=12, concurrency=3)
+        client = RemoteVictim.from_spec("toy", config, tmp_path / "l.sqlite")
+        assert np.array_equal(client.posteriors(images), victim(images))
+    assert [e["images"] for e in front.log] == [12] * 8
+    assert front.most_in_flight == 3  # each request held 0.2 s: three at a time, not more
+
+
+def test_the_retry_policy_is_urllib3s_with_backoff_jitter_and_post():
+    endpoint = remote.Endpoint.from_spec("toy", spec("http://127.0.0.1:1", retries=5))
+    http = remote.pool_manager(endpoint)
+    retry = http.connection_pool_kw["retries"]
+    assert retry.total == 5 and retry.backoff_factor == 0.05 and retry.backoff_jitter > 0
+    assert set(retry.status_forcelist) == {429, 500, 502, 503, 504}
+    assert retry.is_retry("POST", 503) and retry.respect_retry_after_header
+    assert http.connection_pool_kw["maxsize"] == 2  # the concurrency
+    assert http.connection_pool_kw["timeout"].read_timeout == 10
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -261,11 +261,13 @@ def model_version(
     return ",".join(map(str, versions)) if versions else None
 
 
-def endpoint_checksum(spec: dict, version: str | None | bool = True) -> str:
+def endpoint_checksum(spec: dict, version: str | None | bool = True, name: str = "<name>") -> str:
     """What identifies a remote victim's answers: url, model, the model's version (from the
-    metadata endpoint; ``version=False`` skips asking, a string gives it) and ``returns``.
-    Never the auth secret (only the name of its variable is config, and it is left out too)."""
-    endpoint = Endpoint.from_spec(spec.get("name", "remote"), spec)
+    metadata endpoint, which this asks: a server that does not answer is a
+    :class:`RemoteError` naming ``victims.<name>.remote.url``; ``version=False`` skips asking,
+    a string gives it) and ``returns``. Never the auth secret (only the name of its variable
+    is config, and it is left out too). ``name`` only names the victim in errors."""
+    endpoint = Endpoint.from_spec(name, spec)
     if version is True:
         version = model_version(endpoint)
     ident = {
@@ -446,7 +448,7 @@ class RemoteVictim:
         self.binary = binary
         if checksum is None:
             version = model_version(self.endpoint, self._http, self._auth)
-            checksum = endpoint_checksum({**spec, "name": name}, version=version or False)
+            checksum = endpoint_checksum(spec, version=version or False, name=name)
         self.checksum = checksum
         self.ledger = Ledger(ledger_path, checksum)
         self.stats = Stats()
