@@ -189,6 +189,26 @@ def test_a_model_version_change_is_another_endpoint(victim, tmp_path):
         assert client.checksum != endpoint_checksum(spec(url), version=False)
 
 
+def test_answers_of_another_model_version_are_refused(victim, tmp_path):
+    images = query_images(16, seed=13)
+    with served(victim) as url:
+        client = RemoteVictim.from_spec("toy", spec(url), tmp_path / "l.sqlite")
+        assert client.version == "1"
+        client.version = "0"  # as if the model were redeployed after the run started
+        with pytest.raises(BadAnswer, match="answered by model version '1', not '0'"):
+            client.posteriors(images)
+    assert rows(tmp_path / "l.sqlite") == 0
+
+
+def test_request_ids_are_unique_over_calls(victim, tmp_path):
+    with served(victim) as url, FaultFront(url) as front:
+        client = RemoteVictim.from_spec("toy", spec(front.url), tmp_path / "l.sqlite")
+        client.posteriors(query_images(32, seed=14))
+        client.posteriors(query_images(32, seed=15))
+    ids = [e["id"] for e in front.log]
+    assert len(ids) == 4 and len(set(ids)) == 4
+
+
 def test_budget_exceeded_names_the_key_and_keeps_the_answers(victim, tmp_path):
     images = query_images(64, seed=3)
     with served(victim) as url:

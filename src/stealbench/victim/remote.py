@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -331,9 +332,10 @@ def request_body(
     return body, {"Content-Type": "application/json"}
 
 
-def decode_response(body: bytes, headers=None) -> tuple[list[int], np.ndarray]:
-    """(shape, flat float64 values) of a response's ``outputs[0]``, JSON or with Triton's
-    binary tensor extension (``Inference-Header-Content-Length``); ValueError otherwise."""
+def decode_response(body: bytes, headers=None) -> tuple[dict, list[int], np.ndarray]:
+    """(the JSON reply, shape, flat float64 values) of a response's ``outputs[0]``, JSON or
+    with Triton's binary tensor extension (``Inference-Header-Content-Length``); ValueError
+    otherwise."""
     split = (headers or {}).get(BINARY_HEADER)
     try:
         n = int(split) if split is not None else len(body)
@@ -349,7 +351,7 @@ def decode_response(body: bytes, headers=None) -> tuple[list[int], np.ndarray]:
         if size is not None:
             if int(size) != len(body) - n or output.get("datatype", "FP32") != "FP32":
                 raise ValueError
-            return shape, np.frombuffer(body[n:], dtype="<f4").astype(np.float64)
+            return reply, shape, np.frombuffer(body[n:], dtype="<f4").astype(np.float64)
         data = output["data"]
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         raise ValueError("no outputs[0] with a shape and data") from None
@@ -357,15 +359,24 @@ def decode_response(body: bytes, headers=None) -> tuple[list[int], np.ndarray]:
         values = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError("outputs[0].data is not a flat list of numbers") from None
-    return shape, values
+    return reply, shape, values
 
 
-def check_answers(body: bytes, n: int, classes: int, returns: str, headers=None) -> np.ndarray:
+def check_answers(
+    body: bytes, n: int, classes: int, returns: str, headers=None, version: str | None = None
+) -> np.ndarray:
     """The answers of one response, float32 (n, classes), or ValueError saying what is wrong:
     malformed JSON, no output, a shape other than (n, classes), a value that is not finite,
     off the simplex (negative, or a row summing above one; for ``probs`` not summing to one),
-    a ``label`` answer that is not one-hot, a ``top<k>`` answer with more than k non-zeros."""
-    shape, values = decode_response(body, headers)
+    a ``label`` answer that is not one-hot, a ``top<k>`` answer with more than k non-zeros,
+    or (given the ``version`` the answers are kept under) another ``model_version``."""
+    reply, shape, values = decode_response(body, headers)
+    answered_by = reply.get("model_version") if isinstance(reply, dict) else None
+    if version and "," not in version and answered_by not in (None, "", version):
+        raise ValueError(
+            f"answered by model version {answered_by!r}, not {version!r} (the version this "
+            f"run's answers are kept under: the model changed; rerun to ask the new one)"
+        )
     if len(shape) != 2 or shape[0] != n:
         raise ValueError(f"outputs[0] has shape {shape}, expected [{n}, {classes}]")
     if shape[1] != classes:
@@ -446,14 +457,16 @@ class RemoteVictim:
         if binary is None:
             binary = binary_extension(self.endpoint, self._http, self._auth)
         self.binary = binary
+        self.version = None
         if checksum is None:
-            version = model_version(self.endpoint, self._http, self._auth)
-            checksum = endpoint_checksum(spec, version=version or False, name=name)
+            self.version = model_version(self.endpoint, self._http, self._auth)
+            checksum = endpoint_checksum(spec, version=self.version or False, name=name)
         self.checksum = checksum
         self.ledger = Ledger(ledger_path, checksum)
         self.stats = Stats()
         self._lock = threading.Lock()
         self._run = uuid.uuid4().hex[:12]
+        self._ids = itertools.count()  # request numbers of this victim, over every call
 
     @classmethod
     def from_spec(cls, name: str, spec: dict, ledger_path, purpose: str = "attack", **kwargs):
@@ -511,13 +524,14 @@ class RemoteVictim:
         def work(number: int, rows: list[int]) -> None:
             if stop.is_set():
                 return
+            request_id = f"{self._run}-{next(self._ids)}"
             try:
-                answer = self._request(number, rows, sent[rows])
+                answer = self._request(request_id, number, rows, sent[rows])
             except BaseException:
                 stop.set()  # before this worker takes its next batch
                 raise
             batch_keys = [keys[i] for i in rows]
-            self.ledger.put(batch_keys, answer, self.purpose, self._last_id(number))
+            self.ledger.put(batch_keys, answer, self.purpose, request_id)
             got.update(zip(batch_keys, answer, strict=True))
 
         workers = max(1, self.endpoint.concurrency)
@@ -534,19 +548,18 @@ class RemoteVictim:
             raise errors[0]
         return got
 
-    def _last_id(self, number: int) -> str:
-        return f"{self._run}-{number}"
-
-    def _request(self, number: int, rows: list[int], batch: np.ndarray) -> np.ndarray:
+    def _request(
+        self, request_id: str, number: int, rows: list[int], batch: np.ndarray
+    ) -> np.ndarray:
         """One inference request (retried by urllib3), its answers checked."""
         e = self.endpoint
-        request_id = self._last_id(number)
         with self._lock:
             if e.max_requests is not None and self.stats.requests >= e.max_requests:
                 raise BudgetExceeded(
                     f"{e.key('max_requests')}: this run's budget of {e.max_requests} requests "
-                    f"is spent (request {request_id} for images {_span(rows)} not sent; the "
-                    f"{self.ledger.count()} answers received so far are kept in the ledger)"
+                    f"is spent (request {request_id} for images {_span(rows)} of this call not "
+                    f"sent; the answers received so far are kept: {self.ledger.count()} in "
+                    f"the ledger)"
                 )
             self.stats.requests += 1
         where = (
@@ -587,7 +600,7 @@ class RemoteVictim:
             )
         try:
             answer = check_answers(
-                response.data, len(rows), self.classes, e.returns, response.headers
+                response.data, len(rows), self.classes, e.returns, response.headers, self.version
             )
         except ValueError as error:
             raise BadAnswer(f"victims.{self.name}: {where} refused, not stored: {error}") from None
