@@ -16,11 +16,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from oip_servers import (
+    MODEL,
     FaultFront,
     answered,
     per_image_posteriors,
@@ -483,3 +485,36 @@ def test_sigkill_mid_query_then_resume_pays_the_budget_exactly(victim, tmp_path)
         f"resumed run sent {int(result['images_sent'])} in {int(result['requests'])} requests; "
         f"answered by the server in all {paid}"
     )
+
+
+# ------------------------------------------------------------- a third-party server
+
+
+def test_the_client_talks_to_mlserver(tmp_path):
+    """MLServer (Seldon's Open Inference Protocol server, not written here; in a virtualenv of
+    its own: tests/oip_mlserver.py) serving the toy victim as TorchScript: the client's
+    requests are accepted, its answers are the victim's, and a rerun is answered from the
+    ledger."""
+    import torch
+    from oip_mlserver import mlserver
+
+    from stealbench.models.training import predict_proba
+
+    model = toy_victim()
+    with warnings.catch_warnings():  # TorchScript's deprecation and tracer notices
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.trace(model, torch.zeros(1, 1, 28, 28))
+    scripted.save(str(tmp_path / "victim.pt"))
+    images = query_images(48, seed=16)
+    with mlserver(tmp_path / "victim.pt", tmp_path, name=MODEL) as url:
+        config = spec(url, batch_size=16, concurrency=2)
+        client = RemoteVictim.from_spec("toy", config, tmp_path / "l.sqlite")
+        assert client.binary is False  # MLServer does not list Triton's binary extension
+        got = client.posteriors(images)
+        again = RemoteVictim.from_spec("toy", config, tmp_path / "l.sqlite")
+        assert np.array_equal(again.posteriors(images), got)
+    expected = np.concatenate([predict_proba(model, images[i : i + 16]) for i in (0, 16, 32)])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)  # TorchScript, its batches
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    assert client.stats.images_sent == 48 and again.stats.ledger_hits == 48
+    assert again.stats.requests == 0
