@@ -108,6 +108,25 @@ def test_request_body_carries_the_exact_float32_values():
     assert np.array_equal(np.frombuffer(body[n:], "<f4"), sent.ravel())
 
 
+def test_what_is_sent_is_the_input_contracts_tensor(tmp_path):
+    """The client's numpy path for images already of the contract's shape gives the very
+    float32 values of InputContract.prepare (the ledger's keys depend on them)."""
+    from stealbench.victim.contract import InputContract
+
+    x = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
+    for contract, images in [
+        ({"size": 28, "channels": 1, "normalize": "none"}, x),
+        ({"size": 28, "channels": 1, "normalize": {"mean": [0.5], "std": [0.25]}}, x),
+        ({"size": 16, "channels": 3, "normalize": "imagenet"}, x),
+        ({"size": 16, "channels": 1, "normalize": "none"}, x),
+    ]:
+        config = {**spec("http://127.0.0.1:1"), "input": contract}
+        client = RemoteVictim("toy", config, tmp_path / "l.sqlite", checksum="c", binary=False)
+        expected = InputContract.from_spec(contract).prepare(images)
+        assert np.array_equal(client.prepare(images), expected)
+        assert client.prepare(images).dtype == np.float32
+
+
 def _reply(data, shape=None) -> bytes:
     data = np.asarray(data, dtype=np.float64)
     shape = list(data.shape) if shape is None else shape

@@ -41,10 +41,15 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 
 
+def answer_hasher(endpoint: str):
+    """sha256 seeded with the endpoint checksum: :func:`answer_key` of an image is this,
+    updated with the image's float32 bytes (copy it per image)."""
+    return hashlib.sha256(endpoint.encode() + b"\0")
+
+
 def answer_key(endpoint: str, sent: np.ndarray) -> bytes:
     """The ledger key of one image: sha256 of the endpoint checksum and the float32 bytes sent."""
-    digest = hashlib.sha256(endpoint.encode())
-    digest.update(b"\0")
+    digest = answer_hasher(endpoint)
     digest.update(np.ascontiguousarray(sent, dtype=np.float32).tobytes())
     return digest.digest()
 

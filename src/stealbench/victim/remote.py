@@ -68,7 +68,7 @@ import urllib3
 from urllib3.util import Retry, Timeout
 
 from .contract import InputContract
-from .ledger import PURPOSES, Ledger, answer_key
+from .ledger import PURPOSES, Ledger, answer_hasher
 
 log = logging.getLogger(__name__)
 
@@ -488,65 +488,102 @@ class RemoteVictim:
         """The API's answers for uint8 (N, H, W, C) images, float32 (N, classes), in order.
 
         Answers already in the ledger are not asked again; a duplicate image is sent once.
-        On an error (bad answer, budget spent, endpoint down), the answers received before it
-        stay in the ledger and the error is raised once the requests in flight are done.
+        The images are prepared, hashed and looked up a few batches at a time, so the first
+        requests leave while later images are still being prepared. On an error (bad answer,
+        budget spent, endpoint down), no further request is sent, the answers received before
+        it stay in the ledger, and the error is raised once the requests in flight are done.
         """
         images = np.asarray(images)
         if len(images) == 0:
             return np.zeros((0, self.classes), np.float32)
-        sent = self.contract.prepare(images)
-        keys = [answer_key(self.checksum, row) for row in sent]
-        first: dict[bytes, int] = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        answers = self.ledger.get(list(first))
-        with self._lock:
-            self.stats.ledger_hits += sum(1 for key in first if key in answers)
-        misses = [i for key, i in first.items() if key not in answers]
         size = max(1, self.endpoint.batch_size)
-        batches = [misses[s : s + size] for s in range(0, len(misses), size)]
-        if batches:
-            answers.update(self._send_all(batches, sent, keys))
-        out = np.stack([answers[key] for key in keys]).astype(np.float32)
-        log.debug(
-            "%s: %d images, %d sent in %d requests",
-            self.name,
-            len(images),
-            len(misses),
-            len(batches),
-        )
-        return out
-
-    def _send_all(self, batches, sent, keys) -> dict[bytes, np.ndarray]:
+        chunk = size * max(1, self.endpoint.concurrency) * 2
+        sent = np.empty((len(images), *self._sent_shape(images)), np.float32)
+        keys: list[bytes] = []
+        first: dict[bytes, int] = {}  # key -> the first image of the call that has it
+        answers: dict[bytes, np.ndarray] = {}
+        pending: list[int] = []  # images to send, not yet in a batch
         stop = threading.Event()
-        got: dict[bytes, np.ndarray] = {}
-
-        def work(number: int, rows: list[int]) -> None:
-            if stop.is_set():
-                return
-            request_id = f"{self._run}-{next(self._ids)}"
-            try:
-                answer = self._request(request_id, number, rows, sent[rows])
-            except BaseException:
-                stop.set()  # before this worker takes its next batch
-                raise
-            batch_keys = [keys[i] for i in rows]
-            self.ledger.put(batch_keys, answer, self.purpose, request_id)
-            got.update(zip(batch_keys, answer, strict=True))
-
+        futures: list[cf.Future] = []
         workers = max(1, self.endpoint.concurrency)
         with cf.ThreadPoolExecutor(workers, thread_name_prefix=f"remote-{self.name}") as pool:
-            futures = [pool.submit(work, n, rows) for n, rows in enumerate(batches)]
-            done, _ = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
-            if any(f.exception() for f in done):
-                stop.set()
-                for future in futures:
-                    future.cancel()
+
+            def submit(rows: list[int]) -> None:
+                futures.append(pool.submit(self._work, len(futures), rows, sent, keys, stop))
+
+            for start in range(0, len(images), chunk):
+                if stop.is_set():
+                    break
+                block = self.prepare(images[start : start + chunk])
+                sent[start : start + len(block)] = block
+                new = []
+                for i, key in enumerate(self._keys(block), start):
+                    keys.append(key)
+                    if key not in first:
+                        first[key] = i
+                        new.append(key)
+                found = self.ledger.get(new)
+                answers.update(found)
+                pending += [first[key] for key in new if key not in found]
+                with self._lock:
+                    self.stats.ledger_hits += len(found)
+                while len(pending) >= size:
+                    submit(pending[:size])
+                    pending = pending[size:]
+            if pending and not stop.is_set():
+                submit(pending)
             cf.wait(futures)
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
         if errors:
             raise errors[0]
-        return got
+        for future in futures:
+            answers.update(future.result())
+        log.debug(
+            "%s: %d images, %d answered from the ledger, %d requests",
+            self.name,
+            len(images),
+            len(first) - sum(len(f.result()) for f in futures),
+            len(futures),
+        )
+        return np.stack([answers[key] for key in keys]).astype(np.float32)
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """What is sent for uint8 (N, H, W, C) images: the input contract's float32 tensor.
+        Images already of the contract's size and channels, for a model that takes [0, 1],
+        are scaled by numpy (the same float32 values as :meth:`InputContract.prepare`, whose
+        torch path is twice as slow for them)."""
+        c = self.contract
+        if c.mean is None and images.shape[1:] == (c.size, c.size, c.channels):
+            return images.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+        return c.prepare(images)
+
+    def _sent_shape(self, images: np.ndarray) -> tuple[int, ...]:
+        return self.prepare(images[:1]).shape[1:]
+
+    def _keys(self, block: np.ndarray) -> list[bytes]:
+        """:func:`~.ledger.answer_key` of each prepared image (a pre-seeded hash)."""
+        seeded = answer_hasher(self.checksum)
+        out = []
+        for row in np.ascontiguousarray(block, dtype=np.float32):
+            digest = seeded.copy()
+            digest.update(row)
+            out.append(digest.digest())
+        return out
+
+    def _work(self, number: int, rows: list[int], sent, keys, stop) -> dict:
+        """One batch: sent, checked, committed to the ledger before this worker takes its next
+        batch. After another batch's error, nothing is sent."""
+        if stop.is_set():
+            return {}
+        request_id = f"{self._run}-{next(self._ids)}"
+        try:
+            answer = self._request(request_id, number, rows, sent[rows])
+        except BaseException:
+            stop.set()  # before this worker takes its next batch
+            raise
+        batch_keys = [keys[i] for i in rows]
+        self.ledger.put(batch_keys, answer, self.purpose, request_id)
+        return dict(zip(batch_keys, answer, strict=True))
 
     def _request(
         self, request_id: str, number: int, rows: list[int], batch: np.ndarray
