@@ -7,7 +7,7 @@ durable ledger so that no image is paid for twice.
     model: mnist-lenet
     returns: probs                  # probs | top<k> | label: what the API answers
     input_name: input
-    datatype: FP32                  # FP32 | FP64
+    datatype: FP32                  # FP32 (FP64 too here; the config schema allows FP32)
     auth: {env: STEALBENCH_API_KEY, header: Authorization, scheme: Bearer}   # optional
     batch_size: 64                  # images per request
     concurrency: 4                  # requests in flight
@@ -47,7 +47,14 @@ Departures from the issue, and choices it leaves open:
   shortest exact text of each distinct value (images have few distinct values: ~10 times
   faster than ``json.dumps`` of the list, the same text).
 - Retries are urllib3's: ``remote.retries`` counts every retried attempt (connection errors,
-  read timeouts, 429, 5xx) of one request; ``Retry-After`` of a 429 or 503 is waited.
+  read timeouts, 429, 5xx) of one request; ``Retry-After`` of a 429 or 503 is waited, however
+  long it says. ``stats.retries`` adds up ``Retry.history`` of the answered requests, and
+  ``remote.retries`` for a request that exhausted them.
+- The endpoint checksum (the ledger's key beside the bytes sent) holds the model's version
+  from the metadata endpoint; an answer whose ``model_version`` is another one is refused, so
+  answers of a redeployed model are never kept under the old one's key.
+- A label API declared ``returns: probs`` cannot be told apart (one-hot rows are on the
+  simplex); every other mismatch of ``returns`` shows in the rows and is refused.
 """
 
 from __future__ import annotations
