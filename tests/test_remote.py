@@ -334,12 +334,13 @@ def test_a_request_that_keeps_failing_names_itself_and_keeps_what_came_before(vi
 
 def test_batches_and_concurrency_are_the_configs(victim, tmp_path):
     images = query_images(8 * 12, seed=12)
-    with served(victim) as url, FaultFront(url, {n: "delay" for n in range(8)}) as front:
+    delays = {n: "delay" for n in range(8)}
+    with served(victim) as url, FaultFront(url, delays, delay_s=0.5) as front:
         config = spec(front.url, batch_size=12, concurrency=3)
         client = RemoteVictim.from_spec("toy", config, tmp_path / "l.sqlite")
         assert np.array_equal(client.posteriors(images), victim(images))
     assert [e["images"] for e in front.log] == [12] * 8
-    assert front.most_in_flight == 3  # each request held 0.2 s: three at a time, not more
+    assert front.most_in_flight == 3  # each request held 0.5 s: three at a time, not more
 
 
 def test_the_retry_policy_is_urllib3s_with_backoff_jitter_and_post():
