@@ -24,9 +24,13 @@ class DeployError(ValueError):
 
 def unknown(option: str, name: str, allowed) -> DeployError:
     """An error for an unknown ``name`` of ``option``: the allowed values, a did-you-mean."""
-    allowed = sorted(allowed)
+    allowed = sorted(set(allowed))
     close = difflib.get_close_matches(name, allowed, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if not close:  # a defense's name without its strength, or misspelt: its instances
+        bases = {a.split("@")[0]: a for a in allowed}
+        near = difflib.get_close_matches(name.split("@")[0], list(bases), n=1)
+        close = [a for a in allowed if near and a.split("@")[0] == near[0]]
+    hint = f" (did you mean '{' or '.join(close)}'?)" if close else ""
     return DeployError(
         f"{option}: unknown value '{name}'{hint}; allowed: {', '.join(allowed) or 'none'}"
     )
