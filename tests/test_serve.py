@@ -6,6 +6,7 @@ Every server binds 127.0.0.1 on a free port; every loop is bounded in count and 
 """
 
 import json
+import logging
 import queue
 import subprocess
 import sys
@@ -220,13 +221,16 @@ def test_the_core_speaks_the_protocol_and_answers_as_in_process(victim, task):
 # ------------------------------------------------------------------ keys and the bill
 
 
-def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task, tmp_path):
+def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     keys_file, state = tmp_path / "keys.yaml", tmp_path / "state"
     alice, bob = create_key(keys_file, "alice"), create_key(keys_file, "bob")
+    owner = {"Authorization": f"Bearer {create_key(keys_file, 'owner', owner=True)}"}
     assert hash_key(alice) in keys_file.read_text() and alice not in keys_file.read_text()
     with pytest.raises(ValueError, match="already has a key"):
         create_key(keys_file, "alice")
     images = task.split("test")[0]
+    stats_path = f"/v2/models/{VICTIM}/stats"
     with runner.background(create_app([served(victim)], ClientGate(keys_file, state))) as base:
         status, _, body = infer(base, images[:3])
         assert status == 401 and "API key" in body["error"]
@@ -238,7 +242,11 @@ def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task,
         assert infer(base, images[:5], key=alice, binary=True)[0] == 200
         # X-API-Key is accepted too
         assert infer(base, images[:4], headers={"X-API-Key": bob})[0] == 200
-        stats = get(base, f"/v2/models/{VICTIM}/stats")[1]["model_stats"][0]
+        stats = get(base, stats_path, owner)[1]["model_stats"][0]
+        # A client sees its own bill, not the others'; no key, no statistics.
+        mine = get(base, stats_path, {"X-API-Key": bob})[1]["model_stats"][0]
+        assert mine["clients"] == {"bob": stats["clients"]["bob"]} and mine["inference_count"] == 4
+        assert get(base, stats_path)[0] == 401
     assert stats["clients"]["alice"]["requests"] == 2 and stats["clients"]["alice"]["images"] == 8
     assert stats["clients"]["bob"] == {"requests": 1, "images": 4, "flagged": {}}
     assert stats["inference_count"] == 12 and stats["execution_count"] == 3
@@ -248,14 +256,15 @@ def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task,
     assert gate.stats()["alice"]["images"] == 8
     with runner.background(create_app([served(victim)], gate)) as base:
         assert infer(base, images[:2], key=alice)[0] == 200
-        stats = get(base, f"/v2/models/{VICTIM}/stats")[1]["model_stats"][0]
+        stats = get(base, stats_path, owner)[1]["model_stats"][0]
     assert stats["clients"]["alice"] == {"requests": 3, "images": 10, "flagged": {}}
     assert [row[4] for row in gate.accounts.rows()][:2] == ["a1", ""]
-    # The keys never reach the state folder or the stats.
+    # The keys never reach the state folder, the stats or the logs.
     for path in [p for p in state.rglob("*") if p.is_file()]:
         data = path.read_bytes()
         assert alice.encode() not in data and bob.encode() not in data, path
     assert alice not in json.dumps(stats) and bob not in json.dumps(stats)
+    assert alice not in caplog.text and bob not in caplog.text
 
 
 # ------------------------------------------------------------------ PRADA per client
@@ -269,6 +278,7 @@ def test_prada_flags_a_jbda_client_over_http_and_leaves_a_benign_one_alone(victi
 
     keys_file = tmp_path / "keys.yaml"
     attacker, benign = create_key(keys_file, "attacker"), create_key(keys_file, "benign")
+    owner = {"X-API-Key": create_key(keys_file, "owner", owner=True)}
     gate = ClientGate(keys_file, tmp_path / "state", "prada", PRADA, on_flag="refuse")
     model = served(victim)
     held_out = task.split("test")[0]
@@ -299,7 +309,7 @@ def test_prada_flags_a_jbda_client_over_http_and_leaves_a_benign_one_alone(victi
                 break
             benign_api(held_out[i : i + 20])
         assert infer(base, held_out[400:420], key=attacker)[0] == 403
-        stats = get(base, f"/v2/models/{VICTIM}/stats")[1]["model_stats"][0]["clients"]
+        stats = get(base, f"/v2/models/{VICTIM}/stats", owner)[1]["model_stats"][0]["clients"]
 
     assert stats["attacker"]["flagged"] == {VICTIM: flagged_at}
     assert stats["benign"]["flagged"] == {}

@@ -58,6 +58,9 @@ def _keys_parser(sub) -> None:
     add.add_argument("client")
     add.add_argument("--keys", required=True, type=Path, help="the keys file (created if absent)")
     add.add_argument("--replace", action="store_true", help="rotate an existing client's key")
+    add.add_argument(
+        "--owner", action="store_true", help="the owner's key: sees every client's statistics"
+    )
     add.set_defaults(run=keys_add)
     show = ksub.add_parser("list", help="the clients of a keys file")
     show.add_argument("--keys", required=True, type=Path)
@@ -108,7 +111,7 @@ def serve(args) -> int:
 def keys_add(args) -> int:
     from .serve.clients import create_key
 
-    key = create_key(args.keys, args.client, args.replace)
+    key = create_key(args.keys, args.client, args.replace, args.owner)
     print(f"API key of {args.client} (shown once; {args.keys} keeps only its sha256):")
     print(key)
     return 0

@@ -137,6 +137,11 @@ class Gate:
                 for client in self.requests
             }
 
+    def stats_for(self, client: str) -> dict:
+        """What ``client`` may see of :meth:`stats` (the statistics route; the base class:
+        everything)."""
+        return self.stats()
+
 
 OpenGate = Gate
 
@@ -254,9 +259,10 @@ def create_app(models: list[ServedModel], gate: Gate | None = None):
         return {"name": name, "ready": True}
 
     @app.get("/v2/models/{name}/stats")
-    def model_stats(name: str):
+    def model_stats(name: str, request: Request):
         model = lookup(name)
-        clients = gate.stats()
+        client = gate.client({k.lower(): v for k, v in request.headers.items()})
+        clients = gate.stats_for(client)
         return {
             "model_stats": [
                 {

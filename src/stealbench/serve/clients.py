@@ -95,6 +95,12 @@ def _check_client(name: str) -> str:
 
 def load_keys(path: str | os.PathLike) -> dict[str, str]:
     """{sha256 of a key: its client} from a keys file (``clients: {name: {sha256: hex}}``)."""
+    return read_keys_file(path)[0]
+
+
+def read_keys_file(path: str | os.PathLike) -> tuple[dict[str, str], set[str]]:
+    """({sha256 of a key: its client}, the clients with ``owner: true``: they see every
+    client's statistics) from a keys file."""
     import yaml
 
     path = Path(path)
@@ -106,7 +112,7 @@ def load_keys(path: str | os.PathLike) -> dict[str, str]:
     clients = data.get("clients") if isinstance(data, dict) else None
     if not isinstance(clients, dict):
         raise ValueError(f"{path}: expected `clients: {{name: {{sha256: <hex>}}}}`")
-    out = {}
+    out, owners = {}, set()
     for name, entry in clients.items():
         _check_client(name)
         digest = entry.get("sha256") if isinstance(entry, dict) else None
@@ -115,13 +121,17 @@ def load_keys(path: str | os.PathLike) -> dict[str, str]:
         if digest in out:
             raise ValueError(f"{path}: clients {out[digest]!r} and {name!r} share a key")
         out[digest] = name
-    return out
+        if entry.get("owner") is True:
+            owners.add(name)
+    return out, owners
 
 
-def create_key(path: str | os.PathLike, client: str, replace: bool = False) -> str:
+def create_key(
+    path: str | os.PathLike, client: str, replace: bool = False, owner: bool = False
+) -> str:
     """A new key for ``client``; its hash is written to the keys file ``path`` (created if
     absent), the key itself only returned: show it once. An existing client keeps its key
-    unless ``replace``."""
+    unless ``replace``. An ``owner`` sees every client's statistics; others see their own."""
     import yaml
 
     from ..io import atomic_path
@@ -136,6 +146,8 @@ def create_key(path: str | os.PathLike, client: str, replace: bool = False) -> s
         raise ValueError(f"client {client!r} already has a key in {path}; pass replace to rotate")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     clients[client] = {"sha256": hash_key(key), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if owner:
+        clients[client]["owner"] = True
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(
@@ -308,10 +320,11 @@ class ClientGate(Gate):
     """Keys, a durable bill, a stream monitor and DAWN per client (module docstring).
 
     ``keys``: a keys file, or a dict {sha256 of a key: client}; None lets everyone in as
-    ``anonymous`` (one client). ``state``: the folder of the bill (``accounts.sqlite``) and the
-    records (``records/``); None keeps the bill in memory and no record. ``monitor``: a
-    registered stream monitor's name (``prada``) with ``monitor_params``; ``on_flag``:
-    ``refuse`` or ``flag``.
+    ``anonymous`` (one client). ``owners``: the clients that see every client's statistics
+    (also ``owner: true`` in the keys file). ``state``: the folder of the bill
+    (``accounts.sqlite``) and the records (``records/``); None keeps the bill in memory and
+    no record. ``monitor``: a registered stream monitor's name (``prada``) with
+    ``monitor_params``; ``on_flag``: ``refuse`` or ``flag``.
     """
 
     def __init__(
@@ -321,6 +334,7 @@ class ClientGate(Gate):
         monitor: str | None = None,
         monitor_params: dict | None = None,
         on_flag: str = "refuse",
+        owners: set[str] | None = None,
     ):
         super().__init__()
         if on_flag not in ACTIONS:
@@ -329,7 +343,11 @@ class ClientGate(Gate):
             from ..defense.monitor import create_monitor
 
             create_monitor(monitor, **(monitor_params or {}))  # fail now on a bad parameter
-        self.keys = load_keys(keys) if isinstance(keys, str | os.PathLike) else keys
+        self.owners: set[str] = set(owners or ())
+        if isinstance(keys, str | os.PathLike):
+            keys, in_file = read_keys_file(keys)
+            self.owners |= in_file
+        self.keys = keys
         self.state = None if state is None else Path(state)
         self.accounts = Accounts(None if state is None else self.state / "accounts.sqlite")
         self.records = None if state is None else Records(self.state / "records")
@@ -487,6 +505,14 @@ class ClientGate(Gate):
                 entry = out.setdefault(client, {"requests": 0, "images": 0, "flagged": {}})
                 entry["flagged"][model] = n
             return out
+
+    def stats_for(self, client: str) -> dict:
+        """Everything for an owner (or without keys); a client sees only its own entry: the
+        names and volumes of the others are not its business."""
+        stats = self.stats()
+        if self.keys is None or client in self.owners:
+            return stats
+        return {client: stats[client]} if client in stats else {}
 
     def close(self) -> None:
         self.accounts.close()
