@@ -229,6 +229,12 @@ def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task,
     assert hash_key(alice) in keys_file.read_text() and alice not in keys_file.read_text()
     with pytest.raises(ValueError, match="already has a key"):
         create_key(keys_file, "alice")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("clients:\n  eve: {sha256: " + alice + "}\n")  # a key, not its hash
+    with pytest.raises(ValueError, match="clients.eve.sha256 must be 64 lower-case hex"):
+        ClientGate(bad)
+    with pytest.raises(ValueError, match="client name 'a/b'"):
+        create_key(keys_file, "a/b")
     images = task.split("test")[0]
     stats_path = f"/v2/models/{VICTIM}/stats"
     with runner.background(create_app([served(victim)], ClientGate(keys_file, state))) as base:
@@ -475,6 +481,12 @@ def test_served_victim_builds_the_victim_and_the_defense_of_the_config(config, r
         match=r"--victim: unknown value 'digits-lenett' \(did you mean 'digits-lenet'\?\)",
     ):
         served_victim(config, "digits-lenett", results)
+    with pytest.raises(DeployError, match=r"--results: .*digits-resnet8/model\.pt is missing"):
+        served_victim(config, "digits-resnet8", results)  # in the config, never built
+    with pytest.raises(DeployError, match=r"--defense ood-shuffle: .*detector\.pt missing"):
+        served_victim(config, VICTIM, results, "ood-shuffle")  # its detector was never trained
+    with pytest.raises(DeployError, match="--granularity: .*allowed: probs, label"):
+        served_victim(config, VICTIM, results, granularity="top0")
 
 
 def test_the_command_serves_and_manages_keys(results, tmp_path, capsys, task):
