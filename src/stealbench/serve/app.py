@@ -236,7 +236,7 @@ def create_app(models: list[ServedModel], gate: Gate | None = None):
         return {
             "name": "stealbench",
             "version": version("stealbench"),
-            "extensions": ["statistics"],
+            "extensions": ["statistics", "binary_tensor_data"],
         }
 
     @app.get("/v2/health/live")
