@@ -265,6 +265,7 @@ def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task,
         stats = get(base, stats_path, owner)[1]["model_stats"][0]
     assert stats["clients"]["alice"] == {"requests": 3, "images": 10, "flagged": {}}
     assert [row[4] for row in gate.accounts.rows()][:2] == ["a1", ""]
+    assert not (state / "records").exists()  # no monitor, no DAWN: no image is kept
     # The keys never reach the state folder, the stats or the logs.
     for path in [p for p in state.rglob("*") if p.is_file()]:
         data = path.read_bytes()

@@ -101,7 +101,7 @@ class Gate:
         """The client a request comes from (``headers``: lower-case names), or Refused."""
         return "anonymous"
 
-    def turn(self, client: str):
+    def turn(self, client: str, model: ServedModel):
         """A context manager held around one request's ``before``, answer and ``after`` (in
         the thread pool): a gate whose per-client state depends on the order of a client's
         requests (a stream monitor) serialises them here. The base class holds nothing."""
@@ -288,7 +288,7 @@ def create_app(models: list[ServedModel], gate: Gate | None = None):
         images = decode_images(body["inputs"][0], model, binary)
 
         def respond():
-            with gate.turn(client):
+            with gate.turn(client, model):
                 gate.before(client, model, images)
                 probs, answers = model.answer(images, gate.defense(client, model))
                 return answers, gate.after(client, model, images, probs, answers, request_id)

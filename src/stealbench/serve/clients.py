@@ -385,9 +385,20 @@ class ClientGate(Gate):
 
     # -- ordering and refusal
 
-    def turn(self, client: str):
-        """The client's lock when a monitor or a record depends on the order of its requests."""
-        if self.monitor_name is None and self.records is None:
+    def keeps_record(self, model: ServedModel) -> bool:
+        """Whether the service keeps the client's queries of ``model``: only with a state
+        folder, and only when something needs them (a monitor rebuilt after a restart, DAWN's
+        verification): an undefended, unmonitored service keeps no image, only the bill."""
+        from ..defense.dawn import Dawn
+
+        return self.records is not None and (
+            self.monitor_name is not None or isinstance(model.defense, Dawn)
+        )
+
+    def turn(self, client: str, model: ServedModel):
+        """The client's lock when a monitor or a record depends on the order of its requests
+        (else nothing: the bill has a lock of its own)."""
+        if self.monitor_name is None and not self.keeps_record(model):
             return contextlib.nullcontext()
         with self._lock:
             return self._turns[client]
@@ -475,7 +486,7 @@ class ClientGate(Gate):
         with self._lock:
             totals = self._totals.setdefault((client, model.name), [0, 0])
             n = totals[0]
-        if self.records is not None:
+        if self.keeps_record(model):
             self.records.write(
                 model.name,
                 client,
