@@ -517,6 +517,10 @@ def test_the_command_serves_and_manages_keys(results, tmp_path, capsys, task):
     assert key.startswith("sbk_") and key not in keys_file.read_text()
     assert hash_key(key) in keys_file.read_text()
 
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"stealbench": "stealbench.cli:main"}  # the console script
     help_ = subprocess.run(
         [sys.executable, "-m", "stealbench", "serve", "--help"],
         capture_output=True,
