@@ -511,6 +511,9 @@ def test_the_command_serves_and_manages_keys(results, tmp_path, capsys, task):
     )
     err = capsys.readouterr().err
     assert "--defense: unknown value 'mda' (did you mean 'mad@0.5'?)" in err and "allowed:" in err
+    served = ["serve", "--configfile", str(SMOKE), "--victim", VICTIM, "--results", str(results)]
+    assert main([*served, "--monitor", "pradaa"]) == 2
+    assert "--monitor: unknown value 'pradaa' (did you mean 'prada'?)" in capsys.readouterr().err
     keys_file = tmp_path / "keys.yaml"
     assert main(["keys", "add", "carol", "--keys", str(keys_file)]) == 0
     key = capsys.readouterr().out.split()[-1]

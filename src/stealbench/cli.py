@@ -89,7 +89,14 @@ def serve(args) -> int:
     model = served_victim(
         config, args.victim, args.results, args.defense, args.granularity, args.device
     )
-    params = monitor_settings(config, args.monitor) if args.monitor else None
+    params = None
+    if args.monitor:
+        from .defense.monitor import MONITORS
+        from .serve.deploy import unknown
+
+        if args.monitor not in MONITORS:
+            raise unknown("--monitor", args.monitor, MONITORS)
+        params = monitor_settings(config, args.monitor)
     state = args.state or args.results / "serve" / args.victim
     gate = ClientGate(args.keys, state, args.monitor, params, args.on_flag)
     if args.keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -128,10 +135,12 @@ def keys_list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from .io import ArtefactError
+
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
-        # Config, victim, defense and key errors name the option; no traceback for them.
+    except (ValueError, FileNotFoundError, ArtefactError) as err:
+        # Config, victim, defense, artefact and key errors name what to fix; no traceback.
         print(f"stealbench {args.command}: error: {err}", file=sys.stderr)
         return 2
 

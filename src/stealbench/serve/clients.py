@@ -297,7 +297,8 @@ def verify_client(
     batches = load_record(Path(record_dir) / _check_client(client))
     if not batches:
         raise FileNotFoundError(f"no record of client {client!r} in {record_dir}")
-    if "watermarked" not in batches[0]:
+    batches = [b for b in batches if "watermarked" in b]  # those answered through DAWN
+    if not batches:
         raise ValueError(f"{record_dir}: the service did not answer {client!r} through DAWN")
     num_classes = int(batches[0]["answers"].shape[1])
     images = np.concatenate([b["images"][b["watermarked"]] for b in batches])
@@ -474,7 +475,8 @@ class ClientGate(Gate):
             if monitor.flagged_at is not None:
                 if was is None:
                     self.accounts.flag(client, model.name, self.monitor_name, monitor.flagged_at)
-                    self._flags[(client, model.name)] = monitor.flagged_at
+                    with self._lock:
+                        self._flags[(client, model.name)] = monitor.flagged_at
                     log.warning(
                         "client %s flagged by %s at its query %d (%s)",
                         client,
