@@ -307,6 +307,7 @@ def test_prada_flags_a_jbda_client_over_http_and_leaves_a_benign_one_alone(victi
             )
         assert time.monotonic() < deadline
         assert refused.value.status == 403 and "flagged" in refused.value.body["error"]
+        benign_at_refusal = sum(map(len, benign_api.sent))  # the benign stream by then
         # The flagging request was answered and said so; the benign client still is answered.
         flagged = [b for s, b in jbda_api.responses if s == 200 and "parameters" in b]
         assert len(flagged) == 1 and flagged[0]["parameters"]["flagged"] is True
@@ -330,9 +331,12 @@ def test_prada_flags_a_jbda_client_over_http_and_leaves_a_benign_one_alone(victi
     w_attacker = [w for _, w in gate.monitor("attacker", model).trace]
     assert w_benign, "the benign stream must reach PRADA's test"
     assert min(w_benign) > PRADA["delta"] and not benign_monitor.flagged
+    flag_w = dict(gate.monitor("attacker", model).trace)[flagged_at]
+    w_then = [w for q, w in benign_monitor.trace if q <= benign_at_refusal]
     print(
-        f"\njbda flagged at query {flagged_at} (W {min(w_attacker):.3f}); benign client "
-        f"{benign_monitor.queries} queries, W in [{min(w_benign):.3f}, {max(w_benign):.3f}]"
+        f"\njbda flagged at its query {flagged_at} (W {flag_w:.3f}; min {min(w_attacker):.3f}); "
+        f"the benign client by the refusal: {benign_at_refusal} queries, W {w_then}; after "
+        f"{benign_monitor.queries} queries: W in [{min(w_benign):.3f}, {max(w_benign):.3f}]"
     )
 
     # A restarted service keeps the flag (refused at once) and rebuilds the benign monitor.
