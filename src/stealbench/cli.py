@@ -84,19 +84,18 @@ def serve(args) -> int:
     from .serve.deploy import monitor_settings, served_victim
     from .serve.runner import run
 
-    torch.set_num_threads(max(1, args.threads))
-    config = load_config(args.configfile)
-    model = served_victim(
-        config, args.victim, args.results, args.defense, args.granularity, args.device
-    )
-    params = None
     if args.monitor:
         from .defense.monitor import MONITORS
         from .serve.deploy import unknown
 
         if args.monitor not in MONITORS:
             raise unknown("--monitor", args.monitor, MONITORS)
-        params = monitor_settings(config, args.monitor)
+    torch.set_num_threads(max(1, args.threads))
+    config = load_config(args.configfile)
+    model = served_victim(
+        config, args.victim, args.results, args.defense, args.granularity, args.device
+    )
+    params = monitor_settings(config, args.monitor) if args.monitor else None
     state = args.state or args.results / "serve" / args.victim
     gate = ClientGate(args.keys, state, args.monitor, params, args.on_flag)
     if args.keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):
