@@ -237,7 +237,11 @@ def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task,
         create_key(keys_file, "a/b")
     images = task.split("test")[0]
     stats_path = f"/v2/models/{VICTIM}/stats"
-    with runner.background(create_app([served(victim)], ClientGate(keys_file, state))) as base:
+    two = [served(victim), served(victim, name="other")]
+    with runner.background(create_app(two, ClientGate(keys_file, state))) as base:
+        assert infer(base, images[:2], key=alice, model="other")[0] == 200  # billed apart
+        other = get(base, "/v2/models/other/stats", owner)[1]["model_stats"][0]
+        assert other["clients"] == {"alice": {"requests": 1, "images": 2, "flagged": {}}}
         status, _, body = infer(base, images[:3])
         assert status == 401 and "API key" in body["error"]
         r = HTTP.request("POST", f"{base}/v2/models/{VICTIM}/infer", body=b"{}")
@@ -259,12 +263,12 @@ def test_keys_authenticate_clients_and_the_bill_survives_a_restart(victim, task,
 
     # A new service on the same state keeps the bill, and adds to it.
     gate = ClientGate(keys_file, state)
-    assert gate.stats()["alice"]["images"] == 8
+    assert gate.stats(VICTIM)["alice"]["images"] == 8 and gate.stats()["alice"]["images"] == 10
     with runner.background(create_app([served(victim)], gate)) as base:
         assert infer(base, images[:2], key=alice)[0] == 200
         stats = get(base, stats_path, owner)[1]["model_stats"][0]
     assert stats["clients"]["alice"] == {"requests": 3, "images": 10, "flagged": {}}
-    assert [row[4] for row in gate.accounts.rows()][:2] == ["a1", ""]
+    assert [r[4] for r in gate.accounts.rows() if r[2:4] == ("alice", VICTIM)] == ["a1", "", ""]
     assert not (state / "records").exists()  # no monitor, no DAWN: no image is kept
     # The keys never reach the state folder, the stats or the logs.
     for path in [p for p in state.rglob("*") if p.is_file()]:

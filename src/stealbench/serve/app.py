@@ -137,9 +137,9 @@ class Gate:
                 for client in self.requests
             }
 
-    def stats_for(self, client: str) -> dict:
-        """What ``client`` may see of :meth:`stats` (the statistics route; the base class:
-        everything)."""
+    def stats_for(self, client: str, model: str | None = None) -> dict:
+        """What ``client`` may see of :meth:`stats` for ``model`` (the statistics route; the
+        base class counts no model apart and shows everything)."""
         return self.stats()
 
 
@@ -262,7 +262,7 @@ def create_app(models: list[ServedModel], gate: Gate | None = None):
     def model_stats(name: str, request: Request):
         model = lookup(name)
         client = gate.client({k.lower(): v for k, v in request.headers.items()})
-        clients = gate.stats_for(client)
+        clients = gate.stats_for(client, name)
         return {
             "model_stats": [
                 {

@@ -505,24 +505,29 @@ class ClientGate(Gate):
             self.images[client] += len(images)
         return parameters
 
-    def stats(self) -> dict:
+    def stats(self, model: str | None = None) -> dict:
         """Per client: ``requests`` and ``images`` answered (since the state was created),
-        and ``flagged``: {model: the query that raised the flag} (empty if never)."""
+        and ``flagged``: {model: the query that raised the flag} (empty if never); of one
+        ``model``, or of all."""
         with self._lock:
             out: dict[str, dict] = {}
-            for (client, _), (requests, images) in sorted(self._totals.items()):
+            for (client, name), (requests, images) in sorted(self._totals.items()):
+                if model is not None and name != model:
+                    continue
                 entry = out.setdefault(client, {"requests": 0, "images": 0, "flagged": {}})
                 entry["requests"] += requests
                 entry["images"] += images
-            for (client, model), n in sorted(self._flags.items()):
+            for (client, name), n in sorted(self._flags.items()):
+                if model is not None and name != model:
+                    continue
                 entry = out.setdefault(client, {"requests": 0, "images": 0, "flagged": {}})
-                entry["flagged"][model] = n
+                entry["flagged"][name] = n
             return out
 
-    def stats_for(self, client: str) -> dict:
+    def stats_for(self, client: str, model: str | None = None) -> dict:
         """Everything for an owner (or without keys); a client sees only its own entry: the
         names and volumes of the others are not its business."""
-        stats = self.stats()
+        stats = self.stats(model)
         if self.keys is None or client in self.owners:
             return stats
         return {client: stats[client]} if client in stats else {}
