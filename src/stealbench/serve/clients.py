@@ -260,6 +260,11 @@ class Records:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fd = os.open(folder, os.O_RDONLY)  # the rename itself survives a power cut
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def load(self, model: str, client: str, count: int | None = None) -> list[dict]:
         """The client's batches in the order they were answered (the first ``count``)."""
