@@ -5,7 +5,11 @@ with typed tensors) is what KServe, Triton, MLServer, TorchServe and Seldon spea
 attack code, not only stealbench's, can be tested against stealbench's defenses.
 
 - :mod:`.app`     the protocol's endpoints over one or more :class:`~.app.ServedModel`;
-- :mod:`.runner`  running the app with uvicorn, blocking (the command) or in the background.
+- :mod:`.runner`  running the app with uvicorn, blocking (the command) or in the background;
+- :mod:`.clients` the gate of a deployment: API keys, a durable bill, PRADA and DAWN per client;
+- :mod:`.deploy`  a victim the workflow built, behind a defense instance of its config.
+
+The command is ``stealbench serve`` (:mod:`stealbench.cli`).
 
 Why FastAPI and uvicorn: KServe's and MLServer's Python servers are built on the same two, but
 each brings dozens of packages (gRPC, Kafka, Kubernetes clients, OpenTelemetry) whose pins clash

@@ -25,6 +25,7 @@ per-client monitors, watermark records). :class:`OpenGate` lets everyone in as o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -66,12 +67,14 @@ class ServedModel:
     version: str = "1"
     info: dict = field(default_factory=dict)  # shown in the model's metadata
 
-    def answer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the victim's posteriors, the answers served) for uint8 images."""
+    def answer(self, images: np.ndarray, defense: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(the victim's posteriors, the answers served) for uint8 images. ``defense``: this
+        request's defense in place of the model's own (a per-client instance: DAWN keyed per
+        client, :meth:`Gate.defense`); None applies ``self.defense``."""
         from ..attack.api import serve
 
         probs = self.posteriors(images)
-        return probs, serve(probs, images, self.granularity, self.defense)
+        return probs, serve(probs, images, self.granularity, defense or self.defense)
 
     def metadata(self) -> dict:
         h, w, c = self.image_shape
@@ -98,8 +101,18 @@ class Gate:
         """The client a request comes from (``headers``: lower-case names), or Refused."""
         return "anonymous"
 
+    def turn(self, client: str, model: ServedModel):
+        """A context manager held around one request's ``before``, answer and ``after`` (in
+        the thread pool): a gate whose per-client state depends on the order of a client's
+        requests (a stream monitor) serialises them here. The base class holds nothing."""
+        return contextlib.nullcontext()
+
     def before(self, client: str, model: ServedModel, images: np.ndarray) -> None:
         """Raise :class:`Refused` to refuse ``client``'s request before it is answered."""
+
+    def defense(self, client: str, model: ServedModel) -> Any:
+        """The defense that answers ``client`` (None: the model's own, ``model.defense``)."""
+        return None
 
     def after(
         self,
@@ -108,8 +121,10 @@ class Gate:
         images: np.ndarray,
         probs: np.ndarray,
         answers: np.ndarray,
+        request_id: str = "",
     ) -> dict:
-        """Account for a request answered; returns parameters added to the response."""
+        """Account for a request answered (``request_id``: the request's ``id``, or "");
+        returns parameters added to the response."""
         with self._lock:
             self.requests[client] += 1
             self.images[client] += len(images)
@@ -121,6 +136,11 @@ class Gate:
                 client: {"requests": self.requests[client], "images": self.images[client]}
                 for client in self.requests
             }
+
+    def stats_for(self, client: str, model: str | None = None) -> dict:
+        """What ``client`` may see of :meth:`stats` for ``model`` (the statistics route; the
+        base class counts no model apart and shows everything)."""
+        return self.stats()
 
 
 OpenGate = Gate
@@ -239,9 +259,10 @@ def create_app(models: list[ServedModel], gate: Gate | None = None):
         return {"name": name, "ready": True}
 
     @app.get("/v2/models/{name}/stats")
-    def model_stats(name: str):
+    def model_stats(name: str, request: Request):
         model = lookup(name)
-        clients = gate.stats()
+        client = gate.client({k.lower(): v for k, v in request.headers.items()})
+        clients = gate.stats_for(client, name)
         return {
             "model_stats": [
                 {
@@ -254,7 +275,8 @@ def create_app(models: list[ServedModel], gate: Gate | None = None):
             ]
         }
 
-    # The model runs in the thread pool (torch releases the GIL), the JSON on the event loop.
+    # The gate and the model run in the thread pool (torch releases the GIL; a gate may write
+    # to disk), the JSON on the event loop.
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None):
@@ -264,9 +286,14 @@ def create_app(models: list[ServedModel], gate: Gate | None = None):
         body, binary = parse_request(await request.body(), headers)
         request_id = str(body.get("id", ""))
         images = decode_images(body["inputs"][0], model, binary)
-        gate.before(client, model, images)
-        probs, answers = await run_in_threadpool(model.answer, images)
-        parameters = gate.after(client, model, images, probs, answers)
+
+        def respond():
+            with gate.turn(client, model):
+                gate.before(client, model, images)
+                probs, answers = model.answer(images, gate.defense(client, model))
+                return answers, gate.after(client, model, images, probs, answers, request_id)
+
+        answers, parameters = await run_in_threadpool(respond)
         output = {"name": OUTPUT_NAME, "shape": list(answers.shape), "datatype": "FP32"}
         raw = b""
         if wants_binary(body):
