@@ -132,18 +132,21 @@ class Endpoint:
         remote = {**DEFAULTS, **(spec.get("remote") or {})}
         for key in ("url", "model"):
             if not remote.get(key):
-                raise RemoteError(f"victims.{name}.remote.{key} is required for a remote victim")
+                raise RemoteError(
+                    f"config key 'victims.{name}.remote.{key}' is required for a remote victim"
+                )
         if remote["datatype"] not in DATATYPES:
             raise RemoteError(
-                f"victims.{name}.remote.datatype: {remote['datatype']!r} is not one of "
-                f"{sorted(DATATYPES)}"
+                f"config key 'victims.{name}.remote.datatype': {remote['datatype']!r} is not "
+                f"one of {sorted(DATATYPES)}"
             )
         returns = str(remote["returns"])
         if returns not in ("probs", "label") and not (
             returns.startswith("top") and returns[3:].isdigit() and int(returns[3:]) >= 1
         ):
             raise RemoteError(
-                f"victims.{name}.remote.returns: {returns!r} is not probs, label or top<k>"
+                f"config key 'victims.{name}.remote.returns': {returns!r} is not probs, label or "
+                f"top<k>"
             )
         return cls(
             name=name,
@@ -170,7 +173,8 @@ class Endpoint:
         return f"{self.url}/v2/models/{self.model}"
 
     def key(self, what: str) -> str:
-        return f"victims.{self.name}.remote.{what}"
+        """The config key ``victims.<name>.remote.<what>`` as errors name it."""
+        return f"config key 'victims.{self.name}.remote.{what}'"
 
 
 def num_classes(spec: dict) -> int:
@@ -620,13 +624,13 @@ class RemoteVictim:
             with self._lock:
                 self.stats.retries += e.retries
             raise RemoteError(
-                f"victims.{self.name}: {where} failed after {e.retries} retries "
+                f"victim '{self.name}': {where} failed after {e.retries} retries "
                 f"({type(error.reason).__name__}: {error.reason}); answers received before "
-                f"it are kept in the ledger (see {e.key('url')}, {e.key('retries')})"
+                f"it are kept in the ledger (see {e.key('url')} and {e.key('retries')})"
             ) from None
         except urllib3.exceptions.HTTPError as error:
             raise RemoteError(
-                f"victims.{self.name}: {where} failed ({type(error).__name__}: {error})"
+                f"victim '{self.name}': {where} failed ({type(error).__name__}: {error})"
             ) from None
         elapsed = time.perf_counter() - start
         retried = len(response.retries.history) if response.retries is not None else 0
@@ -637,9 +641,9 @@ class RemoteVictim:
             hint = {401: "auth", 403: "auth", 404: "model", 400: "input", 422: "input"}
             key = e.key(hint[response.status]) if response.status in hint else e.key("url")
             if hint.get(response.status) == "input":
-                key = f"victims.{self.name}.input"
+                key = f"config key 'victims.{self.name}.input'"
             raise RemoteError(
-                f"victims.{self.name}: {where} answered HTTP {response.status} "
+                f"victim '{self.name}': {where} answered HTTP {response.status} "
                 f"({_excerpt(response.data)}); check {key}"
             )
         try:
@@ -647,7 +651,7 @@ class RemoteVictim:
                 response.data, len(rows), self.classes, e.returns, response.headers, self.version
             )
         except ValueError as error:
-            raise BadAnswer(f"victims.{self.name}: {where} refused, not stored: {error}") from None
+            raise BadAnswer(f"victim '{self.name}': {where} refused, not stored: {error}") from None
         with self._lock:
             self.stats.images_sent += len(rows)
         return answer
@@ -711,7 +715,8 @@ def probe(name: str, spec: dict, images: np.ndarray | None = None) -> np.ndarray
         )
     if response.status in (400, 422):
         raise RemoteError(
-            f"victims.{name}.input: the server rejected inputs of shape {list(sent.shape)} "
+            f"config key 'victims.{name}.input': the server rejected inputs of shape "
+            f"{list(sent.shape)} "
             f"({where}: HTTP {response.status}: {_excerpt(response.data)})"
         )
     if response.status != 200:
@@ -729,7 +734,8 @@ def probe(name: str, spec: dict, images: np.ndarray | None = None) -> np.ndarray
         ) from None
     if answered != classes:
         raise RemoteError(
-            f"victims.{name}.classes: {classes} classes declared, the endpoint answers "
+            f"config key 'victims.{name}.classes': {classes} classes declared, the endpoint "
+            f"answers "
             f"{answered} ({where})"
         )
     try:
