@@ -545,3 +545,31 @@ def test_the_client_talks_to_mlserver(tmp_path):
     assert (got.argmax(1) == expected.argmax(1)).all()
     assert client.stats.images_sent == 48 and again.stats.ledger_hits == 48
     assert again.stats.requests == 0
+
+
+def test_two_jobs_share_one_ledger(victim, tmp_path):
+    """Two processes (two jobs of one victim) write one ledger at once: SQLite's WAL and busy
+    timeout serialise their commits, and every answer of both is kept."""
+    ledger = tmp_path / "l.sqlite"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE)])}
+    with served(victim) as url:
+        jobs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "oip_servers.py"),
+                    url,
+                    str(ledger),
+                    "160",
+                    str(seed),
+                    str(tmp_path / f"{seed}.npz"),
+                ],
+                env=env,
+            )
+            for seed in (21, 22)
+        ]
+        assert [job.wait(timeout=300) for job in jobs] == [0, 0]
+        assert answered(url) == 320 == rows(ledger)
+    for seed in (21, 22):
+        got = np.load(tmp_path / f"{seed}.npz")["answers"]
+        assert np.array_equal(got, victim(query_images(160, seed)))
