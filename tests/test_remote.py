@@ -133,6 +133,19 @@ def test_what_is_sent_is_the_input_contracts_tensor(tmp_path):
         assert client.prepare(images).dtype == np.float32
 
 
+def test_answers_of_another_class_count_in_the_ledger_are_an_error(tmp_path):
+    config = spec("http://127.0.0.1:1")
+    four = RemoteVictim("toy", config, tmp_path / "l.sqlite", checksum="c", binary=False)
+    images = query_images(3, seed=0)
+    keys = four._keys(four.prepare(images))
+    four.ledger.put(keys, np.full((3, 4), 0.25, np.float32), "attack", "r")
+    assert np.array_equal(four.posteriors(images), np.full((3, 4), 0.25, np.float32))
+    five = {**config, "classes": 5}
+    client = RemoteVictim("toy", five, tmp_path / "l.sqlite", checksum="c", binary=False)
+    with pytest.raises(RemoteError, match=key("classes") + ": 5 classes declared, but the"):
+        client.posteriors(images)
+
+
 def _reply(data, shape=None) -> bytes:
     data = np.asarray(data, dtype=np.float64)
     shape = list(data.shape) if shape is None else shape

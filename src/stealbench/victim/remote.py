@@ -522,27 +522,21 @@ class RemoteVictim:
             def submit(rows: list[int]) -> None:
                 futures.append(pool.submit(self._work, len(futures), rows, sent, keys, stop))
 
-            for start in range(0, len(images), chunk):
-                if stop.is_set():
-                    break
-                block = self.prepare(images[start : start + chunk])
-                sent[start : start + len(block)] = block
-                new = []
-                for i, key in enumerate(self._keys(block), start):
-                    keys.append(key)
-                    if key not in first:
-                        first[key] = i
-                        new.append(key)
-                found = self.ledger.get(new)
-                answers.update(found)
-                pending += [first[key] for key in new if key not in found]
-                with self._lock:
-                    self.stats.ledger_hits += len(found)
-                while len(pending) >= size:
-                    submit(pending[:size])
-                    pending = pending[size:]
-            if pending and not stop.is_set():
-                submit(pending)
+            try:  # an error here (or an interrupt) sends nothing more
+                for start in range(0, len(images), chunk):
+                    if stop.is_set():
+                        break
+                    block = self.prepare(images[start : start + chunk])
+                    sent[start : start + len(block)] = block
+                    pending += self._lookup(block, start, keys, first, answers)
+                    while len(pending) >= size:
+                        submit(pending[:size])
+                        pending = pending[size:]
+                if pending and not stop.is_set():
+                    submit(pending)
+            except BaseException:
+                stop.set()
+                raise
             cf.wait(futures)
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
         if errors:
@@ -557,6 +551,28 @@ class RemoteVictim:
             len(futures),
         )
         return np.stack([answers[key] for key in keys]).astype(np.float32)
+
+    def _lookup(self, block, start: int, keys: list, first: dict, answers: dict) -> list[int]:
+        """Key the prepared images ``block`` (images ``start``... of the call), read those
+        not seen before in this call from the ledger into ``answers``; the images to send."""
+        new = []
+        for i, key in enumerate(self._keys(block), start):
+            keys.append(key)
+            if key not in first:
+                first[key] = i
+                new.append(key)
+        found = self.ledger.get(new)
+        if any(len(answer) != self.classes for answer in found.values()):
+            sizes = sorted({len(answer) for answer in found.values()})
+            raise RemoteError(
+                f"config key 'victims.{self.name}.classes': {self.classes} classes declared, "
+                f"but the ledger {self.ledger.path} holds answers of this endpoint with {sizes} "
+                f"(the declaration changed, not the endpoint)"
+            )
+        answers.update(found)
+        with self._lock:
+            self.stats.ledger_hits += len(found)
+        return [first[key] for key in new if key not in found]
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """What is sent for uint8 (N, H, W, C) images: the input contract's float32 tensor.
