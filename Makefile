@@ -56,7 +56,7 @@ $(BENCH): $(STAMP)
 	touch $(BENCH)
 
 bench: $(BENCH)
-	$(BIN)/python benchmarks/run.py --only pipeline planning streaming peer convergence scale datafree
+	$(BIN)/python benchmarks/run.py --only pipeline planning streaming peer convergence remote scale datafree
 
 clean:
 	rm -rf results .snakemake

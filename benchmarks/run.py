@@ -13,6 +13,7 @@
 3. streaming: benchmarks/streaming.py (its own section);
 4. peer: benchmarks/peer.py, ART's KnockoffNets beside stealbench (its own section);
    convergence: benchmarks/convergence.py, whether the default schedule is converged (its own);
+   remote: benchmarks/remote.py, the remote-victim client on loopback against in-process (its own);
 5. scale / datafree: configs/scale.yaml and configs/datafree.yaml end to end: wall time,
    peak memory, and the recovery (accuracy) at each budget with 95% CIs;
 6. gpu: benchmarks/gpu.py, on a CUDA machine only (its own section).
@@ -316,6 +317,7 @@ def main() -> None:
         "streaming",
         "peer",
         "convergence",
+        "remote",
         "scale",
         "datafree",
         "gpu",
@@ -361,6 +363,7 @@ def main() -> None:
         "streaming": "streaming.py",
         "peer": "peer.py",
         "convergence": "convergence.py",
+        "remote": "remote.py",
         "gpu": "gpu.py",
     }
     for name, script in scripts.items():
