@@ -5,7 +5,7 @@ posteriors - so that every later job reads any victim the same way.
 model.pt is the state dict (a checkpoint's Classifier, a torchvision model's own) or the
 scripted module re-saved with torch.jit.save; weights_checksum is the checksum of that state
 dict (the source file's SHA-256 is kept as file_sha256), or for a remote victim
-stealbench.victim.remote.endpoint_checksum(spec). The remote branch uses the client of
+the client's endpoint checksum (stealbench.victim.remote.endpoint_checksum). The remote branch uses the client of
 stealbench.victim.remote (RemoteVictim.from_spec(name, spec, ledger, purpose="evaluation")),
 whose answers are kept in results/victims/<name>/answers.sqlite."""
 
@@ -36,11 +36,21 @@ if source == "remote":
     # apart from any attacker's budget, and survive a failed job in the ledger.
     from stealbench.victim.remote import RemoteVictim
 
-    from stealbench.victim import remote, sources
+    from stealbench.victim import sources
 
     victim = RemoteVictim.from_spec(name, spec, sources.ledger_path(name), purpose="evaluation")
     test_probs = np.asarray(victim.posteriors(np.asarray(x_test)), dtype=np.float32)
-    weights_checksum = remote.endpoint_checksum(spec)
+    weights_checksum = victim.checksum  # url, model, its version and returns (no secret)
+    s = victim.stats
+    log.info(
+        "victim %s: %d images sent in %d requests (%d retried attempts), %d from the ledger",
+        name,
+        s.images_sent,
+        s.requests,
+        s.retries,
+        s.ledger_hits,
+    )
+    victim.close()
     record["remote"] = spec["remote"]
 else:
     from stealbench.models.training import predict_proba
