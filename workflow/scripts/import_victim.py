@@ -4,8 +4,8 @@ posteriors - so that every later job reads any victim the same way.
 
 model.pt is the state dict (a checkpoint's Classifier, a torchvision model's own) or the
 scripted module re-saved with torch.jit.save; weights_checksum is the checksum of that state
-dict (the source file's SHA-256 is kept as file_sha256), or for a remote victim
-the client's endpoint checksum (stealbench.victim.remote.endpoint_checksum). The remote branch uses the client of
+dict (the source file's SHA-256 is kept as file_sha256), or for a remote victim the client's
+endpoint checksum (url, model, its version, returns). A remote victim is queried through
 stealbench.victim.remote (RemoteVictim.from_spec(name, spec, ledger, purpose="evaluation")),
 whose answers are kept in results/victims/<name>/answers.sqlite."""
 
@@ -34,9 +34,8 @@ record = {}
 if source == "remote":
     # The client and its ledger (stealbench.victim.remote): evaluation queries are counted
     # apart from any attacker's budget, and survive a failed job in the ledger.
-    from stealbench.victim.remote import RemoteVictim
-
     from stealbench.victim import sources
+    from stealbench.victim.remote import RemoteVictim
 
     victim = RemoteVictim.from_spec(name, spec, sources.ledger_path(name), purpose="evaluation")
     test_probs = np.asarray(victim.posteriors(np.asarray(x_test)), dtype=np.float32)
