@@ -215,7 +215,10 @@ def load_victim(
         )
     meta = io.read_json(folder / "metrics.json")
     remote = meta.get("source") == "remote"  # no model file: its answers come from its ledger
-    model = _load(None if remote else folder / "model.pt", meta, device)
+    if remote:
+        model = _load(None, meta, device, ledger_path=folder / "answers.sqlite")
+    else:
+        model = _load(folder / "model.pt", meta, device)
     data_file = Path(results) / "data" / f"{meta['dataset']}.parquet"
     if data_file.exists():
         data = _datasets.load(data_file)

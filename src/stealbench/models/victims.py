@@ -78,7 +78,13 @@ def train_victim(
     return model, result, test_probs, test_acc
 
 
-def load_victim(model_path, metrics: dict, device: str = "cpu", purpose: str = "attack"):
+def load_victim(
+    model_path,
+    metrics: dict,
+    device: str = "cpu",
+    purpose: str = "attack",
+    ledger_path=None,
+):
     """A victim from its ``results/victims/<name>/`` files, checked against the weights
     checksum in its ``metrics.json``. The weights come from the file: pretrained ones are
     never fetched again.
@@ -88,13 +94,14 @@ def load_victim(model_path, metrics: dict, device: str = "cpu", purpose: str = "
     its input contract, a TorchScript victim the scripted module behind it; a remote victim
     has no model file and is :class:`stealbench.victim.remote.RemoteVictim` (its answers go
     through the durable ledger ``results/victims/<name>/answers.sqlite``; ``purpose`` says
-    what they are counted as: ``attack`` or ``evaluation``).
+    what they are counted as: ``attack`` or ``evaluation``; ``ledger_path`` another place
+    for the ledger, e.g. under another results folder).
     """
     from ..io import ArtefactError, load_state_dict, state_dict_checksum
 
     source = metrics.get("source", "train")
     if source == "remote":
-        return _remote_victim(metrics, purpose)
+        return _remote_victim(metrics, purpose, ledger_path)
     if source == "torchscript":
         import torch
 
@@ -127,7 +134,7 @@ def load_victim(model_path, metrics: dict, device: str = "cpu", purpose: str = "
     return model.eval()
 
 
-def _remote_victim(metrics: dict, purpose: str):
+def _remote_victim(metrics: dict, purpose: str, ledger_path=None):
     """A remote victim's client (stealbench.victim.remote, finished at merge): its spec is the
     one ``import_victim`` recorded (no secret: ``auth.env`` names the variable)."""
     from ..victim import sources
@@ -136,4 +143,5 @@ def _remote_victim(metrics: dict, purpose: str):
     name = metrics["victim"]
     spec = {key: metrics[key] for key in ("remote", "input", "classes")}
     spec["source"] = "remote"
-    return RemoteVictim.from_spec(name, spec, sources.ledger_path(name), purpose=purpose)
+    ledger = ledger_path or sources.ledger_path(name)
+    return RemoteVictim.from_spec(name, spec, ledger, purpose=purpose)
