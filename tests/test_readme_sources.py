@@ -1,7 +1,15 @@
 """README, "Attack your own model": its configs run as written, on model and data files this
-test writes at the paths they name; and the probe stops a bad victim before any job."""
+test writes at the paths they name (the remote one against the checkpoint victim served by
+``stealbench serve`` as the README says); and the probe stops a bad victim before any job."""
 
+import os
 import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 
 import numpy as np
 import pandas as pd
@@ -52,11 +60,12 @@ def _torchvision_files(workdir, cfg):
     torch.save(model.state_dict(), workdir / victim["torchvision"]["file"])
 
 
-def test_the_readme_has_the_two_local_configs():
+def test_the_readme_has_the_three_configs():
     configs = [yaml.safe_load(c) for c in readme_configs()]
     assert [next(iter(c["victims"].values()))["source"] for c in configs] == [
         "checkpoint",
         "torchvision",
+        "remote",
     ]
 
 
@@ -103,3 +112,111 @@ def test_a_bad_victim_stops_the_run_before_any_job(tmp_path):
     assert run.returncode != 0
     assert "config key 'victims.my-lenet.checkpoint.sha256'" in run.stderr + run.stdout
     assert not (tmp_path / "results").exists()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_the_readme_remote_config_attacks_the_served_checkpoint(tmp_path):
+    """The README's commands: a key for alice, `stealbench serve` of the checkpoint victim
+    (after the first config ran), then the remote config run as written from another folder
+    with the key in STEALBENCH_API_KEY. The server bills alice for every image the run's
+    ledger holds, once (the probe's one batch besides)."""
+    owner = tmp_path / "owner"
+    owner.mkdir()
+    text = readme_configs()[0]
+    (owner / "my-lenet.yaml").write_text(text)
+    _checkpoint_files(owner, yaml.safe_load(text))
+    run = run_snakemake(
+        owner,
+        "--cores",
+        "2",
+        "results/victims/my-lenet/metrics.json",
+        configfile=owner / "my-lenet.yaml",
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    stealbench = [sys.executable, "-m", "stealbench"]
+    made = subprocess.run(
+        [*stealbench, "keys", "add", "--keys", "keys.yaml", "alice"],
+        cwd=owner,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = made.stdout.strip().split()[-1]
+    remote_text = readme_configs()[2]
+    url = yaml.safe_load(remote_text)["victims"]["my-api"]["remote"]["url"]
+    port = int(url.rsplit(":", 1)[1])
+    if not _free(port):  # another program holds the README's port: only the port changes
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        remote_text = remote_text.replace(url, f"http://127.0.0.1:{port}")
+    server = subprocess.Popen(
+        [
+            *stealbench,
+            "serve",
+            "--configfile",
+            "my-lenet.yaml",
+            "--victim",
+            "my-lenet",
+            "--keys",
+            "keys.yaml",
+            "--port",
+            str(port),
+        ],
+        cwd=owner,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    attacker = tmp_path / "attacker"
+    attacker.mkdir()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "stealbench serve did not start"
+                time.sleep(0.25)
+        (attacker / "config.yaml").write_text(remote_text)
+        _image_tree(attacker / "my-digits", [str(d) for d in range(10)], 4, 28, 1)
+        env = {**os.environ, "STEALBENCH_API_KEY": key}
+        run = run_snakemake(
+            attacker, "--cores", "2", configfile=attacker / "config.yaml", timeout=600, env=env
+        )
+        assert run.returncode == 0, run.stderr[-4000:]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v2/models/my-lenet/stats",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            import json
+
+            billed = json.load(response)["model_stats"][0]["inference_count"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    cells = pd.read_parquet(attacker / "results/tables/cells.parquet")
+    assert len(cells) == 4 and set(cells["victim"]) == {"my-api"}
+    with sqlite3.connect(attacker / "results/victims/my-api/answers.sqlite") as db:
+        by_purpose = dict(db.execute("select purpose, count(*) from answers group by purpose"))
+    assert by_purpose["evaluation"] == 40  # the 40 test images
+    assert 0 < by_purpose["attack"] <= 300
+    # every image the ledger holds billed once, and the probe's one batch of 4 grey images
+    assert billed == sum(by_purpose.values()) + 4, (billed, by_purpose)
+    # the key reached the server and nothing else
+    for path in (attacker / "results").rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path

@@ -117,11 +117,8 @@ def probe(config: dict, results: str | Path = "results") -> list[str]:
         if source == "train":
             continue
         if source == "remote":
-            try:
-                from .remote import probe as remote_probe
-            except ImportError:  # the client is not installed with this checkout
-                log.warning("victim %s: no remote client to probe its endpoint with", name)
-                continue
+            from .remote import probe as remote_probe
+
             remote_probe(name, spec)
         else:
             probe_local(name, spec, Path(results) / "data" / f"{spec['dataset']}.parquet")
