@@ -112,7 +112,7 @@ def test_serve_is_the_defense_then_the_granularity():
 
 
 def test_api_counts_every_image_as_a_query():
-    api = PredictionAPI(_model(), batch_size=2)
+    api = PredictionAPI(_model())
     answers = api(_images(5))
     assert answers.shape == (5, 3) and api.queries == 5
     api(_images(3, seed=1))

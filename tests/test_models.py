@@ -366,3 +366,29 @@ def test_load_backbone_state_checks_its_metrics(tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     with pytest.raises(ArtefactError, match="does not match its metrics.json"):
         load_backbone_state(tmp_path / "backbone.pt", {"weights_checksum": "0" * 64})
+
+
+def test_a_victims_posterior_does_not_depend_on_the_batch_it_came_in():
+    """victim_posteriors: the answer to an image is the same to the last bit whether it was
+    asked alone, among 15, among 333 or among 1000 (a CPU's kernels round differently with a
+    batch's size: unpadded, batches under 16 rows differ from batches of 1000 here)."""
+    import numpy as np
+
+    from stealbench.models.architectures import create_model
+    from stealbench.models.victims import victim_posteriors
+
+    model = create_model("lenet", 10, seed=0).eval()
+    images = np.random.default_rng(0).integers(0, 256, (1000, 28, 28, 1), dtype=np.uint8)
+    whole = victim_posteriors(model, images)
+    for size in (1, 7, 15, 64, 333):
+        cut = np.concatenate(
+            [victim_posteriors(model, images[i : i + size]) for i in range(0, 1000, size)]
+        )
+        np.testing.assert_array_equal(cut, whole, err_msg=f"cut into batches of {size}")
+    # and it is what a server computes from the float32 NCHW tensor a client sends
+    from stealbench.victim.contract import InputContract
+
+    sent = torch.from_numpy(InputContract(28, 1).prepare(images[:64]))
+    with torch.no_grad():
+        served = torch.softmax(model(sent), dim=1).numpy()
+    np.testing.assert_array_equal(served, whole[:64])

@@ -31,7 +31,9 @@ def labelled_pool(n: int = 400, classes: int = 4, seed: int = 0) -> datasets.Dat
 
 
 class Counting(nn.Module):
-    """A victim that counts the images it is asked about (its forward passes)."""
+    """A victim that counts the images it is asked about (its forward passes). All-black
+    rows are not counted: victim_posteriors pads a batch to its fixed size with them (no toy
+    pool holds an all-black image)."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()
@@ -39,7 +41,7 @@ class Counting(nn.Module):
         self.seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen += len(x)
+        self.seen += int(x.flatten(1).any(dim=1).sum())
         return self.inner(x)
 
 

@@ -124,10 +124,11 @@ class Victim:
 
 def _test_set(model, images: np.ndarray, labels: np.ndarray):
     from .attack.surrogates import VictimTestSet
-    from .models.training import predict_proba
+    from .models.victims import victim_posteriors
 
     images = np.asarray(images)
-    return VictimTestSet(images, np.asarray(labels, dtype=np.int64), predict_proba(model, images))
+    labels = np.asarray(labels, dtype=np.int64)
+    return VictimTestSet(images, labels, victim_posteriors(model, images))
 
 
 def train_victim(
@@ -249,7 +250,6 @@ def prediction_api(
     granularity: str = "probs",
     defense=None,
     seed: int = 0,
-    batch_size: int = 1000,
     **defense_params,
 ) -> PredictionAPI:
     """The victim behind an API that answers at ``granularity`` (``probs``, ``top<k>``,
@@ -281,7 +281,7 @@ def prediction_api(
         defense = create(defense, context, **defense_params)
     elif defense_params:
         raise ValueError(f"defense parameters {sorted(defense_params)} need a defense name")
-    return PredictionAPI(victim.model, granularity, defense, batch_size)
+    return PredictionAPI(victim.model, granularity, defense)
 
 
 def run_attack(

@@ -16,8 +16,7 @@ from stealbench.defense.evaluation import (
     monitor_row,
     source_kind,
 )
-from stealbench.models.training import predict_proba
-from stealbench.models.victims import load_victim
+from stealbench.models.victims import load_victim, victim_posteriors
 from stealbench.runtime import derive_seed, setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -120,7 +119,7 @@ if sm.input.benign_sources:
         source = datasets.load(path)
         images = source.split("pool")[0]
         # Benign traffic, not an attack: these answers are not part of any query budget.
-        benign.append((source.name, images, predict_proba(model, images)))
+        benign.append((source.name, images, victim_posteriors(model, images)))
 # Drawn as long as the longest replay: each monitor's prefix is what it would have drawn alone
 # (a permutation's prefix does not depend on where it is cut).
 longest = max(limit for _, _, limit in settings.values())

@@ -12,12 +12,12 @@ whose answers are kept in results/victims/<name>/answers.sqlite."""
 import warnings
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from stealbench import io
 from stealbench.data import datasets
 from stealbench.metrics import accuracy
+from stealbench.models.victims import write_test_outputs
 from stealbench.runtime import setup
 from stealbench.victim import probe
 
@@ -52,12 +52,12 @@ if source == "remote":
     victim.close()
     record["remote"] = spec["remote"]
 else:
-    from stealbench.models.training import predict_proba
+    from stealbench.models.victims import victim_posteriors
     from stealbench.victim.local import load_external, state_of
 
     model, file_sha256 = load_external(name, spec, sm.params.device)
     probe.probe_model(name, spec, model, np.asarray(x_test[: probe.BATCH]))
-    test_probs = predict_proba(model, x_test)
+    test_probs = victim_posteriors(model, x_test)
     if source == "torchscript":
         scripted = model[1]
         with warnings.catch_warnings():  # TorchScript's deprecation notice
@@ -73,17 +73,7 @@ else:
         record["input_size"] = spec["input"]["size"]
 test_acc = accuracy(test_probs.argmax(1), y_test)
 
-test_ids = dataset.ids("test")
-probs = pa.FixedSizeListArray.from_arrays(pa.array(test_probs.ravel()), test_probs.shape[1])
-io.write_parquet(
-    pa.table({"id": test_ids, "label": dataset.labels[test_ids].astype(np.int16), "probs": probs}),
-    sm.output.test_outputs,
-    {
-        "kind": "victim_test_outputs",
-        "victim": name,
-        "dataset_checksum": dataset.checksum,
-    },
-)
+write_test_outputs(sm.output.test_outputs, name, dataset, test_probs)
 io.write_json(
     {
         "victim": name,

@@ -1,12 +1,9 @@
 """Train one victim; write its state dict, metrics and test-split posteriors."""
 
-import numpy as np
-import pyarrow as pa
-
 from stealbench import io
 from stealbench.data import datasets
 from stealbench.models.training import TrainConfig
-from stealbench.models.victims import train_victim
+from stealbench.models.victims import train_victim, write_test_outputs
 from stealbench.runtime import derive_seed, setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -27,17 +24,7 @@ model, fit, test_probs, test_acc = train_victim(
 )
 
 io.save_state_dict(model.state_dict(), sm.output.model)
-test_ids = dataset.ids("test")
-probs = pa.FixedSizeListArray.from_arrays(pa.array(test_probs.ravel()), test_probs.shape[1])
-io.write_parquet(
-    pa.table({"id": test_ids, "label": dataset.labels[test_ids].astype(np.int16), "probs": probs}),
-    sm.output.test_outputs,
-    {
-        "kind": "victim_test_outputs",
-        "victim": sm.wildcards.victim,
-        "dataset_checksum": dataset.checksum,
-    },
-)
+write_test_outputs(sm.output.test_outputs, sm.wildcards.victim, dataset, test_probs)
 io.write_json(
     {
         "victim": sm.wildcards.victim,

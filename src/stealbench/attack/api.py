@@ -108,10 +108,9 @@ class PredictionAPI:
     the victim's true posterior and the answer served (:meth:`record`), for the query cache.
     """
 
-    def __init__(self, model, granularity: str = "probs", defense=None, batch_size: int = 1000):
+    def __init__(self, model, granularity: str = "probs", defense=None):
         parse_granularity(granularity)
         self.model, self.granularity, self.defense = model, granularity, defense
-        self.batch_size = batch_size
         self.queries = 0  # images answered so far: the attacker's spent budget
         self._images: list[np.ndarray] = []
         self._probs: list[np.ndarray] = []
@@ -123,11 +122,11 @@ class PredictionAPI:
         computes its own: ``model.posteriors(uint8 NHWC images) -> float32 (N, classes)``."""
         import torch.nn as nn
 
-        from ..models.training import predict_proba
+        from ..models.victims import victim_posteriors
 
         if not isinstance(self.model, nn.Module):
             return self.model.posteriors(np.asarray(images))
-        return predict_proba(self.model, images, self.batch_size)
+        return victim_posteriors(self.model, images)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)

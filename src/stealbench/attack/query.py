@@ -61,7 +61,7 @@ def sample_pool(
         raise ValueError(f"strategy {strategy!r} is sequential: use run_sequential")
     draw = spec.fn(pool, budget, np.random.default_rng(rng_seed), **options)
     ids = np.asarray(draw.sample_ids, dtype=np.int64)
-    api = PredictionAPI(model, batch_size=batch_size)
+    api = PredictionAPI(model)
     if draw.images is not None:
         return QueryLog(
             seed, ids, api.posteriors(draw.images), np.full(len(ids), seed), draw.images

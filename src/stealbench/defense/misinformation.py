@@ -179,7 +179,8 @@ def build_misinformation_model(job: ModelJob, path) -> dict[str, float]:
     its architecture, trained on its train split and the outlier datasets' train splits."""
     import time
 
-    from ..models.training import TrainConfig, predict_proba
+    from ..models.training import TrainConfig
+    from ..models.victims import victim_posteriors
     from ..runtime import derive_seed
     from .context import save_model
 
@@ -194,7 +195,7 @@ def build_misinformation_model(job: ModelJob, path) -> dict[str, float]:
         TrainConfig.from_dict(job.params.misinformation["training"]),
         derive_seed(job.seed, "misinformation", job.victim),
         outlier_images=np.concatenate(job.outlier) if job.outlier else None,
-        victim_predict=lambda batch: predict_proba(victim_model, batch),
+        victim_predict=lambda batch: victim_posteriors(victim_model, batch),
         device=job.device,
         num_classes=num_classes,
     )

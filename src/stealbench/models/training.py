@@ -169,14 +169,33 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Posterior probabilities (float32) for uint8 images, in batches."""
+def predict_proba(
+    model: nn.Module, images: np.ndarray, batch_size: int = 1000, pad: bool = False
+) -> np.ndarray:
+    """Posterior probabilities (float32) for uint8 images, in batches.
+
+    With ``pad``, every batch holds exactly ``batch_size`` rows (the last one padded with
+    zeros), in the contiguous (N, C, H, W) layout: a CPU's kernels round differently with a
+    batch's size (batches under 16 rows, or of 333, differ from batches of 1000 in the last
+    bit of a posterior) and with its memory layout (the permuted view of NHWC bytes and the
+    same values in NCHW order differ too), so equal shapes and layouts make each row's result
+    a function of that row alone, however the images were cut into calls and whoever sent
+    them (a client sends contiguous NCHW floats).
+    """
     model.eval()
     device = model_device(model)
-    out = [
-        F.softmax(model(to_tensor(images[i : i + batch_size], device)), dim=1).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = np.asarray(images[i : i + batch_size])
+        rows = len(batch)
+        if pad and rows < batch_size:
+            padding = np.zeros((batch_size - rows, *batch.shape[1:]), batch.dtype)
+            batch = np.concatenate([batch, padding])
+        x = to_tensor(batch, device)
+        if pad:  # NCHW strides, as a client's tensor has: to_tensor's permuted view rounds
+            # otherwise (for one channel it counts as contiguous, so .contiguous() keeps it)
+            x = x.clone(memory_format=torch.contiguous_format)
+        out.append(F.softmax(model(x), dim=1)[:rows].cpu())
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 0), np.float32)
 
 

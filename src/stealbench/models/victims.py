@@ -17,6 +17,23 @@ from .training import FitResult, TrainConfig, fit, predict_proba
 log = logging.getLogger(__name__)
 
 
+# The batch of a victim's forward pass: every posterior a victim gives, in-process, into a
+# cache, for its test split or over HTTP, is computed in a batch of exactly this many rows.
+POSTERIOR_BATCH = 64
+
+
+def victim_posteriors(model, images: np.ndarray) -> np.ndarray:
+    """The victim's posterior of each uint8 image, a function of that image alone.
+
+    Departure from a plain forward pass: batches of exactly :data:`POSTERIOR_BATCH` rows
+    (:func:`~stealbench.models.training.predict_proba` with ``pad``), so that the answer to an
+    image is the same to the last bit whether a sampling attacker's job asked for it among
+    1000, a sequential strategy among 16, or a client over HTTP among 64. Without this the
+    answers differ by ~1e-8, which DFME's finite differences amplify into other queries.
+    """
+    return predict_proba(model, images, POSTERIOR_BATCH, pad=True)
+
+
 def train_on_splits(
     dataset: Dataset,
     arch: str,
@@ -65,7 +82,7 @@ def train_victim(
     if len(x_test) == 0:
         raise ValueError(f"dataset '{dataset.name}' needs a non-empty test split for a victim")
     model, result = train_on_splits(dataset, arch, cfg, seed, device, init, backbone, input_size)
-    test_probs = predict_proba(model, x_test)
+    test_probs = victim_posteriors(model, x_test)
     test_acc = accuracy(test_probs.argmax(1), y_test)
     log.info(
         "victim %s (%s) on %s: val_acc %.4f test_acc %.4f",
@@ -76,6 +93,22 @@ def train_victim(
         test_acc,
     )
     return model, result, test_probs, test_acc
+
+
+def write_test_outputs(path, victim: str, dataset: Dataset, test_probs: np.ndarray) -> None:
+    """The victim's posteriors on its test split (id, label, probs), which scoring reads
+    (:func:`stealbench.attack.surrogates.load_victim_test`), whatever the victim's source."""
+    import pyarrow as pa
+
+    from ..io import write_parquet
+
+    ids = dataset.ids("test")
+    probs = pa.FixedSizeListArray.from_arrays(pa.array(test_probs.ravel()), test_probs.shape[1])
+    write_parquet(
+        pa.table({"id": ids, "label": dataset.labels[ids].astype(np.int16), "probs": probs}),
+        path,
+        {"kind": "victim_test_outputs", "victim": victim, "dataset_checksum": dataset.checksum},
+    )
 
 
 def load_victim(

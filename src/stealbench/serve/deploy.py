@@ -59,15 +59,13 @@ def served_victim(
     defense_id: str | None = None,
     granularity: str = "probs",
     device: str = "cpu",
-    batch_size: int = 1000,
 ) -> ServedModel:
     """Victim ``victim`` of a validated ``config`` from ``results``, behind its defense instance
     ``defense_id`` (None or "none": undefended), answering at ``granularity``."""
     from .. import io
     from ..attack.api import parse_granularity
     from ..config import defense_instances, defense_models
-    from ..models.training import predict_proba
-    from ..models.victims import load_victim
+    from ..models.victims import load_victim, victim_posteriors
 
     if victim not in config["victims"]:
         raise unknown("--victim", victim, config["victims"])
@@ -109,7 +107,7 @@ def served_victim(
         info["defense"] = defense_id
 
     def posteriors(images: np.ndarray) -> np.ndarray:
-        return predict_proba(model, images, batch_size)
+        return victim_posteriors(model, images)
 
     return ServedModel(
         name=victim,
