@@ -322,17 +322,25 @@ def test_a_checksum_mismatch_names_the_key_and_both_hashes(tmp_path):
     probe_local("ext", spec)
 
 
-def test_a_wrong_input_size_fails_the_probe(tmp_path):
+def _torchscript_spec(tmp_path, **keys) -> dict:
+    """A traced LeNet network (no input adapter: it takes 28x28 only) as a torchscript
+    victim, with ``keys`` replacing the spec's."""
     spec, model = _spec(tmp_path)
-    # a TorchScript LeNet takes 28x28 only; the contract says 16
     scripted = torch.jit.trace(model.net.eval(), torch.rand(1, 1, 28, 28))
     torch.jit.save(scripted, tmp_path / "lenet.ts")
-    spec = {
+    return {
         **{k: v for k, v in spec.items() if k != "checkpoint"},
         "source": "torchscript",
         "torchscript": {"file": str(tmp_path / "lenet.ts")},
-        "input": {"size": 16, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}},
+        **keys,
     }
+
+
+def test_a_wrong_input_size_fails_the_probe(tmp_path):
+    # the contract says 16
+    spec = _torchscript_spec(
+        tmp_path, input={"size": 16, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}
+    )
     with pytest.raises(
         VictimSourceError,
         match=r"config key 'victims.ext.input.size': the model fails on a batch of its input "
@@ -344,15 +352,7 @@ def test_a_wrong_input_size_fails_the_probe(tmp_path):
 
 
 def test_a_wrong_class_count_fails_the_probe(tmp_path):
-    spec, model = _spec(tmp_path)
-    scripted = torch.jit.trace(model.net.eval(), torch.rand(1, 1, 28, 28))
-    torch.jit.save(scripted, tmp_path / "lenet.ts")
-    spec = {
-        **{k: v for k, v in spec.items() if k != "checkpoint"},
-        "source": "torchscript",
-        "torchscript": {"file": str(tmp_path / "lenet.ts")},
-        "classes": 12,
-    }
+    spec = _torchscript_spec(tmp_path, classes=12)
     with pytest.raises(
         VictimSourceError,
         match=r"config key 'victims.ext.classes': the model outputs 10 classes, the config "
