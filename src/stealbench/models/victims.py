@@ -5,7 +5,6 @@ or a remote endpoint's client; see :mod:`stealbench.victim`)."""
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
@@ -136,13 +135,10 @@ def load_victim(
     if source == "remote":
         return _remote_victim(metrics, purpose, ledger_path)
     if source == "torchscript":
-        import torch
-
         from ..victim.contract import InputContract
+        from ..victim.local import load_torchscript
 
-        with warnings.catch_warnings():  # TorchScript's deprecation notice
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(model_path), map_location=device)
+        module = load_torchscript(model_path, device)
         state_dict = module.state_dict()
     else:
         state_dict = load_state_dict(model_path)
@@ -168,8 +164,8 @@ def load_victim(
 
 
 def _remote_victim(metrics: dict, purpose: str, ledger_path=None):
-    """A remote victim's client (stealbench.victim.remote, finished at merge): its spec is the
-    one ``import_victim`` recorded (no secret: ``auth.env`` names the variable)."""
+    """A remote victim's client (:mod:`stealbench.victim.remote`): its spec is the one
+    ``import_victim`` recorded (no secret: ``auth.env`` names the variable)."""
     from ..victim import sources
     from ..victim.remote import RemoteVictim
 

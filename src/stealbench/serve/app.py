@@ -20,7 +20,7 @@ tritonclient does.
 
 Who asks is the business of a :class:`Gate`: it names the client of a request (API keys),
 may refuse it (a monitor that flagged it), and sees every answer served to it (accounting,
-per-client monitors, watermark records). :class:`OpenGate` lets everyone in as one client.
+per-client monitors, watermark records). :class:`Gate` itself lets everyone in as one client.
 """
 
 from __future__ import annotations
@@ -141,9 +141,6 @@ class Gate:
         """What ``client`` may see of :meth:`stats` for ``model`` (the statistics route; the
         base class counts no model apart and shows everything)."""
         return self.stats()
-
-
-OpenGate = Gate
 
 
 BINARY_HEADER = "inference-header-content-length"

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from .contract import InputContract
+from .sources import num_classes
 
 
 class VictimSourceError(ValueError):
@@ -86,11 +87,6 @@ def _load_state_dict(name: str, spec: dict, path: Path) -> dict:
     return state
 
 
-def num_classes(spec: dict) -> int:
-    classes = spec["classes"]
-    return classes if isinstance(classes, int) else len(classes)
-
-
 def torchvision_head_classes(model_name: str, state: dict) -> int | None:
     """The class count of a torchvision model's state dict: the first dimension of the head's
     weight (the parameters whose shape depends on ``num_classes``); None when absent."""
@@ -131,11 +127,17 @@ def _load_checkpoint(name: str, spec: dict, path: Path, device: str) -> nn.Modul
     return model.eval()
 
 
+def load_torchscript(path, device: str = "cpu") -> nn.Module:
+    """A module saved with ``torch.jit.save``, without TorchScript's deprecation notice (it
+    comes on every load)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location=device)
+
+
 def _load_torchscript(name: str, spec: dict, path: Path, device: str) -> nn.Module:
     try:
-        with warnings.catch_warnings():  # TorchScript's deprecation notice, on every load
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(path), map_location=device)
+        module = load_torchscript(path, device)
     except Exception as err:  # noqa: BLE001
         raise VictimSourceError(
             f"config key 'victims.{name}.torchscript.file': {path} is not a TorchScript "

@@ -17,15 +17,13 @@ order (no reordering of the model's outputs). The probe runs in Snakemake's main
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from . import sources
-from .local import VictimSourceError, load_external, num_classes
-
-log = logging.getLogger(__name__)
+from .local import VictimSourceError, load_external
+from .sources import num_classes
 
 BATCH = 4
 

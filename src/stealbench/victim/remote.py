@@ -76,6 +76,7 @@ from urllib3.util import Retry, Timeout
 
 from .contract import InputContract
 from .ledger import PURPOSES, Ledger, answer_hasher
+from .sources import num_classes
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +176,6 @@ class Endpoint:
     def key(self, what: str) -> str:
         """The config key ``victims.<name>.remote.<what>`` as errors name it."""
         return f"config key 'victims.{self.name}.remote.{what}'"
-
-
-def num_classes(spec: dict) -> int:
-    classes = spec["classes"]
-    return len(classes) if isinstance(classes, (list, tuple)) else int(classes)
 
 
 def pool_manager(endpoint: Endpoint) -> urllib3.PoolManager:

@@ -8,6 +8,7 @@ use it while Snakemake plans).
   ``torchvision.models.list_models(module=torchvision.models)`` gives for the pinned
   torchvision (a test checks they agree), so a mistyped name is a config error with a
   "did you mean" before torch is imported;
+- :func:`num_classes`: the class count a victim's ``classes`` declares (a count or names);
 - :func:`derivable`: whether a granularity can be computed from what a remote API returns
   (probs > top<k> > label; top<j> from top<k> when j <= k; round<d> only from probs).
 
@@ -24,6 +25,13 @@ SOURCES = ("train", "checkpoint", "torchscript", "torchvision", "remote")
 EXTERNAL = SOURCES[1:]
 LOCAL = ("checkpoint", "torchscript", "torchvision")
 TRAIN_ONLY = ("arch", "init", "input_size", "training")
+
+
+def num_classes(spec: dict) -> int:
+    """The class count an external victim's ``classes`` declares: a count or the names."""
+    classes = spec["classes"]
+    return len(classes) if isinstance(classes, (list, tuple)) else int(classes)
+
 
 TORCHVISION_CLASSIFIERS = (
     "alexnet",
