@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from toys import jacobian_like_stream
 
 from stealbench.defense.prada import (
     Prada,
@@ -28,17 +29,10 @@ def _gaussian_stream(seed: int, n: int = 600) -> np.ndarray:
 
 
 def _jbda_stream(seed: int, seeds: int = 10, rounds: int = 6, step: int = 25) -> np.ndarray:
-    """Jacobian-based augmentation's shape: each round adds a +-step perturbation of every image
-    so far (random signs stand in for the signs of the Jacobian)."""
+    """A Jacobian-like stream from Gaussian seed images."""
     rng = np.random.default_rng(seed)
     current = np.clip(rng.normal(128, 40, size=(seeds, 28, 28, 1)), 0, 255).astype(np.uint8)
-    stream = [current]
-    for _ in range(rounds):
-        signs = rng.choice([-1, 1], size=current.shape)
-        children = np.clip(current.astype(int) + step * signs, 0, 255).astype(np.uint8)
-        stream.append(children)
-        current = np.concatenate([current, children])
-    return np.concatenate(stream)
+    return jacobian_like_stream(current, rounds, step, rng)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -18,6 +18,7 @@ import pytest
 import torch
 import urllib3
 from conftest import ROOT, SMOKE
+from toys import jacobian_like_stream
 
 from stealbench import io
 from stealbench.attack.api import serve as serve_in_process
@@ -352,22 +353,10 @@ def test_prada_flags_a_jbda_client_over_http_and_leaves_a_benign_one_alone(victi
     assert again.monitor("benign", model).trace[: len(w_benign)] == benign_monitor.trace
 
 
-def _augmented(seeds: np.ndarray, rounds: int, step: int = 25, seed: int = 0) -> np.ndarray:
-    """Jacobian-based augmentation's shape without a substitute: each round adds a +-step
-    perturbation of every image so far (random signs stand in for the Jacobian's)."""
-    rng = np.random.default_rng(seed)
-    current, stream = seeds, [seeds]
-    for _ in range(rounds):
-        signs = rng.choice([-1, 1], size=current.shape)
-        children = np.clip(current.astype(int) + step * signs, 0, 255).astype(np.uint8)
-        stream.append(children)
-        current = np.concatenate([current, children])
-    return np.concatenate(stream)
-
-
 def test_with_on_flag_flag_a_flagged_client_is_answered_and_marked(victim, task):
     gate = ClientGate(None, None, "prada", PRADA, on_flag="flag")
-    stream = _augmented(task.split("test")[0][:10], rounds=5)  # 320 queries
+    seeds = task.split("test")[0][:10]
+    stream = jacobian_like_stream(seeds, 5, 25, np.random.default_rng(0))  # 320 queries
     with runner.background(create_app([served(victim)], gate)) as base:
         bodies = []
         for i in range(0, len(stream), 40):
@@ -502,25 +491,10 @@ def test_served_victim_builds_the_victim_and_the_defense_of_the_config(config, r
 def test_the_command_serves_and_manages_keys(results, tmp_path, capsys, task):
     from stealbench.cli import main
 
-    assert (
-        main(
-            [
-                "serve",
-                "--configfile",
-                str(SMOKE),
-                "--victim",
-                VICTIM,
-                "--results",
-                str(results),
-                "--defense",
-                "mda",
-            ]
-        )
-        == 2
-    )
+    served = ["serve", "--configfile", str(SMOKE), "--victim", VICTIM, "--results", str(results)]
+    assert main([*served, "--defense", "mda"]) == 2
     err = capsys.readouterr().err
     assert "--defense: unknown value 'mda' (did you mean 'mad@0.5'?)" in err and "allowed:" in err
-    served = ["serve", "--configfile", str(SMOKE), "--victim", VICTIM, "--results", str(results)]
     assert main([*served, "--monitor", "pradaa"]) == 2
     assert "--monitor: unknown value 'pradaa' (did you mean 'prada'?)" in capsys.readouterr().err
     keys_file = tmp_path / "keys.yaml"
@@ -547,13 +521,7 @@ def test_the_command_serves_and_manages_keys(results, tmp_path, capsys, task):
             sys.executable,
             "-m",
             "stealbench",
-            "serve",
-            "--configfile",
-            str(SMOKE),
-            "--victim",
-            VICTIM,
-            "--results",
-            str(results),
+            *served,
             "--keys",
             str(keys_file),
             "--monitor",

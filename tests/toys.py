@@ -60,3 +60,16 @@ def linear_victim(pixels: int = 16, classes: int = 3, seed: int = 0) -> Counting
     """A seeded linear classifier on flattened images, counting its queries."""
     torch.manual_seed(seed)
     return Counting(nn.Sequential(nn.Flatten(), nn.Linear(pixels, classes))).eval()
+
+
+def jacobian_like_stream(seeds: np.ndarray, rounds: int, step: int, rng) -> np.ndarray:
+    """Jacobian-based augmentation's shape without a substitute: each round adds a +-step
+    perturbation of every image so far (random signs from ``rng`` stand in for the signs of
+    the Jacobian); the seeds, then each round's children, in order."""
+    current, stream = seeds, [seeds]
+    for _ in range(rounds):
+        signs = rng.choice([-1, 1], size=current.shape)
+        children = np.clip(current.astype(int) + step * signs, 0, 255).astype(np.uint8)
+        stream.append(children)
+        current = np.concatenate([current, children])
+    return np.concatenate(stream)
