@@ -178,3 +178,22 @@ def test_bad_epsilon_is_refused_by_name(name, eps):
 def test_mad_needs_a_proxy():
     with pytest.raises(ValueError, match="proxy"):
         create("mad", DefenseContext(), epsilon=0.5)
+
+
+@pytest.mark.parametrize("name", ["mad", "mad-argmax"])
+def test_the_proxy_mode_share_counts_the_proxys_most_frequent_class(name):
+    """MAD's diagnostic: the share of queries whose proxy top-1 is the proxy's modal class."""
+    k = 5
+    proxy = _proxy(k, seed=3)
+    images, probs = _queries(200, k, seed=4)
+    top = proxy_posteriors(proxy, images)[0].argmax(axis=1)
+    expected = np.bincount(top).max() / len(top)
+    assert expected < 1  # the check below can tell a constant proxy from this one
+    defense = create(name, DefenseContext(proxy=proxy), epsilon=0.5)
+    assert defense.diagnose(probs, images) == {"proxy_mode_share": pytest.approx(expected)}
+    # a proxy whose head always favours class 2 predicts it for every query
+    biased = _proxy(k, seed=3)
+    with torch.no_grad():
+        biased[-1].bias[2] = 1e3
+    constant = create(name, DefenseContext(proxy=biased), epsilon=0.5)
+    assert constant.diagnose(probs, images)["proxy_mode_share"] == 1.0

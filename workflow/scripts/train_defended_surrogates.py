@@ -89,6 +89,7 @@ for instance, path in zip(
                 "attack_l1": moved["l1"],
                 "attack_kl": moved["kl"],
                 "attack_top1_changed": moved["top1_changed"],
+                **defense.diagnose(true_probs[:budget], images),
             }
             audit = AuditContext(images, true_probs[:budget], p.audit.get(instance["name"], {}))
             verdict = defense.audit(model, audit)

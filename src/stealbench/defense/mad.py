@@ -269,6 +269,15 @@ class Mad(Defense):
         answers[dead] = probs[dead]
         return answers
 
+    def diagnose(self, probs: np.ndarray, images: np.ndarray) -> dict[str, float]:
+        """``proxy_mode_share``: the share of the queries on which the proxy predicts its most
+        frequent class. The authors' random proxy (and ours) is near constant on
+        out-of-distribution queries, so its gradient directions hardly depend on the query."""
+        if not len(images):
+            return {"proxy_mode_share": float("nan")}
+        top = proxy_posteriors(self.context.proxy, images)[0].argmax(axis=1)
+        return {"proxy_mode_share": float(np.bincount(top).max() / len(top))}
+
 
 @register
 class MadArgmax(Mad):

@@ -22,10 +22,12 @@ each parameter's value: type, range, description; defaults are ``__init__``'s), 
 defense section (:func:`config_schema`), the workflow's defense models and README's table
 are derived from them.
 
-A defense may also implement a post-attack audit (:meth:`Defense.audit`): given a model
-suspected to be derived from answers it served, what does the owner conclude (DAWN's
-watermark verification)? The default has none. Stream monitors, which keep per-client state
-(PRADA), are another interface: :mod:`stealbench.defense.monitor`.
+A defense may report diagnostics of the queries it answered (:meth:`Defense.diagnose`: MAD's
+proxy's most frequent class), and it may implement a post-attack audit
+(:meth:`Defense.audit`): given a model suspected to be derived from answers it served, what
+does the owner conclude (DAWN's watermark verification)? The default has neither.
+Stream monitors, which keep per-client state (PRADA), are another interface:
+:mod:`stealbench.defense.monitor`.
 """
 
 from __future__ import annotations
@@ -101,6 +103,11 @@ class Defense(ABC):
     @abstractmethod
     def perturb(self, probs: np.ndarray, images: np.ndarray) -> np.ndarray:
         """Answers (N, C) for posteriors ``probs`` (float64, rows on the simplex)."""
+
+    def diagnose(self, probs: np.ndarray, images: np.ndarray) -> dict[str, float]:
+        """Numbers that say whether the defense could act on these queries (``probs``: the
+        victim's posteriors for ``images``), as columns of the defended cell; none by default."""
+        return {}
 
     def audit(self, suspect, context: AuditContext) -> dict | None:
         """A post-attack audit of ``suspect`` (a model), suspected to be trained on the answers

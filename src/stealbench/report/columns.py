@@ -596,6 +596,11 @@ TABLES: dict[str, Table] = {
                 "share of the attacker's budget queries whose top-1 the defense changed",
                 "fraction of the queries",
             ),
+            "proxy_mode_share": Column(
+                "MAD's diagnostic: share of the attacker's budget queries on which its proxy "
+                "predicts its most frequent class (empty for other defenses)",
+                "fraction of the queries",
+            ),
             **DAWN,
             "paper_defended": Column(
                 "the paper's defended surrogate accuracy for the victim's paper configuration",
