@@ -195,6 +195,7 @@ def test_rows_and_markdown_report_not_run_beside_the_figures():
     assert "0.800 ± " in text and "+0.300" in text
     assert "up to 4.70x" in text
     assert text.count("not run") == 2
+    assert "- M: s" in text  # the sources, once each
 
 
 def test_load_tables_of_a_run_that_has_none(tmp_path):

@@ -187,7 +187,8 @@ def _number(value: float | None, unit: str) -> str:
 
 
 def markdown(rows: list[ComparisonRow]) -> str:
-    """The README's "published vs stealbench" table (fractions, never %; x for ratios)."""
+    """The README's "published vs stealbench" table (fractions, never %; x for ratios), then
+    each figure's source."""
     lines = [
         "| method | metric | published | stealbench (95% CI) | difference | our setting |",
         "|---|---|---|---|---|---|",
@@ -203,8 +204,13 @@ def markdown(rows: list[ComparisonRow]) -> str:
             if row.ci95 is not None and not math.isnan(row.ci95):
                 ours += f" ± {_number(row.ci95, row.unit).rstrip('x')}"
             ours += f" (n={row.n})"
-        difference = "-" if row.difference is None else f"{row.difference:+.3f}"
+        difference = "-"
+        if row.difference is not None:
+            digits = 2 if row.unit == "ratio" else 3
+            difference = f"{row.difference:+.{digits}f}"
         lines.append(
             f"| {row.method} | {row.metric} | {published} | {ours} | {difference} | {row.setting} |"
         )
+    sources = dict.fromkeys(f"{row.method}: {row.source}" for row in rows)
+    lines += ["", "Sources:", *(f"- {source}" for source in sources)]
     return "\n".join(lines)
