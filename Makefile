@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint dry-run bench clean figures docs
+.PHONY: run test test-unit lint dry-run bench clean figures docs reproduce
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -57,6 +57,11 @@ $(BENCH): $(STAMP)
 
 bench: $(BENCH)
 	$(BIN)/python benchmarks/run.py --only pipeline planning streaming peer convergence remote scale datafree
+
+# Every configs/reproduce/*.yaml in its own results/reproduce/<name>/, then the README's
+# "published vs stealbench" table (benchmarks/reproduce.py --report-only: the table alone)
+reproduce: $(STAMP)
+	$(BIN)/python benchmarks/reproduce.py --cores $(CORES)
 
 clean:
 	rm -rf results .snakemake
