@@ -762,8 +762,7 @@ def defended_finding(matched: pd.DataFrame) -> Finding:
         + "\n".join(lines)
         + "\n\nThe attacker's accuracy (mean ± 95% CI over seeds) at each matched benign "
         "cost; † marks a sweep that never costs that much, read at its strongest strength "
-        "(its cost after the †):\n\n"
-        + _markdown(pd.DataFrame(rows))
+        "(its cost after the †):\n\n" + _markdown(pd.DataFrame(rows))
     )
     return _finding("defenses", verdict, rule, numbers, text, thresholds)
 
