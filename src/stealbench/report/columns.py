@@ -611,8 +611,7 @@ TABLES: dict[str, Table] = {
         "cost): the attacker's accuracy where the defense's curve over its strengths costs "
         "benign users `cost` of top-1 accuracy (stealbench.report.tables.matched_cost_table)",
         {
-            **_shared(*MATCHED_AXES),
-            "strength": SHARED["strength"],
+            **_shared(*MATCHED_AXES, "defense", "strength"),
             "cost": Column(
                 "the matched benign cost: undefended less defended benign utility (0.01 = one "
                 "point of the victim's test accuracy)",

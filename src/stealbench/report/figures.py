@@ -339,7 +339,7 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
     hollow diamonds the matched-cost table's readings where the sweep reaches them. A
     strength beyond the window is drawn at its edge as a triangle with its cost beside it,
     its line running out of the panel towards it: never dropped."""
-    from .tables import MATCHED_COSTS, ci95
+    from .tables import MATCHED_COSTS, _strength_order, ci95
 
     top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
     granularity = "probs" if "probs" in set(top["granularity"]) else top["granularity"].iloc[0]
@@ -389,8 +389,11 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
                     label="undefended",
                 )
                 continue
-            series = series.sort_values(
-                ["strength_value", "defense_id"], na_position="last", kind="stable"
+            series = series.sort_values(  # from the weakest strength to the strongest
+                ["strength_value", "defense_id"],
+                ascending=[_strength_order(defense)[0], True],
+                na_position="last",
+                kind="stable",
             )
             colour = colours[defense]
             if start is not None:  # every curve starts at the undefended API

@@ -390,37 +390,58 @@ def at_cost(costs, accs, strengths, cost: float) -> tuple[bool, int, float, floa
 
     ``costs[0], accs[0], strengths[0]`` is the curve's start (the undefended API: cost 0,
     strength 0). Returns ``(reached, k, acc, strength)``: where the curve first reaches
-    ``cost`` (the first point k with ``costs[k] >= cost``), the attacker's accuracy and the
+    ``cost`` (the first point k with ``costs[k] >= cost``, up to float rounding), the attacker's accuracy and the
     strength linearly interpolated between points k-1 and k (the first crossing, so a curve
     that dips back below ``cost`` later is read where it first crossed); where it never
     does, ``reached`` is False and the strongest (last) point is returned as it is, k its
     index: the curve is never extrapolated."""
     costs, accs = np.asarray(costs, float), np.asarray(accs, float)
     strengths = np.asarray(strengths, float)
-    over = np.flatnonzero(costs >= cost)
+    # a benign utility is a share of the test images: a cost can equal a matched cost exactly,
+    # which the difference of two floats misses by a rounding error
+    over = np.flatnonzero(costs >= cost - 1e-9)
     over = over[over > 0]  # the start costs nothing: only a defended point can reach cost
     if not len(over):
         k = len(costs) - 1
         return False, k, float(accs[k]), float(strengths[k])
     k = int(over[0])
     # costs[k-1] < cost <= costs[k]: k is the first point at or past cost
-    t = (cost - costs[k - 1]) / (costs[k] - costs[k - 1])
+    t = min(1.0, (cost - costs[k - 1]) / (costs[k] - costs[k - 1]))
     acc = accs[k - 1] + t * (accs[k] - accs[k - 1])
     strength = strengths[k - 1] + t * (strengths[k] - strengths[k - 1])
     return True, k, float(acc), float(strength)
+
+
+def _strength_order(defense: str) -> tuple[bool, float]:
+    """Whether ``defense``'s strength grows with its value, and the value at which it changes
+    no answer (NaN where it has none), from its class in the registry; a name the registry
+    does not hold (a plug-in not installed here) is taken to grow from 0."""
+    from ..defense.registry import DEFENSES
+
+    cls = DEFENSES.get(defense)
+    if cls is None:
+        return True, 0.0
+    off = cls.strength_off
+    return cls.stronger == "larger", np.nan if off is None else float(off)
 
 
 def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFrame:
     """Attacker accuracy at matched benign cost: one row per (victim, attack, granularity,
     budget, surrogate architecture, defense, matched cost).
 
-    A defense's curve in one setting and seed runs through its strengths in increasing order
-    (a strength the defense learns, NaN, counts as the strongest); each point's benign cost
+    A defense's curve in one setting and seed runs through its strengths from the weakest to
+    the strongest (increasing values, or decreasing for a defense whose ``stronger`` is
+    "smaller", e.g. top-k's k; a strength the defense learns, NaN, comes last); each point's
+    benign cost
     is the undefended API's benign utility less the defended one's, both of that seed (a
     random defense may cost each seed differently), its accuracy the attacker's ``test_acc``.
-    Every curve starts at the undefended point (strength 0, cost 0, the undefended attacker's
-    accuracy of that seed): strength 0 switches each built-in defense off, so a one-point
-    curve (a single strength, or a learned one) is read between that start and its point.
+    Every curve starts at the undefended point (cost 0, the undefended attacker's accuracy of
+    that seed, strength 0: the value at which most defenses change nothing; a defense's
+    ``strength_off`` where it differs, e.g. ood-shuffle's cut of 1, NaN where no value is
+    off, as for top-k, whose strength is then not interpolated before its first point), so a
+    one-point curve (a single strength, or a learned one) is read between that start and its
+    point. That start is the natural end of every sweep, but the stretch from it to the
+    first strength tested is a straight line drawn by assumption, not measured.
     :func:`at_cost` reads each seed's curve at each matched cost; the row gives the mean over
     seeds and the half-width of the 95% CI (Student t, :func:`ci95`).
 
@@ -460,16 +481,20 @@ def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFr
             seeds = sorted(set(points["seed"]) & set(base.index))
             if not seeds:
                 continue
+            larger, off = _strength_order(defense)
             curves = {}
             for seed in seeds:
                 b = base.loc[seed]
                 part = points[points["seed"] == seed].sort_values(
-                    ["strength_value", "defense_id"], na_position="last", kind="stable"
+                    ["strength_value", "defense_id"],
+                    ascending=[larger, True],
+                    na_position="last",
+                    kind="stable",
                 )
                 curves[seed] = (
                     [0.0, *(b["benign_utility"] - part["benign_utility"])],
                     [b["test_acc"], *part["test_acc"]],
-                    [0.0, *part["strength_value"].astype(float)],
+                    [off, *part["strength_value"].astype(float)],
                     ["none", *part["defense_id"]],
                     float(b["test_acc"]),
                     float(b["victim_acc"]),
