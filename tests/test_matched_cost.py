@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from stealbench.report import figures, findings, tables
+from stealbench.report import figures, findings
 from stealbench.report.columns import TABLES
 from stealbench.report.tables import MATCHED_COSTS, at_cost, matched_cost_table
 

@@ -388,10 +388,10 @@ MATCHED_KEYS = MATCHED_AXES
 def at_cost(costs, accs, strengths, cost: float) -> tuple[bool, int, float, float]:
     """Walk one seed's curve, points in order of strength, and read it at ``cost``.
 
-    ``costs[0], accs[0], strengths[0]`` is the curve's start (the undefended API: cost 0,
-    strength 0). Returns ``(reached, k, acc, strength)``: where the curve first reaches
-    ``cost`` (the first point k with ``costs[k] >= cost``, up to float rounding), the attacker's accuracy and the
-    strength linearly interpolated between points k-1 and k (the first crossing, so a curve
+    ``costs[0], accs[0], strengths[0]`` is the curve's start (the undefended API: cost 0).
+    Returns ``(reached, k, acc, strength)``: where the curve first reaches ``cost`` (the
+    first point k with ``costs[k] >= cost``, up to float rounding), the attacker's accuracy
+    and the strength linearly interpolated between points k-1 and k (the first crossing, so a curve
     that dips back below ``cost`` later is read where it first crossed); where it never
     does, ``reached`` is False and the strongest (last) point is returned as it is, k its
     index: the curve is never extrapolated."""
