@@ -391,9 +391,9 @@ def at_cost(costs, accs, strengths, cost: float) -> tuple[bool, int, float, floa
     ``costs[0], accs[0], strengths[0]`` is the curve's start (the undefended API: cost 0).
     Returns ``(reached, k, acc, strength)``: where the curve first reaches ``cost`` (the
     first point k with ``costs[k] >= cost``, up to float rounding), the attacker's accuracy
-    and the strength linearly interpolated between points k-1 and k (the first crossing, so a curve
-    that dips back below ``cost`` later is read where it first crossed); where it never
-    does, ``reached`` is False and the strongest (last) point is returned as it is, k its
+    and the strength linearly interpolated between points k-1 and k (the first crossing, so
+    a curve that dips back below ``cost`` later is read where it first crossed); where it
+    never does, ``reached`` is False and the strongest (last) point is returned as it is, k its
     index: the curve is never extrapolated."""
     costs, accs = np.asarray(costs, float), np.asarray(accs, float)
     strengths = np.asarray(strengths, float)
@@ -432,9 +432,9 @@ def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFr
     A defense's curve in one setting and seed runs through its strengths from the weakest to
     the strongest (increasing values, or decreasing for a defense whose ``stronger`` is
     "smaller", e.g. top-k's k; a strength the defense learns, NaN, comes last); each point's
-    benign cost
-    is the undefended API's benign utility less the defended one's, both of that seed (a
-    random defense may cost each seed differently), its accuracy the attacker's ``test_acc``.
+    benign cost is the undefended API's benign utility less the defended one's, both of that
+    seed (a random defense may cost each seed differently), its accuracy the attacker's
+    ``test_acc``.
     Every curve starts at the undefended point (cost 0, the undefended attacker's accuracy of
     that seed, strength 0: the value at which most defenses change nothing; a defense's
     ``strength_off`` where it differs, e.g. ood-shuffle's cut of 1, NaN where no value is
