@@ -619,8 +619,8 @@ TABLES: dict[str, Table] = {
             ),
             "reached": Column(
                 "whether every seed's curve (from the undefended point at cost 0, through the "
-                "strengths in increasing order) reaches `cost`; false: the row is the "
-                "strongest tested strength, never an extrapolation",
+                "strengths from the weakest to the strongest) reaches `cost`; false: the row "
+                "is the strongest tested strength, never an extrapolation",
                 BOOL,
             ),
             "seeds": SHARED["seeds"],
