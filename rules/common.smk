@@ -58,7 +58,14 @@ ARCHS = sorted(
     }
     | set(DEFENSES["defended"]["archs"] if DEFENSES else [])
 )
-DEFENSE_TABLES = ["detection", "prada", "prada_curve", "defended", "dawn"]
+DEFENSE_TABLES = [
+    "detection",
+    "prada",
+    "prada_curve",
+    "defended",
+    "matched_cost",
+    "dawn",
+]
 # Datasets an attacker could query: the detector is scored on every one of them.
 POOL_DATASETS = [
     name

@@ -211,6 +211,7 @@ rule aggregate_defenses:
 rule plot_defenses:
     input:
         defended="results/tables/defended.parquet",
+        matched="results/tables/matched_cost.parquet",
     output:
         **{
             f"{figure}_{ext}": (

@@ -398,6 +398,7 @@ def _defended(dawn=False):
                             "surrogate_arch": "lenet",
                             "seed": seed,
                             "test_acc": a,
+                            "victim_acc": 0.9,
                             "recovery": a / 0.9,
                             "benign_utility": utility,
                             "benign_l1": 1 - utility,
@@ -414,32 +415,38 @@ def _defended(dawn=False):
     return pd.DataFrame(rows)
 
 
-def test_defended_finding_picks_the_costliest_defense_within_one_point_of_utility():
+def test_defended_finding_reads_the_matched_cost_table_of_the_synthetic_grid():
+    # gaussian-noise@0.1 costs benign users 0.005 (and the attacker 0.10; the realistic one
+    # 0.40), @0.5 costs them 0.15; top-k keeps the top-1, costing them nothing
     defended = _defended()
-    found = findings.defended_finding(defended)
-    text, stats = found.text, found.numbers["best"]
-    top = defended[defended["budget"] == 1000]
-    means = top.groupby(["attack", "defense_id", "defense"]).agg(
-        acc=("test_acc", "mean"), utility=("benign_utility", "mean")
-    )
+    matched = tables.matched_cost_table(defended)
+    found = findings.defended_finding(matched)
+    by = found.numbers["by_attack"]
+    assert set(by) == {f"v1/{attack}" for attack in ATTACKS}
     for attack in ATTACKS:
-        rows = means.loc[attack].reset_index()
-        base = rows[rows["defense_id"] == "none"].iloc[0]
-        kept = rows[
-            (rows["defense"] != "none")
-            & (rows["utility"] >= base["utility"] - findings.UTILITY_TOLERANCE)
-        ]
-        best = kept.loc[(base["acc"] - kept["acc"]).idxmax()]
-        assert stats[f"v1/{attack}"]["defense"] == best["defense_id"]
-        assert np.isclose(stats[f"v1/{attack}"]["attacker_drop"], base["acc"] - best["acc"])
-    # gaussian-noise@0.5 costs the attacker most but benign users 0.15: never chosen
-    assert {s["defense"] for s in stats.values()} == {"gaussian-noise@0.1"}
-    # the realistic attacker falls to 0.31 / 0.9 recovery behind gaussian-noise@0.1
-    assert found.verdict == "yes" and found.numbers["stops_realistic"] == ["gaussian-noise@0.1"]
-    assert (
-        "Stops the realistic adversary" in text
-        and "gaussian-noise@0.1" in text.split("Stops the realistic adversary")[1].split("\n")[0]
-    )
+        entry = by[f"v1/{attack}"]
+        assert entry["budget"] == 1000  # the largest defended budget, not 100
+        for cost, at in entry["costs"].items():
+            rows = matched[
+                (matched["attack"] == attack)
+                & (matched["budget"] == 1000)
+                & np.isclose(matched["cost"], float(cost))
+            ]
+            best = rows.loc[rows["attacker_acc_mean"].idxmin()]
+            assert at["costliest"] == best["defense"] == "gaussian-noise"
+            assert np.isclose(
+                at["defenses"]["gaussian-noise"]["attacker_acc"], best["attacker_acc_mean"]
+            )
+            assert not at["defenses"]["top-k"]["reached"]
+    # at 0.005 the realistic attacker is at gaussian-noise@0.1: 0.40 + 0.01 seed -> 0.405 of
+    # a victim at 0.9, recovery 0.45 < 0.5: stopped at every matched cost
+    at = by["v1/a-real"]["costs"]["0.005"]["defenses"]["gaussian-noise"]
+    assert np.isclose(at["attacker_acc"], 0.405) and at["stops"]
+    assert found.verdict == "yes"
+    assert found.numbers["stops_realistic"] == {
+        f"{c:g}": ["gaussian-noise"] for c in tables.MATCHED_COSTS
+    }
+    assert "Stops the realistic adversary" in found.text
 
 
 def test_dawn_finding_rates():
@@ -579,7 +586,7 @@ NOT_MEASURED = {
     "claim4": lambda: findings.adversary_finding(_summary().query("adversary != 'realistic'")),
     "claim3": lambda: findings.detector_finding(_detection(0.0).iloc[:0]),
     "prada": lambda: findings.prada_finding(_prada().query("kind == 'benign'")),
-    "defenses": lambda: findings.defended_finding(_defended().iloc[:0]),
+    "defenses": lambda: findings.defended_finding(tables.matched_cost_table(_defended().iloc[:0])),
     "dawn": lambda: findings.dawn_finding(tables.dawn_table(_defended(dawn=True)).iloc[:0], None),
 }
 

@@ -622,50 +622,90 @@ def test_prada_finding_follows_from_the_prada_table(smoke_run, found):
     assert "jbda" in expected and finding["verdict"] == expected
 
 
-def test_defenses_finding_follows_from_the_defended_table(smoke_run, found):
+def test_matched_cost_table_follows_from_the_defended_table(smoke_run):
+    workdir, _ = smoke_run
+    defended, matched = table(workdir, "defended"), table(workdir, "matched_cost")
+    keys = ["victim", "attack", "granularity", "budget", "surrogate_arch", "seed"]
+    base = defended[defended["defense"] == "none"].set_index(keys)
+    cells = defended[defended["defense"] != "none"].join(
+        base[["benign_utility", "test_acc"]], on=keys, rsuffix="_undefended"
+    )
+    cells["cost"] = cells["benign_utility_undefended"] - cells["benign_utility"]
+    by_id = cells.set_index(["victim", "attack", "budget", "defense_id"])
+    # every defended setting and defense, at every matched cost
+    expected = {
+        (v, a, b, d, c)
+        for v, a, b, d in cells[["victim", "attack", "budget", "defense"]].itertuples(index=False)
+        for c in tables.MATCHED_COSTS
+    }
+    assert (
+        set(
+            matched[["victim", "attack", "budget", "defense", "cost"]].itertuples(
+                index=False, name=None
+            )
+        )
+        == expected
+    )
+    assert (matched["seeds"] == 1).all()  # the smoke grid has one seed
+    for row in matched.itertuples():
+        undefended = base.loc[
+            (row.victim, row.attack, row.granularity, row.budget, row.surrogate_arch, 0)
+        ]
+        assert close(row.undefended_acc_mean, undefended["test_acc"])
+        assert close(row.drop_mean, row.undefended_acc_mean - row.attacker_acc_mean)
+        lower = (
+            by_id.loc[(row.victim, row.attack, row.budget, row.lower_id)]
+            if row.lower_id != "none"
+            else None
+        )
+        if not row.reached:  # read at the strongest strength, which costs less than `cost`
+            assert row.upper_id is None and row.benign_cost_mean < row.cost
+            assert close(row.attacker_acc_mean, lower["test_acc"])
+            assert close(row.benign_cost_mean, lower["cost"])
+            continue
+        # reached: between the two points that bracket the cost, on the line through them
+        upper = by_id.loc[(row.victim, row.attack, row.budget, row.upper_id)]
+        low = (0.0, undefended["test_acc"]) if lower is None else (lower["cost"], lower["test_acc"])
+        assert low[0] < row.cost <= upper["cost"] + 1e-9
+        t = (row.cost - low[0]) / (upper["cost"] - low[0])
+        assert close(row.attacker_acc_mean, low[1] + min(1.0, t) * (upper["test_acc"] - low[1]))
+
+
+def test_defenses_finding_follows_from_the_matched_cost_table(smoke_run, found):
     workdir, _ = smoke_run
     data, sections = found
     finding, section = data["defenses"], sections["defenses"]
-    tolerance = finding["thresholds"]["utility_tolerance"]
+    costs = finding["thresholds"]["matched_costs"]
     stopped_below = finding["thresholds"]["stopped_recovery"]
-    defended = table(workdir, "defended")
-    largest = defended.groupby("attack")["budget"].max()
-    top = defended[
-        (defended["budget"] == defended["attack"].map(largest))
-        & (defended["granularity"] == "probs")
+    assert costs == list(tables.MATCHED_COSTS)
+    matched = table(workdir, "matched_cost")
+    largest = matched.groupby("attack")["budget"].max()
+    top = matched[
+        (matched["budget"] == matched["attack"].map(largest)) & (matched["granularity"] == "probs")
     ]
-    means = top.groupby(["victim", "attack", "adversary", "defense", "defense_id"])[
-        ["test_acc", "benign_utility", "recovery"]
-    ].mean()
-    stops = set()
+    stops = {f"{c:g}": set() for c in costs}
     realistic_seen = False
-    for (victim, attack, adversary), part in means.groupby(level=[0, 1, 2]):
-        part = part.droplevel([0, 1, 2])
-        base = part.xs("none", level="defense").iloc[0]
-        others = part.drop(index="none", level="defense")
-        kept = others[others["benign_utility"] >= base["benign_utility"] - tolerance]
-        if kept.empty:
-            continue
-        drops = base["test_acc"] - kept["test_acc"]
-        got = finding["numbers"]["best"][f"{victim}/{attack}"]
-        assert close(got["attacker_drop"], drops.max())
-        assert got["defense"] in {d for (_, d), x in drops.items() if x == drops.max()}
-        assert (
-            f"**{got['defense']}** costs the attacker most: its accuracy falls by "
-            f"{drops.max():.3f}" in section
-        )
-        if adversary == "realistic":
-            realistic_seen = True
-            # the strength each defense keeps: the one costing the attacker most
-            for _, strengths in kept.groupby(level="defense"):
-                best = strengths.loc[strengths["test_acc"].idxmin()]
-                if best["recovery"] < stopped_below <= base["recovery"]:
-                    stops.add(strengths["test_acc"].idxmin()[1])
+    for (victim, attack), part in top.groupby(["victim", "attack"]):
+        got = finding["numbers"]["by_attack"][f"{victim}/{attack}"]
+        for cost in costs:
+            at = part[np.isclose(part["cost"], cost)]
+            best = at.loc[at["attacker_acc_mean"].idxmin()]
+            entry = got["costs"][f"{cost:g}"]
+            assert entry["costliest"] == best["defense"]
+            for row in at.itertuples():
+                n = entry["defenses"][row.defense]
+                assert close(n["attacker_acc"], row.attacker_acc_mean)
+                assert n["reached"] == row.reached
+                stopped = row.recovery_mean < stopped_below <= row.undefended_recovery_mean
+                assert n["stops"] == stopped
+                if stopped and row.adversary == "realistic":
+                    stops[f"{cost:g}"].add(row.defense)
+            assert f"at {cost:g} **{best['defense']}** ({best['attacker_acc_mean']:.3f}" in section
+        realistic_seen |= part["adversary"].iloc[0] == "realistic"
     assert realistic_seen
-    assert finding["verdict"] == ("yes" if stops else "no")
-    assert finding["numbers"]["stops_realistic"] == sorted(stops)
-    line = next(x for x in section.splitlines() if x.startswith("- Stops the realistic"))
-    assert line.endswith((", ".join(sorted(stops)) or "**no defense**") + ".")
+    assert finding["verdict"] == ("yes" if any(stops.values()) else "no")
+    assert finding["numbers"]["stops_realistic"] == {c: sorted(d) for c, d in stops.items()}
+    assert any(x.startswith("- Stops the realistic adversary") for x in section.splitlines())
 
 
 def test_dawn_finding_follows_from_the_dawn_and_detection_tables(smoke_run, found):

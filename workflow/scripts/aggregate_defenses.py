@@ -1,4 +1,4 @@
-"""The detection, PRADA, defended-surrogate and DAWN tables."""
+"""The detection, PRADA, defended-surrogate, matched-cost and DAWN tables."""
 
 import pandas as pd
 
@@ -22,6 +22,7 @@ tables = {
     "prada": prada.drop(columns=["score_steps", "score_values"]),
     "prada_curve": monitor_curve(prada, sweeps),
     "defended": defended,
+    "matched_cost": t.matched_cost_table(defended),
     "dawn": t.dawn_table(defended),
 }
 meta = io.provenance([*sm.input.detection, *sm.input.prada, *sm.input.defended], sweeps=sweeps)

@@ -49,6 +49,8 @@ def shuffle_moving_top1(probs: np.ndarray, generators: list[np.random.Generator]
 class OodShuffle(Defense):
     name = "ood-shuffle"
     strength = "threshold"
+    stronger = "smaller"  # a lower cut on P(out) flags more queries
+    strength_off = 1.0  # P(out) > 1 flags nothing
     needs = ("detector",)
     params = {
         "threshold": {

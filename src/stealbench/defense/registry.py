@@ -86,6 +86,13 @@ class Defense(ABC):
     # is generated from it; the default is __init__'s).
     params: ClassVar[dict[str, dict]] = {}
     strength: ClassVar[str | None] = None  # the parameter a strength sweep varies
+    # Which way the strength grows ("larger": a larger value perturbs more; "smaller": e.g.
+    # top-k's k) and the value at which the defense changes no answer (None: none the
+    # parameter can take, e.g. top-k's k depends on the classes). The matched-cost table
+    # (stealbench.report.tables) walks each sweep from the undefended API, at ``strength_off``,
+    # towards its strongest value.
+    stronger: ClassVar[str] = "larger"
+    strength_off: ClassVar[float | None] = 0.0
     # What the defense stage builds for it: DefenseContext fields (detector, misinformation,
     # proxy) and the per-victim models of DEFENSE_MODELS it is trained or verified with.
     needs: ClassVar[tuple[str, ...]] = ()

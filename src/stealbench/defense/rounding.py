@@ -13,6 +13,8 @@ from .registry import Defense, DefenseContext, register, renormalise
 class Rounding(Defense):
     name = "rounding"
     strength = "decimals"
+    stronger = "smaller"  # fewer decimals kept
+    strength_off = None  # enough decimals keep every answer, how many depends on it
     params = {
         "decimals": {
             "type": "integer",

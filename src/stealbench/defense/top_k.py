@@ -13,6 +13,8 @@ from .registry import Defense, DefenseContext, register, renormalise
 class TopK(Defense):
     name = "top-k"
     strength = "k"
+    stronger = "smaller"  # fewer classes kept
+    strength_off = None  # k = the number of classes
     params = {"k": {"type": "integer", "minimum": 1, "description": "classes kept"}}
 
     def __init__(self, context: DefenseContext, k: int = 1):

@@ -216,6 +216,9 @@ METRICS = ["victim_acc", "test_acc", "agreement", "recovery", "kl_divergence"]
 #: then the granularity, budget and surrogate (defended surrogates train from scratch).
 DEFENSE_AXES = ["defense", "strength", "strength_value", "defense_id"]
 DEFENDED_KEYS = [*AXES[:8], *DEFENSE_AXES, "granularity", "budget", "surrogate_arch", "seed"]
+#: The setting of one trade-off curve in the matched-cost table (its defenses are compared
+#: within it); stealbench.report.tables.MATCHED_KEYS is this list.
+MATCHED_AXES = ["victim", "attack", "adversary", "granularity", "budget", "surrogate_arch"]
 AXIS_DOCS = _shared(*AXES[:-1])  # seed: placed by each table
 METRIC_DOCS = _shared(*METRICS)
 TRAINING = _shared(
@@ -606,6 +609,80 @@ TABLES: dict[str, Table] = {
                 "the paper's defended surrogate accuracy for the victim's paper configuration",
                 "fraction of the paper's test images",
             ),
+        },
+    ),
+    "matched_cost": Table(
+        "one (victim, attack, granularity, budget, surrogate architecture, defense, matched "
+        "cost): the attacker's accuracy where the defense's curve over its strengths costs "
+        "benign users `cost` of top-1 accuracy (stealbench.report.tables.matched_cost_table)",
+        {
+            **_shared(*MATCHED_AXES, "defense", "strength"),
+            "cost": Column(
+                "the matched benign cost: undefended less defended benign utility (0.01 = one "
+                "point of the victim's test accuracy)",
+                TEST_SHARE,
+            ),
+            "reached": Column(
+                "whether every seed's curve (from the undefended point at cost 0, through the "
+                "strengths from the weakest to the strongest) reaches `cost`; false: the row "
+                "is the strongest tested strength, never an extrapolation",
+                BOOL,
+            ),
+            "seeds": SHARED["seeds"],
+            "seeds_reached": Column("seeds whose curve reaches `cost`", COUNT),
+            "attacker_acc_mean": Column(
+                "mean over seeds of the attacker's surrogate test accuracy at `cost` (linearly "
+                "interpolated between the two strengths that first bracket it); where not "
+                "reached, at the strongest tested strength",
+                TEST_SHARE,
+            ),
+            "attacker_acc_ci95": Column(
+                "half-width of the 95% confidence interval (Student t) of attacker_acc_mean; "
+                "empty for one seed",
+                TEST_SHARE,
+            ),
+            "benign_cost_mean": Column(
+                "mean over seeds of the benign cost of the point read: `cost` where reached, "
+                "else the strongest tested strength's (below `cost`)",
+                TEST_SHARE,
+            ),
+            "strength_value_mean": Column(
+                "mean over seeds of the strength at that point (interpolated; the undefended "
+                "start counts as strength 0); empty for a strength the defense learns",
+                "the parameter's own unit",
+            ),
+            "lower_id": Column(
+                "the defense_id of the point before the crossing (`none`: the undefended "
+                "start), or of the strongest tested strength where not reached; several "
+                "joined by `|` where seeds differ",
+                NAME,
+            ),
+            "upper_id": Column(
+                "the defense_id of the first point at or past `cost`; empty where not reached",
+                NAME,
+            ),
+            "victim_acc": SHARED["victim_acc"],
+            "undefended_acc_mean": Column(
+                "mean over the same seeds of the attacker's accuracy against the undefended "
+                "API (same setting)",
+                TEST_SHARE,
+            ),
+            "undefended_acc_ci95": Column(
+                "half-width of the 95% confidence interval (Student t) of "
+                "undefended_acc_mean; empty for one seed",
+                TEST_SHARE,
+            ),
+            "drop_mean": Column(
+                "mean over seeds of undefended less defended attacker accuracy (paired by seed)",
+                TEST_SHARE,
+            ),
+            "drop_ci95": Column(
+                "half-width of the 95% confidence interval (Student t) of drop_mean; empty "
+                "for one seed",
+                TEST_SHARE,
+            ),
+            "recovery_mean": Column("attacker_acc_mean / victim_acc", RATIO),
+            "undefended_recovery_mean": Column("undefended_acc_mean / victim_acc", RATIO),
         },
     ),
     "dawn": Table(

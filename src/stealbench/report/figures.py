@@ -310,3 +310,163 @@ def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
     _legend(figure, axes, "defense, through its strengths")
     figure.suptitle("defenses as trade-off curves")
     save_figure(figure, paths)
+
+
+# The trade-off figure's window: benign costs up to 5 points of the victim's test accuracy.
+COST_WINDOW = 0.05
+
+
+def benign_costs(defended: pd.DataFrame) -> pd.Series:
+    """Each defended cell's benign cost: the undefended API's benign utility in the same
+    setting and seed less the cell's (NaN where that seed has no undefended cell)."""
+    from .tables import MATCHED_KEYS
+
+    keys = [*MATCHED_KEYS, "seed"]
+    base = defended[defended["defense"] == "none"].groupby(keys)["benign_utility"].first()
+    undefended = pd.Series(
+        [base.get(tuple(k), np.nan) for k in defended[keys].itertuples(index=False)],
+        index=defended.index,
+    )
+    return undefended - defended["benign_utility"]
+
+
+def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) -> None:
+    """The trade-off zoomed where benign users lose at most COST_WINDOW of top-1 accuracy:
+    attacker accuracy (y) against benign cost (x, undefended less defended benign utility,
+    per seed then the mean) per victim and attack at the largest defended budget, one line
+    per defense from the undefended API (star, cost 0) through its strengths (bars: 95% CI
+    of the attacker's accuracy). Dotted verticals mark the matched costs (MATCHED_COSTS);
+    hollow diamonds the matched-cost table's readings where the sweep reaches them. A
+    strength beyond the window is drawn at its edge as a triangle with its cost beside it,
+    its line running out of the panel towards it: never dropped."""
+    from .tables import MATCHED_COSTS, _strength_order, ci95
+
+    top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
+    granularity = "probs" if "probs" in set(top["granularity"]) else top["granularity"].iloc[0]
+    top = top[top["granularity"] == granularity]
+    top = top.assign(cost=benign_costs(top))
+    keys = ["victim", "attack", "surrogate_arch", "defense", "defense_id", "strength_value"]
+    means = (
+        top.groupby(keys, dropna=False)
+        .agg(acc=("test_acc", "mean"), acc_ci=("test_acc", ci95), cost=("cost", "mean"))
+        .reset_index()
+    )
+    several = means.groupby(["victim", "attack"])["surrogate_arch"].nunique().max() > 1
+    panels = list(means.groupby(["victim", "attack", "surrogate_arch"]).groups)
+    figure, axes = _grid(len(panels), ncols=3, width=3.8, height=3.0)
+    low = means["acc"] - means["acc_ci"].fillna(0)
+    high = means["acc"] + means["acc_ci"].fillna(0)
+    pad_y = max(0.02, 0.05 * float(high.max() - low.min()))
+    defenses = sorted(d for d in means["defense"].unique() if d != "none")
+    colours = dict(zip(defenses, _palette(len(defenses)), strict=True))
+    for ax, (victim, attack, arch) in zip(axes, panels, strict=False):
+        part = means[
+            (means["victim"] == victim)
+            & (means["attack"] == attack)
+            & (means["surrogate_arch"] == arch)
+        ]
+        base = part[part["defense"] == "none"]
+        start = (0.0, float(base["acc"].iloc[0])) if len(base) else None
+        shown = part.loc[part["cost"].between(-COST_WINDOW, COST_WINDOW), "cost"]
+        left = min(-0.002, float(shown.min()) - 0.002) if len(shown) else -0.002
+        for cost in MATCHED_COSTS:
+            ax.axvline(cost, color="grey", linestyle=":", linewidth=0.8)
+        # the legend's entries for the marks drawn in each defense's colour, in grey
+        for marker, label in (
+            (">", "beyond the window (its cost)"),
+            ("D", "read at a matched cost"),
+        ):
+            ax.scatter([], [], marker=marker, facecolors="none", edgecolors="dimgrey", label=label)
+        for defense, series in part.groupby("defense"):
+            if defense == "none":
+                ax.scatter(
+                    [0.0],
+                    series["acc"],
+                    marker="*",
+                    s=120,
+                    color="black",
+                    zorder=4,
+                    label="undefended",
+                )
+                continue
+            series = series.sort_values(  # from the weakest strength to the strongest
+                ["strength_value", "defense_id"],
+                ascending=[_strength_order(defense)[0], True],
+                na_position="last",
+                kind="stable",
+            )
+            colour = colours[defense]
+            if start is not None:  # every curve starts at the undefended API
+                ax.plot(
+                    [start[0], series["cost"].iloc[0]],
+                    [start[1], series["acc"].iloc[0]],
+                    color=colour,
+                    linewidth=1,
+                    linestyle="--",
+                )
+            ax.errorbar(
+                series["cost"],
+                series["acc"],
+                yerr=series["acc_ci"].fillna(0),
+                marker="o",
+                markersize=3,
+                capsize=2,
+                color=colour,
+                label=defense,
+            )
+            beyond = series[(series["cost"] > COST_WINDOW) | (series["cost"] < left)]
+            for r in beyond.itertuples():
+                right = r.cost > COST_WINDOW
+                edge = COST_WINDOW if right else left
+                ax.scatter(
+                    [edge],
+                    [r.acc],
+                    marker=">" if right else "<",
+                    s=30,
+                    color=colour,
+                    clip_on=False,
+                    zorder=5,
+                    label="_beyond",
+                )
+                ax.annotate(
+                    f"{r.cost:.2f}",
+                    (edge, r.acc),
+                    xytext=(4 if right else -4, 0),
+                    textcoords="offset points",
+                    ha="left" if right else "right",
+                    va="center",
+                    fontsize=6,
+                    color=colour,
+                    annotation_clip=False,
+                )
+        read = matched[
+            (matched["victim"] == victim)
+            & (matched["attack"] == attack)
+            & (matched["surrogate_arch"] == arch)
+            & (matched["granularity"] == granularity)
+            & (matched["budget"] == top.loc[top["attack"] == attack, "budget"].max())
+            & matched["reached"]
+        ]
+        for r in read.itertuples():
+            ax.scatter(
+                [r.cost],
+                [r.attacker_acc_mean],
+                marker="D",
+                s=22,
+                facecolors="none",
+                edgecolors=colours.get(r.defense, "black"),
+                zorder=5,
+                label="_read",
+            )
+        ax.set_xlim(left, COST_WINDOW)
+        ax.set_ylim(max(0.0, float(low.min()) - pad_y), min(1.0, float(high.max()) + pad_y))
+        ax.set_title(f"{victim}, {attack}" + (f", {arch}" if several else ""), fontsize=8)
+        ax.set_xlabel("benign cost (undefended − defended benign accuracy)", fontsize=8)
+        ax.set_ylabel("attacker's surrogate accuracy", fontsize=8)
+    _legend(figure, axes, "defense, from the undefended API through its strengths")
+    figure.suptitle(
+        f"defenses where benign users lose at most {COST_WINDOW:g} (dotted: matched costs "
+        + ", ".join(f"{c:g}" for c in MATCHED_COSTS)
+        + ")"
+    )
+    save_figure(figure, paths)

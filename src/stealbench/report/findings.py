@@ -17,10 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..attack.api import information_order
-from .tables import RECOVERY_TARGET, ci95
+from .tables import MATCHED_COSTS, RECOVERY_TARGET, ci95
 
-# A defense "keeps utility" when benign users lose at most this much accuracy through it.
-UTILITY_TOLERANCE = 0.01
 # A defense "stops" an attacker when its surrogate recovers less than this of the victim's
 # accuracy, where the undefended API let it recover at least this much.
 STOPPED_RECOVERY = 0.5
@@ -41,7 +39,7 @@ TITLES = {
     "claim4": "Claim 4: does the realistic adversary beat the out-of-distribution pools?",
     "claim3": "Claim 3: does the pre-classifier detect Knockoff queries?",
     "prada": "Does PRADA flag each strategy?",
-    "defenses": "Defenses as trade-offs: the attacker's accuracy at <= 1 point of utility",
+    "defenses": "Defenses at matched benign cost: the attacker's accuracy at 0.5, 1 and 2 points",
     "dawn": "DAWN: is the stolen model caught afterwards?",
 }
 
@@ -655,103 +653,117 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
     return _finding("prada", verdicts, rule, numbers, text)
 
 
-def defended_finding(defended: pd.DataFrame) -> Finding:
-    """Which defense costs the attacker most at <= 1 point of benign utility, and does any
-    stop the realistic adversary? The verdict answers the last question ("not measured"
-    where no realistic adversary meets a defense); numbers per ``victim/attack``: the
-    costliest defense that keeps utility."""
+def defended_finding(matched: pd.DataFrame) -> Finding:
+    """Defenses at matched benign cost, from the matched-cost table
+    (:func:`stealbench.report.tables.matched_cost_table`): for each victim and attack (its
+    largest defended budget, full probabilities where the grid has them), each defense's
+    attacker accuracy where it costs benign users each of MATCHED_COSTS, the defense that
+    costs the attacker most there, and whether any stops the realistic adversary.
+
+    A defense whose sweep never costs that much is read at its strongest tested strength (a
+    point that costs benign users less, so within the matched cost; ``reached`` false).
+    The verdict answers the last question ("not measured" where no realistic adversary meets
+    a defense). Numbers per ``victim/attack`` (``victim/attack/arch`` where several surrogate
+    architectures were defended) and per cost."""
+    costs = list(MATCHED_COSTS)
     rule = (
-        f"for each defense, the strength that costs the attacker most while benign users lose "
-        f"at most {UTILITY_TOLERANCE} accuracy through the API (largest defended budget, means "
-        f"over seeds); it stops the attacker when the attacker's recovery falls below "
-        f"{STOPPED_RECOVERY}, from at least that undefended."
+        f"each defense's curve over its strengths, from the undefended API (cost 0), is read "
+        f"at benign costs of {', '.join(f'{c:g}' for c in costs)} (undefended less defended "
+        f"benign top-1 accuracy), linearly interpolated between the two strengths that first "
+        f"bracket the cost, per seed, then mean ± 95% CI over seeds (largest defended budget, "
+        f"full probabilities); a sweep that never costs that much is read at its strongest "
+        f"strength, never extrapolated. At each cost the defense leaving the attacker the "
+        f"lowest mean accuracy costs it most; a defense stops the attacker when the "
+        f"attacker's recovery there falls below {STOPPED_RECOVERY}, from at least that "
+        f"undefended."
     )
-    thresholds = {"utility_tolerance": UTILITY_TOLERANCE, "stopped_recovery": STOPPED_RECOVERY}
-    if defended.empty:
+    thresholds = {"matched_costs": costs, "stopped_recovery": STOPPED_RECOVERY}
+    if matched.empty:
         return _not_measured("defenses", rule, "no defended cells.", thresholds)
-    top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
+    top = matched[matched["budget"] == matched.groupby("attack")["budget"].transform("max")]
     top = top[top["granularity"] == "probs"] if "probs" in set(top["granularity"]) else top
-    means = (
-        top.groupby(
-            ["victim", "attack", "adversary", "defense", "defense_id", "strength_value"],
-            dropna=False,
-        )
-        .agg(
-            attacker_acc=("test_acc", "mean"),
-            attacker_ci95=("test_acc", ci95),
-            recovery=("recovery", "mean"),
-            utility=("benign_utility", "mean"),
-            benign_l1=("benign_l1", "mean"),
-        )
-        .reset_index()
+    several_archs = top.groupby(["victim", "attack"])["surrogate_arch"].nunique().max() > 1
+    top = top.assign(
+        stops=(top["recovery_mean"] < STOPPED_RECOVERY)
+        & (top["undefended_recovery_mean"] >= STOPPED_RECOVERY)
     )
-    rows = []
-    for (victim, attack), part in means.groupby(["victim", "attack"]):
-        base = part[part["defense"] == "none"]
-        if base.empty:
-            continue
-        base_acc, base_util = float(base["attacker_acc"].iloc[0]), float(base["utility"].iloc[0])
-        base_recovery = float(base["recovery"].iloc[0])
-        for defense, options in part[part["defense"] != "none"].groupby("defense"):
-            kept = options[options["utility"] >= base_util - UTILITY_TOLERANCE]
-            if kept.empty:
-                rows.append(
-                    {
-                        "victim": victim,
-                        "attack": attack,
-                        "adversary": part["adversary"].iloc[0],
-                        "defense": defense,
-                        "strength": "none keeps utility",
-                    }
-                )
+    numbers = {"by_attack": {}, "stops_realistic": {f"{c:g}": [] for c in costs}}
+    lines, rows = [], []
+    for (victim, attack, arch), part in top.groupby(["victim", "attack", "surrogate_arch"]):
+        key = f"{victim}/{attack}" + (f"/{arch}" if several_archs else "")
+        first = part.iloc[0]
+        entry = numbers["by_attack"][key] = {
+            "adversary": first["adversary"],
+            "budget": int(first["budget"]),
+            "granularity": first["granularity"],
+            "surrogate_arch": arch,
+            "undefended_acc": float(first["undefended_acc_mean"]),
+            "undefended_acc_ci95": float(first["undefended_acc_ci95"]),
+            "costs": {},
+        }
+        said = []
+        for cost in costs:
+            at = part[np.isclose(part["cost"], cost)]
+            if at.empty:
                 continue
-            best = kept.loc[kept["attacker_acc"].idxmin()]
-            rows.append(
-                {
-                    "victim": victim,
-                    "attack": attack,
-                    "adversary": best["adversary"],
-                    "defense": defense,
-                    "strength": best["defense_id"],
-                    "utility_loss": base_util - best["utility"],
-                    "attacker_acc": best["attacker_acc"],
-                    "attacker_drop": base_acc - best["attacker_acc"],
-                    "recovery": best["recovery"],
-                    "stops": bool(best["recovery"] < STOPPED_RECOVERY <= base_recovery),
-                }
-            )
-    table = pd.DataFrame(rows)
-    numbers, lines, verdict = {"best": {}, "stops_realistic": []}, [], NOT_MEASURED
-    if not table.empty and "attacker_drop" in table:
-        for (victim, attack), part in table.dropna(subset=["attacker_drop"]).groupby(
-            ["victim", "attack"]
-        ):
-            best = part.loc[part["attacker_drop"].idxmax()]
-            numbers["best"][f"{victim}/{attack}"] = n = {
-                "adversary": best["adversary"],
-                "defense": best["strength"],
-                "attacker_drop": float(best["attacker_drop"]),
-                "attacker_acc": float(best["attacker_acc"]),
-                "utility_loss": float(best["utility_loss"]),
+            best = at.loc[at["attacker_acc_mean"].idxmin()]
+            entry["costs"][f"{cost:g}"] = {
+                "costliest": best["defense"],
+                "defenses": {
+                    r.defense: {
+                        "attacker_acc": float(r.attacker_acc_mean),
+                        "attacker_acc_ci95": float(r.attacker_acc_ci95),
+                        "reached": bool(r.reached),
+                        "benign_cost": float(r.benign_cost_mean),
+                        "strength_value": float(r.strength_value_mean),
+                        "attacker_drop": float(r.drop_mean),
+                        "recovery": float(r.recovery_mean),
+                        "stops": bool(r.stops),
+                    }
+                    for r in at.itertuples()
+                },
             }
-            lines.append(
-                f"- {victim}, {attack} ({n['adversary']}): **{n['defense']}** costs the "
-                f"attacker most: its accuracy falls by {n['attacker_drop']:.3f} "
-                f"({n['attacker_acc']:.3f} left) for {n['utility_loss']:.3f} of benign "
-                "utility."
+            if first["adversary"] == "realistic":
+                numbers["stops_realistic"][f"{cost:g}"] += list(at.loc[at["stops"], "defense"])
+            said.append(
+                f"at {cost:g} **{best['defense']}** "
+                f"({_pm(best['attacker_acc_mean'], best['attacker_acc_ci95'])}"
+                + ("" if best["reached"] else ", its strongest strength costs less")
+                + ")"
             )
-        realistic = table[table["adversary"] == "realistic"]
-        # rows where no strength kept utility have no "stops" (NaN): they stop nothing
-        stopped = sorted(set(realistic.loc[realistic["stops"].eq(True), "strength"]))
-        numbers["stops_realistic"] = stopped
-        if len(realistic):
-            verdict = "yes" if stopped else "no"
         lines.append(
-            "- Stops the realistic adversary (its recovery falls below "
-            f"{STOPPED_RECOVERY}, from at least that undefended, at <= {UTILITY_TOLERANCE} "
-            "utility loss): " + (", ".join(stopped) or "**no defense**") + "."
+            f"- {key} ({entry['adversary']}, undefended "
+            f"{_pm(entry['undefended_acc'], entry['undefended_acc_ci95'])}): costs the "
+            "attacker most " + "; ".join(said) + "."
         )
-    text = f"Rule: {rule}\n\n" + "\n".join(lines) + "\n\n" + _markdown(table)
+        for defense, series in part.groupby("defense"):
+            row = {"victim/attack": key, "defense": defense}
+            for r in series.sort_values("cost").itertuples():
+                row[f"at {r.cost:g}"] = _pm(r.attacker_acc_mean, r.attacker_acc_ci95) + (
+                    "" if r.reached else f" (†{r.benign_cost_mean:.3f})"
+                )
+            rows.append(row)
+    stops = {c: sorted(set(d)) for c, d in numbers["stops_realistic"].items()}
+    numbers["stops_realistic"] = stops
+    realistic = (top["adversary"] == "realistic").any()
+    verdict = ("yes" if any(stops.values()) else "no") if realistic else NOT_MEASURED
+    lines.append(
+        "- Stops the realistic adversary (its recovery falls below "
+        f"{STOPPED_RECOVERY}, from at least that undefended): "
+        + (
+            "; ".join(f"at {c}: {', '.join(d) or 'none'}" for c, d in stops.items())
+            if realistic and any(stops.values())
+            else ("**no defense**" if realistic else "no realistic adversary in the grid")
+        )
+        + "."
+    )
+    text = (
+        f"Rule: {rule}\n\n"
+        + "\n".join(lines)
+        + "\n\nThe attacker's accuracy (mean ± 95% CI over seeds) at each matched benign "
+        "cost; † marks a sweep that never costs that much, read at its strongest strength "
+        "(its cost after the †):\n\n" + _markdown(pd.DataFrame(rows))
+    )
     return _finding("defenses", verdict, rule, numbers, text, thresholds)
 
 
@@ -824,7 +836,7 @@ def findings(tables: dict[str, pd.DataFrame]) -> list[Finding]:
         found += [
             detector_finding(tables["detection"]),
             prada_finding(tables["prada"]),
-            defended_finding(tables["defended"]),
+            defended_finding(tables["matched_cost"]),
             dawn_finding(tables["dawn"], tables.get("detection")),
         ]
     return found

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..attack.api import information_order
-from .columns import AXES, DEFENDED_KEYS, METRICS
+from .columns import AXES, DEFENDED_KEYS, MATCHED_AXES, METRICS
 
 PER_CLASS = ["class_acc", "victim_class_acc"]
 # Recovery a stolen model must reach to count as stealing the victim (the paper's pretrained
@@ -375,3 +375,169 @@ def dawn_table(defended: pd.DataFrame) -> pd.DataFrame:
         "dawn_false_claims",
     ]
     return rows.reindex(columns=columns).rename(columns={"strength_value": "share"})
+
+
+# The benign costs at which defenses are compared: what benign users lose in top-1 accuracy
+# through the defended API (0.01 = one point). The matched-cost table, its finding and the
+# trade-off figure read this one tuple.
+MATCHED_COSTS = (0.005, 0.01, 0.02)
+#: What identifies one trade-off curve's setting: a defense's strengths are compared within it.
+MATCHED_KEYS = MATCHED_AXES
+
+
+def at_cost(costs, accs, strengths, cost: float) -> tuple[bool, int, float, float]:
+    """Walk one seed's curve, points in order of strength, and read it at ``cost``.
+
+    ``costs[0], accs[0], strengths[0]`` is the curve's start (the undefended API: cost 0).
+    Returns ``(reached, k, acc, strength)``: where the curve first reaches ``cost`` (the
+    first point k with ``costs[k] >= cost``, up to float rounding), the attacker's accuracy
+    and the strength linearly interpolated between points k-1 and k (the first crossing, so
+    a curve that dips back below ``cost`` later is read where it first crossed); where it
+    never does, ``reached`` is False and the strongest (last) point is returned as it is, k its
+    index: the curve is never extrapolated."""
+    costs, accs = np.asarray(costs, float), np.asarray(accs, float)
+    strengths = np.asarray(strengths, float)
+    # a benign utility is a share of the test images: a cost can equal a matched cost exactly,
+    # which the difference of two floats misses by a rounding error
+    over = np.flatnonzero(costs >= cost - 1e-9)
+    over = over[over > 0]  # the start costs nothing: only a defended point can reach cost
+    if not len(over):
+        k = len(costs) - 1
+        return False, k, float(accs[k]), float(strengths[k])
+    k = int(over[0])
+    # costs[k-1] < cost <= costs[k]: k is the first point at or past cost
+    t = min(1.0, (cost - costs[k - 1]) / (costs[k] - costs[k - 1]))
+    acc = accs[k - 1] + t * (accs[k] - accs[k - 1])
+    strength = strengths[k - 1] + t * (strengths[k] - strengths[k - 1])
+    return True, k, float(acc), float(strength)
+
+
+def _strength_order(defense: str) -> tuple[bool, float]:
+    """Whether ``defense``'s strength grows with its value, and the value at which it changes
+    no answer (NaN where it has none), from its class in the registry; a name the registry
+    does not hold (a plug-in not installed here) is taken to grow from 0."""
+    from ..defense.registry import DEFENSES
+
+    cls = DEFENSES.get(defense)
+    if cls is None:
+        return True, 0.0
+    off = cls.strength_off
+    return cls.stronger == "larger", np.nan if off is None else float(off)
+
+
+def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFrame:
+    """Attacker accuracy at matched benign cost: one row per (victim, attack, granularity,
+    budget, surrogate architecture, defense, matched cost).
+
+    A defense's curve in one setting and seed runs through its strengths from the weakest to
+    the strongest (increasing values, or decreasing for a defense whose ``stronger`` is
+    "smaller", e.g. top-k's k; a strength the defense learns, NaN, comes last); each point's
+    benign cost is the undefended API's benign utility less the defended one's, both of that
+    seed (a random defense may cost each seed differently), its accuracy the attacker's
+    ``test_acc``.
+    Every curve starts at the undefended point (cost 0, the undefended attacker's accuracy of
+    that seed, strength 0: the value at which most defenses change nothing; a defense's
+    ``strength_off`` where it differs, e.g. ood-shuffle's cut of 1, NaN where no value is
+    off, as for top-k, whose strength is then not interpolated before its first point), so a
+    one-point curve (a single strength, or a learned one) is read between that start and its
+    point. That start is the natural end of every sweep, but the stretch from it to the
+    first strength tested is a straight line drawn by assumption, not measured.
+    :func:`at_cost` reads each seed's curve at each matched cost; the row gives the mean over
+    seeds and the half-width of the 95% CI (Student t, :func:`ci95`).
+
+    ``reached`` is True when every seed's curve reaches the cost. Otherwise (e.g. a defense
+    that keeps the top-1, so costs benign users nothing, or a sweep that stops short) the row
+    gives every seed's strongest tested point, its accuracy and its mean cost
+    (``benign_cost_mean`` below ``cost``), never an extrapolation; ``seeds_reached`` counts
+    the seeds whose curve did reach it."""
+    columns = [
+        *MATCHED_KEYS,
+        "defense",
+        "strength",
+        "cost",
+        "reached",
+        "seeds",
+        "seeds_reached",
+        "attacker_acc_mean",
+        "attacker_acc_ci95",
+        "benign_cost_mean",
+        "strength_value_mean",
+        "lower_id",
+        "upper_id",
+        "victim_acc",
+        "undefended_acc_mean",
+        "undefended_acc_ci95",
+        "drop_mean",
+        "drop_ci95",
+        "recovery_mean",
+        "undefended_recovery_mean",
+    ]
+    rows = []
+    for key, setting in defended.groupby(MATCHED_KEYS, sort=True, dropna=False):
+        base = setting[setting["defense"] == "none"].groupby("seed").first()
+        if base.empty:
+            continue
+        for defense, points in setting[setting["defense"] != "none"].groupby("defense"):
+            seeds = sorted(set(points["seed"]) & set(base.index))
+            if not seeds:
+                continue
+            larger, off = _strength_order(defense)
+            curves = {}
+            for seed in seeds:
+                b = base.loc[seed]
+                part = points[points["seed"] == seed].sort_values(
+                    ["strength_value", "defense_id"],
+                    ascending=[larger, True],
+                    na_position="last",
+                    kind="stable",
+                )
+                curves[seed] = (
+                    [0.0, *(b["benign_utility"] - part["benign_utility"])],
+                    [b["test_acc"], *part["test_acc"]],
+                    [off, *part["strength_value"].astype(float)],
+                    ["none", *part["defense_id"]],
+                    float(b["test_acc"]),
+                    float(b["victim_acc"]),
+                )
+            for cost in costs:
+                read = {s: at_cost(c[0], c[1], c[2], cost) for s, c in curves.items()}
+                reached = all(r[0] for r in read.values())
+                accs, at, strengths, lower, upper = [], [], [], set(), set()
+                for seed, (_, k, acc, strength) in read.items():
+                    curve = curves[seed]
+                    if not reached:  # every seed at its strongest point, as tested
+                        k = len(curve[0]) - 1
+                        acc, strength = curve[1][k], curve[2][k]
+                    accs.append(acc)
+                    at.append(cost if reached else curve[0][k])
+                    strengths.append(strength)
+                    lower.add(curve[3][k - 1] if reached else curve[3][k])
+                    upper.add(curve[3][k] if reached else None)
+                accs = np.asarray(accs, float)
+                undefended = np.asarray([curves[s][4] for s in seeds])
+                victim_acc = float(np.mean([curves[s][5] for s in seeds]))
+                rows.append(
+                    {
+                        **dict(zip(MATCHED_KEYS, key, strict=True)),
+                        "defense": defense,
+                        "strength": points["strength"].iloc[0],
+                        "cost": cost,
+                        "reached": reached,
+                        "seeds": len(seeds),
+                        "seeds_reached": sum(r[0] for r in read.values()),
+                        "attacker_acc_mean": float(accs.mean()),
+                        "attacker_acc_ci95": ci95(accs),
+                        "benign_cost_mean": float(np.mean(at)),
+                        "strength_value_mean": float(np.mean(strengths)),
+                        "lower_id": "|".join(sorted(lower)),
+                        "upper_id": "|".join(sorted(u for u in upper if u)) or None,
+                        "victim_acc": victim_acc,
+                        "undefended_acc_mean": float(undefended.mean()),
+                        "undefended_acc_ci95": ci95(undefended),
+                        "drop_mean": float((undefended - accs).mean()),
+                        "drop_ci95": ci95(undefended - accs),
+                        "recovery_mean": float(accs.mean()) / victim_acc,
+                        "undefended_recovery_mean": float(undefended.mean()) / victim_acc,
+                    }
+                )
+    return pd.DataFrame(rows, columns=columns)
