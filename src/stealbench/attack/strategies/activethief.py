@@ -31,9 +31,14 @@ Not found, so not claimed: the paper's own seed/validation shares of each budget
 was not available here; the code's numbers above are what the defaults follow). Departures
 from that code: the validation images come from the same pool as the queries (the code
 draws them from the public data's separate validation split), and never enter selection or
-training either way; the code keeps training past the patience while the epoch's mean
-training loss is above 1.5, which is not reproduced; no dropout or L2 term in the substitute
-(the architecture is the benchmark's); soft targets where the answers are probabilities.
+the substitute's training either way; the code keeps training past the patience while the
+epoch's mean training loss is above 1.5, which is not reproduced; no dropout or L2 term in
+the substitute (the architecture is the benchmark's); soft targets where the answers are
+probabilities.
+The paper's headline (abstract, arXiv 1905.09165): with top-1 answers it "improves
+performance on an average over a uniform noise baseline by 4.70x" on image tasks, with
+30,000 queries;
+configs/reproduce/activethief.yaml runs the offline analogue.
 
 **Schedule (budgets are prefixes of one run).** The queries are, in order: ``seed_size``
 random pool images, ``val_size`` further random pool images (the victim-labelled validation
