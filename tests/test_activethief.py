@@ -1,6 +1,8 @@
 """ActiveThief: each selection rule picks what its definition says, budgets are prefixes of
 one run, the budget is spent exactly, and only the API's answers steer the run."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -165,9 +167,9 @@ def test_query_count_equals_budget_through_the_api():
     pool, victim = toy_pool(), LinearVictim(64)
     api = PredictionAPI(victim)
     ids = lookup("activethief").fn(
-        api, pool, 80, np.random.default_rng(0), seed_size=20, round_size=25, **FAST
+        api, pool, 80, np.random.default_rng(0), seed_size=20, val_size=10, round_size=25, **FAST
     )
-    assert api.queries == 80 and len(ids) == 80  # 20 + 25 + 35 of a round of 38
+    assert api.queries == 80 and len(ids) == 80  # 20 + 10 + 25 + 25 of a round of 25
     images, _, _ = api.record()
     np.testing.assert_array_equal(images, pool.images[ids])
 
@@ -215,3 +217,85 @@ def test_share_of_the_budget_is_refused():
 def test_unknown_selection_lists_allowed():
     with pytest.raises(ValueError, match="allowed: uncertainty, k-center, dfal"):
         run(70, "random")
+
+
+# ------------------------------------------- validation set, early stopping, whole pool
+
+
+def spy(monkeypatch, name):
+    """Record the arguments of every call to ``activethief.<name>`` (and still call it)."""
+    calls = []
+    original = getattr(activethief, name)
+
+    def recording(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append((args, kwargs, result))
+        return result
+
+    monkeypatch.setattr(activethief, name, recording)
+    return calls
+
+
+def test_validation_queries_count_and_are_never_selected_or_trained_on(monkeypatch):
+    fits = spy(monkeypatch, "fit")
+    api = CallSizes(LinearVictim(64))
+    pool = toy_pool()
+    options = {**FAST, "seed_size": 20, "val_size": 30, "round_size": 25, "round_growth": 1.0}
+    ids = lookup("activethief").fn(api, pool, 120, np.random.default_rng(0), **options)
+    # budget 120 = seed 20 + validation 30 + 25 + 25 + 20: the validation set is spent
+    assert api.calls == [20, 30, 25, 25, 20] and api.queries == 120 and len(ids) == 120
+    val = ids[20:50]
+    assert not set(val.tolist()) & set(ids[50:].tolist())  # never selected again
+    for r, (args, _, _) in enumerate(fits):
+        _, images, _, val_images, val_labels, cfg = args[:6]
+        assert len(images) == 20 + 25 * r  # the seed and the rounds so far, no validation
+        np.testing.assert_array_equal(val_images, pool.images[val])
+        # the labels the substitute is judged on are the victim's top-1 answers
+        answers = PredictionAPI(LinearVictim(64))(val_images)
+        np.testing.assert_array_equal(val_labels, answers.argmax(1))
+
+
+def test_substitutes_early_stop_on_macro_f1_with_the_configured_patience(monkeypatch):
+    fits = spy(monkeypatch, "fit")
+    run(100, "uncertainty", epochs=40, patience=3)
+    cfgs = [args[5] for args, _, _ in fits]
+    assert cfgs and all(c.patience == 3 and c.val_metric == "macro-f1" for c in cfgs)
+    assert all(c.epochs == 40 for c in cfgs)
+    for _, _, result in fits:  # each stopped 3 epochs after its best, or ran all 40
+        assert result.epochs in (40, result.best_epoch + 3)
+    assert any(result.epochs < 40 for _, _, result in fits)
+
+
+def test_defaults_are_the_published_setting():
+    parameters = inspect.signature(activethief.run_activethief).parameters
+    defaults = {name: p.default for name, p in parameters.items()}
+    assert defaults["seed_size"] == 200 and defaults["val_size"] == 1000
+    assert defaults["round_size"] == 100 and defaults["round_growth"] == 1.0
+    assert defaults["epochs"] == 1000 and defaults["patience"] == 20
+    assert defaults["val_metric"] == "macro-f1" and defaults["candidates"] is None
+
+
+def test_every_unused_pool_image_is_scored_by_default(monkeypatch):
+    selects = spy(monkeypatch, "_select")
+    pool = toy_pool()
+    options = {k: v for k, v in FAST.items() if k != "candidates"}  # the default
+    log = run(100, "k-center", pool=pool, **options)
+    pool_size = len(pool.ids("pool"))
+    assert len(selects) == 3  # 20 + 10, then rounds of 25, 25, 20
+    for r, (args, _, _) in enumerate(selects):
+        candidate_ids = args[3]
+        assert len(candidate_ids) == pool_size - 30 - 25 * r
+        assert not set(candidate_ids.tolist()) & set(log.sample_ids[: 30 + 25 * r].tolist())
+
+
+@pytest.mark.parametrize("selection", ["uncertainty", "k-center"])
+def test_budgets_are_prefixes_with_validation_and_early_stopping(selection):
+    options = {"epochs": 30, "patience": 2, "val_size": 40}
+    small, large = run(110, selection, **options), run(160, selection, **options)
+    np.testing.assert_array_equal(small.sample_ids, large.sample_ids[:110])
+    assert len(set(large.sample_ids.tolist())) == 160
+
+
+def test_patience_without_a_validation_set_is_refused():
+    with pytest.raises(ValueError, match="patience needs a validation set"):
+        run(70, "k-center", val_size=0, patience=5)

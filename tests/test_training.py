@@ -182,3 +182,101 @@ def test_the_optimizer_does_what_torch_optim_does_without_importing_dynamo(cfg):
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.stdout.strip() == "False", run.stderr
+
+
+# ------------------------------------------------------------- early stopping, val metric
+
+
+def _scripted_fit(monkeypatch, predictions, labels, cfg):
+    """Fit on toy data; validation epoch e predicts ``predictions[e - 1]`` (class indices)
+    for the validation rows whose labels are ``labels``. Returns the result and the weights
+    at the end of every epoch."""
+    x, y = _toy(48)
+    snapshots = []
+
+    def fake_predict(model, images, batch_size=1000):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return np.eye(2, dtype=np.float32)[np.asarray(predictions[len(snapshots) - 1])]
+
+    monkeypatch.setattr(training, "predict_proba", fake_predict)
+    model = create_model("lenet", 2, seed=0)
+    targets = np.eye(2, dtype=np.float32)[y]
+    labels = np.asarray(labels)
+    result = fit(model, x, targets, x[: len(labels)], labels, cfg, seed=1)
+    return model, result, snapshots
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(monkeypatch):
+    # accuracies 0.5, 0.8, 0.8 (a tie is no improvement), 0.7: two stale epochs, stop;
+    # the 1.0 of epoch 5 is never reached.
+    labels = [0] * 10
+    right = [5, 8, 8, 7, 10, 10]
+    predictions = [[0] * r + [1] * (10 - r) for r in right]
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=1e-2, patience=2)
+    model, result, snapshots = _scripted_fit(monkeypatch, predictions, labels, cfg)
+    assert len(snapshots) == 4 and result.epochs == 4 and result.images_seen == 4 * 48
+    assert [h["val_acc"] for h in result.history] == [0.5, 0.8, 0.8, 0.7]
+    # the first best epoch is kept (not the tie of epoch 3, not the last trained)
+    assert result.best_epoch == 2 and result.best_val_acc == 0.8
+    assert _same_weights(model, snapshots[1])
+    assert not _same_weights(model, snapshots[2]) and not _same_weights(model, snapshots[3])
+
+
+def test_without_patience_every_epoch_runs_however_long_validation_stalls(monkeypatch):
+    """The default (patience None) is the fixed schedule every existing caller had: all the
+    epochs, the best kept with ties going to the later epoch."""
+    assert TrainConfig().patience is None and TrainConfig().val_metric == "accuracy"
+    labels = [0] * 10
+    predictions = [[0] * 9 + [1]] + [[0] * 5 + [1] * 5] * 24 + [[0] * 9 + [1]]
+    cfg = TrainConfig(epochs=26, batch_size=16, lr=1e-2)
+    model, result, snapshots = _scripted_fit(monkeypatch, predictions, labels, cfg)
+    assert result.epochs == 26 and len(snapshots) == 26
+    assert result.best_epoch == 26 and _same_weights(model, snapshots[25])
+
+
+def test_unset_options_leave_an_existing_call_unchanged():
+    """fit as every caller used it (no patience, accuracy) and with the new options spelled
+    out as unset: the same weights, the same history; a patience never reached trains the
+    same epochs too."""
+    x, y = _toy(200)
+    targets = np.eye(2, dtype=np.float32)[y]
+    runs = []
+    for extra in ({}, {"patience": None, "val_metric": "accuracy"}, {"patience": 50}):
+        model = create_model("lenet", 2, seed=0)
+        cfg = TrainConfig(epochs=3, batch_size=32, lr=3e-3, **extra)
+        result = fit(model, x[:150], targets[:150], x[150:], y[150:], cfg, seed=5)
+        runs.append((result, {k: v.clone() for k, v in model.state_dict().items()}))
+    (base, weights), (explicit, weights_explicit), (patient, _) = runs
+    assert all(torch.equal(weights[k], weights_explicit[k]) for k in weights)
+    assert base.history == explicit.history and base.best_epoch == explicit.best_epoch
+    assert [h["loss"] for h in patient.history] == [h["loss"] for h in base.history]
+
+
+def test_macro_f1_judges_epochs_where_accuracy_would_not(monkeypatch):
+    # 8 rows of class 0, 2 of class 1. Epoch 1 predicts 0 everywhere: accuracy 0.8, macro-F1
+    # (2*8/(2*8+2) + 0) / 2 = 4/9. Epoch 2 gets both 1s and 5 of the 0s: accuracy 0.7,
+    # macro-F1 (10/13 + 4/7) / 2.
+    labels = [0] * 8 + [1] * 2
+    predictions = [[0] * 10, [0] * 5 + [1] * 3 + [1] * 2]
+    for metric, best, value in (
+        ("accuracy", 1, 0.8),
+        ("macro-f1", 2, (10 / 13 + 4 / 7) / 2),
+    ):
+        cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, val_metric=metric)
+        model, result, snapshots = _scripted_fit(monkeypatch, predictions, labels, cfg)
+        assert result.best_epoch == best and result.best_val_acc == pytest.approx(value)
+        assert _same_weights(model, snapshots[best - 1])
+
+
+def test_unknown_val_metric_lists_allowed():
+    x, y = _toy(20)
+    with pytest.raises(ValueError, match="allowed: accuracy, macro-f1"):
+        fit(
+            create_model("lenet", 2),
+            x,
+            np.eye(2, dtype=np.float32)[y],
+            x,
+            y,
+            TrainConfig(epochs=1, val_metric="f1"),
+            seed=0,
+        )

@@ -41,6 +41,13 @@ class TrainConfig:
     # Small transfer sets get at least this many gradient steps, so that a budget of 100
     # queries is not judged on an under-trained model.
     min_steps: int = 0
+    # Early stopping (needs validation data): stop once ``patience`` epochs in a row bring no
+    # strict improvement of ``val_metric``, and keep the first epoch with the best value
+    # (ActiveThief's reference code). None: run every epoch, keep the best (ties: the later).
+    patience: int | None = None
+    # How an epoch is judged on the validation data, against ``val_labels`` (top-1):
+    # "accuracy", or "macro-f1" (scikit-learn's f1_score, average="macro").
+    val_metric: str = "accuracy"
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -211,11 +218,20 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on (images, soft targets) on a fixed schedule.
 
-    With validation data, keep the epoch with the best validation accuracy (``val_labels``
-    are whatever the trainer may know: true labels for the victim, the victim's answers on a
-    held-out slice of the transfer set for a surrogate that asks for selection); without
-    (None or empty), keep the final model.
+    With validation data, keep the epoch with the best ``cfg.val_metric`` (accuracy unless
+    set; ``val_labels`` are whatever the trainer may know: true labels for the victim, the
+    victim's answers on a held-out slice of the transfer set for a surrogate that asks for
+    selection); without (None or empty), keep the final model. With ``cfg.patience`` and
+    validation data, stop early: after ``patience`` epochs in a row without a strict
+    improvement, restoring the first best epoch. ``FitResult.best_val_acc`` and each
+    history row's ``val_acc`` hold the chosen metric's value.
     """
+    if cfg.val_metric not in VAL_METRICS:
+        raise ValueError(
+            f"unknown val_metric {cfg.val_metric!r}; allowed: {', '.join(VAL_METRICS)}"
+        )
+    if cfg.patience is not None and cfg.patience < 1:
+        raise ValueError(f"patience must be an integer >= 1 or None, got {cfg.patience!r}")
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, cfg)
@@ -224,6 +240,7 @@ def fit(
     targets_t = torch.as_tensor(targets, dtype=torch.float32)
     n, epochs = len(images), cfg.epochs_for(len(images))
     best_state, best_acc, best_epoch, history = None, -1.0, 0, []
+    stale = 0  # epochs since the last strict improvement (early stopping)
     start = time.perf_counter()
     progress = _progress(epochs, desc)
     for epoch in range(1, epochs + 1):
@@ -252,7 +269,7 @@ def fit(
             )
         schedule_lr(optimizer, cfg, epoch)
         val_acc = (
-            float((predict_proba(model, val_images).argmax(1) == val_labels).mean())
+            _score(cfg.val_metric, predict_proba(model, val_images).argmax(1), val_labels)
             if validate
             else float("nan")
         )
@@ -261,17 +278,42 @@ def fit(
         if progress is not None:
             progress.set_postfix(loss=f"{total / n:.3f}", val_acc=f"{val_acc:.3f}")
             progress.update()
+        if validate and cfg.patience is not None:
+            # As ActiveThief's code: only a strict improvement counts (and is kept).
+            if val_acc > best_acc:
+                best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val_acc, epoch
+                stale = 0
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    log.info("%s: no improvement in %d epochs, stopping", desc, stale)
+                    break
         # >= keeps the later epoch on ties; with no validation data, the last epoch wins.
-        if validate and not (val_acc < best_acc):
+        elif validate and not (val_acc < best_acc):
             best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val_acc, epoch
     if progress is not None:
         progress.close()
+    run = len(history)  # epochs actually trained (fewer than ``epochs`` after an early stop)
     if validate:
         model.load_state_dict(best_state)
     else:
         best_acc, best_epoch = float("nan"), epochs
     model.eval()
-    return FitResult(best_epoch, best_acc, epochs, epochs * n, time.perf_counter() - start, history)
+    return FitResult(best_epoch, best_acc, run, run * n, time.perf_counter() - start, history)
+
+
+VAL_METRICS = ("accuracy", "macro-f1")
+
+
+def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
+    """``metric`` of top-1 predictions against labels."""
+    if metric == "macro-f1":
+        from sklearn.metrics import f1_score  # only the runs that ask for it pay the import
+
+        # Macro over the classes present in either the labels or the predictions, as the
+        # reference code's f1_score call; zero_division=0 scores a class never predicted 0.
+        return float(f1_score(labels, predicted, average="macro", zero_division=0))
+    return float((predicted == labels).mean())
 
 
 def _progress(total: int, desc: str):
