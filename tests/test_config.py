@@ -224,6 +224,20 @@ BAD = {
         r"config key 'defenses.defended.defenses.reverse-sigmoid.gamma': only the strength "
         r"\(beta\) may be a list of values",
     ),
+    "prada delta misspelt": (
+        lambda c: c["defenses"]["prada"].update(delta="calibrat"),
+        r"config key 'defenses.prada.delta': 'calibrat' is neither a number in \[0, 1\] nor "
+        r"'calibrate'; allowed: a number in \[0, 1\], calibrate \(did you mean 'calibrate'\?\)",
+    ),
+    "prada delta above 1": (
+        lambda c: c["defenses"]["prada"].update(delta=1.5),
+        r"config key 'defenses.prada.delta': 1.5 is neither a number in \[0, 1\] nor "
+        r"'calibrate'; allowed: a number in \[0, 1\], calibrate$",
+    ),
+    "prada calibration split unknown": (
+        lambda c: c["defenses"]["prada"].update(calibration={"split": "test"}),
+        r"config key 'defenses.prada.calibration.split': 'test' is not allowed; allowed values: val, train",
+    ),
     "detector out not a list": (
         lambda c: c["defenses"]["detector"].update(out="photos-defender"),
         r"config key 'defenses.detector.out': 'photos-defender' is not of type 'array'",

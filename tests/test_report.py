@@ -554,6 +554,20 @@ def test_prada_finding_verdict_per_strategy_and_false_positive_rate():
     assert found.numbers["strategies"]["jbda"]["median_queries_to_detection"] == 140
 
 
+def test_prada_finding_reports_each_victims_delta_and_the_share_flagged_there():
+    # The flags in the table were set at each victim's delta (calibrated or configured): the
+    # finding reads them, and names the delta they were read at.
+    prada = _prada().assign(victim="v1", delta=0.9731)
+    found = findings.prada_finding(prada)
+    assert found.numbers["delta"] == {"v1": 0.9731}
+    assert "PRADA at delta (v1 0.9731;" in found.text
+    attackers = prada[prada["kind"] == "attacker"]
+    for strategy, part in attackers.groupby("strategy"):
+        share = found.numbers["strategies"][strategy]["flagged_share"]
+        assert np.isclose(share, part["flagged"].mean())
+    assert found.numbers["strategies"]["random"]["flagged_share"] == 0.5
+
+
 def _cells_one_budget():
     cells = _cells()
     return cells[cells["budget"] == cells["budget"].max()]

@@ -540,6 +540,12 @@ TABLES: dict[str, Table] = {
                 "for another monitor",
                 "W statistic (0 to 1)",
             ),
+            "delta": Column(
+                "the delta PRADA flagged at: the configured number, or the one `delta: "
+                "calibrate` chose for the victim (the largest that flags none of its held-out "
+                "calibration streams, less the margin); empty for another monitor",
+                "W statistic (0 to 1)",
+            ),
         },
     ),
     "prada_curve": Table(

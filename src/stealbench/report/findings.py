@@ -601,10 +601,16 @@ def detector_finding(detection: pd.DataFrame) -> Finding:
 
 def prada_finding(prada: pd.DataFrame) -> Finding:
     """Does PRADA flag each strategy's attackers, and how often benign clients? Verdict per
-    strategy: "yes" (every attacker flagged), "partly" (some), "no" (none)."""
+    strategy: "yes" (every attacker flagged), "partly" (some), "no" (none).
+
+    Everything is read at the delta each victim's streams were flagged at (the table's
+    ``delta`` column: the configured number, or the one ``delta: calibrate`` chose on held-out
+    calibration streams); the false-positive rate counts the separate evaluation benign
+    streams."""
     rule = (
-        "a strategy is flagged when PRADA flags every attacker's stream of it (partly: some); "
-        "the false-positive rate is the share of benign streams flagged."
+        "a strategy is flagged when PRADA flags every attacker's stream of it (partly: some), "
+        "at each victim's delta; the false-positive rate is the share of the evaluation benign "
+        "streams flagged (never the streams a calibrated delta was tuned on)."
     )
     prada = _prada_only(prada)
     attackers = prada[prada["kind"] == "attacker"]
@@ -616,11 +622,16 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
         .agg(
             streams=("flagged", "size"),
             flagged=("flagged", "sum"),
+            flagged_share=("flagged", "mean"),
             median_queries_to_detection=("flagged_at", "median"),
         )
         .reset_index()
     )
+    deltas = (
+        prada.groupby("victim")["delta"].first().dropna().to_dict() if "delta" in prada else {}
+    )
     numbers = {
+        "delta": {str(v): float(d) for v, d in deltas.items()},
         "false_positive_rate": float(benign["flagged"].mean()) if len(benign) else None,
         "benign_flagged": int(benign["flagged"].sum()),
         "benign_streams": len(benign),
@@ -628,6 +639,7 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
             r.strategy: {
                 "streams": int(r.streams),
                 "flagged": int(r.flagged),
+                "flagged_share": float(r.flagged_share),
                 "median_queries_to_detection": float(r.median_queries_to_detection),
             }
             for r in by_strategy.itertuples()
@@ -642,9 +654,10 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
             f"- **{strategy}: {verdicts[strategy].capitalize()}**, {n['flagged']} of "
             f"{n['streams']} attackers flagged"
         )
+    shown = ", ".join(f"{v} {d:.4f}" for v, d in numbers["delta"].items()) or "not recorded"
     text = (
         f"Rule: {rule}\n\n"
-        f"PRADA at the configured delta (each attacker's stream replayed up to the configured "
+        f"PRADA at delta ({shown}; each attacker's stream replayed up to the configured "
         f"length) flags, by strategy, and {numbers['benign_flagged']} of "
         f"{numbers['benign_streams']} benign streams (false-positive rate "
         f"{_f(numbers['false_positive_rate'])}):\n\n"
