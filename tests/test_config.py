@@ -236,7 +236,8 @@ BAD = {
     ),
     "prada calibration split unknown": (
         lambda c: c["defenses"]["prada"].update(calibration={"split": "test"}),
-        r"config key 'defenses.prada.calibration.split': 'test' is not allowed; allowed values: val, train",
+        r"config key 'defenses.prada.calibration.split': 'test' is not allowed; allowed "
+        r"values: val, train",
     ),
     "detector out not a list": (
         lambda c: c["defenses"]["detector"].update(out="photos-defender"),

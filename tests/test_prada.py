@@ -5,9 +5,9 @@ import pytest
 from toys import jacobian_like_stream
 
 from stealbench.defense.prada import (
-    calibrate_delta,
     Prada,
     PradaResult,
+    calibrate_delta,
     detection_curve,
     first_detection,
     reject_outliers,

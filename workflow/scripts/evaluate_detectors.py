@@ -104,9 +104,7 @@ def calibration_data():
         )
     answers = victim_posteriors(victim_model(), images)
     rng = np.random.default_rng(derive_seed(p.seed, "prada-calibration", victim))
-    streams = calibration_streams(
-        images, calibration["streams"], calibration["length"], rng
-    )
+    streams = calibration_streams(images, calibration["streams"], calibration["length"], rng)
     return [(images[idx], answers[idx]) for idx in streams]
 
 

@@ -627,9 +627,7 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
         )
         .reset_index()
     )
-    deltas = (
-        prada.groupby("victim")["delta"].first().dropna().to_dict() if "delta" in prada else {}
-    )
+    deltas = prada.groupby("victim")["delta"].first().dropna().to_dict() if "delta" in prada else {}
     numbers = {
         "delta": {str(v): float(d) for v, d in deltas.items()},
         "false_positive_rate": float(benign["flagged"].mean()) if len(benign) else None,
