@@ -465,6 +465,28 @@ def test_dawn_finding_rates():
     assert findings.dawn_finding(dawn.iloc[:0], None).text.startswith("Not measured")
 
 
+def test_dawn_finding_prints_each_groups_watermarks_and_false_claim_bound():
+    from stealbench.defense.dawn import false_claim_bound
+
+    dawn = tables.dawn_table(_defended(dawn=True))
+    # Two budgets' worth of watermarks: one short of the paper's 2^-64, one past it.
+    dawn = pd.concat(
+        [dawn.assign(dawn_watermarks=50), dawn.assign(budget=20000, dawn_watermarks=100)]
+    )
+    dawn["dawn_claim_bound"] = [false_claim_bound(n, num_classes=10) for n in dawn["dawn_watermarks"]]
+    found = findings.dawn_finding(dawn, None)
+    claims = {(c["attack"], c["budget"]): c for c in found.numbers["claims"]}
+    assert len(claims) == dawn.groupby(["attack", "budget"]).ngroups
+    for (attack, budget), claim in claims.items():
+        n = 100 if budget == 20000 else 50
+        assert claim["watermarks"] == n and claim["min_watermarks"] == n
+        assert claim["claim_bound"] == pytest.approx(false_claim_bound(n, num_classes=10))
+        assert claim["reaches_target"] is (budget == 20000)
+    reached = sum(budget == 20000 for _, budget in claims)
+    assert f"reaches 2^-64 in {reached} of {len(claims)} (share, budget) groups" in found.text
+    assert found.thresholds["claim_bound"] == 2.0**-64
+
+
 def _detection(realistic_flagged):
     """The pre-classifier's rows: its victim's test split, pools of a kind it saw, of one it
     never saw and of the victim's own task, and an attacker of each adversary (the realistic

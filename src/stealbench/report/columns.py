@@ -242,6 +242,12 @@ DAWN = {
     "dawn_p_value": Column(
         "binomial probability of reproducing that many watermarks by chance", "probability"
     ),
+    "dawn_claim_bound": Column(
+        "the verification's false-claim bound with dawn_watermarks watermarks: the chance that "
+        "a model which never saw the answers reproduces the threshold's share (the paper asks "
+        "for 2^-64)",
+        "probability",
+    ),
     "dawn_caught": Column("whether the owner's claim succeeds (dawn_acc ≥ the threshold)", BOOL),
     "dawn_independent": Column(
         "independent models of the victim's task (same architecture) checked for false claims",

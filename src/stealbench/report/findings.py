@@ -769,21 +769,36 @@ def defended_finding(defended: pd.DataFrame) -> Finding:
 def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
     """Does DAWN catch the stolen surrogates, the ones the detector let through included,
     and how often does it claim an independent model? "yes" where it catches every
-    surrogate, "partly" some, "no" none."""
+    surrogate, "partly" some, "no" none.
+
+    Per (victim, attack, share, budget) it also prints the number of watermarks and the
+    verification's false-claim bound (``dawn_claim_bound``: the binomial tail at the
+    threshold's share of that count; the largest over seeds, i.e. the weakest claim), the
+    largest p-value of the reproduced count, and whether the bound reaches the paper's 2^-64
+    (:data:`stealbench.defense.dawn.TARGET_BOUND`)."""
+    from ..defense.dawn import TARGET_BOUND
+
     rule = (
         "a surrogate is caught when it reproduces at least the configured share of the "
         "watermark labels it was served (DAWN's verification); false claims are counted on "
-        "independent models of the victim's task that never queried it."
+        "independent models of the victim's task that never queried it; a claim reaches the "
+        "paper's bound when its false-claim bound is at most 2^-64."
     )
-    thresholds = {"let_through_flagged_at_most": EVADES_FLAGGED}
+    thresholds = {"let_through_flagged_at_most": EVADES_FLAGGED, "claim_bound": TARGET_BOUND}
     if dawn.empty:
         return _not_measured(
             "dawn", rule, "DAWN is not among the defended configurations.", thresholds
         )
+    dawn = dawn.assign(
+        dawn_claim_bound=dawn["dawn_claim_bound"] if "dawn_claim_bound" in dawn else np.nan
+    )
     by = (
         dawn.groupby(["victim", "attack", "adversary", "share", "budget"])
         .agg(
             watermarks=("dawn_watermarks", "mean"),
+            min_watermarks=("dawn_watermarks", "min"),
+            claim_bound=("dawn_claim_bound", "max"),
+            max_p_value=("dawn_p_value", "max"),
             caught=("dawn_caught", "mean"),
             watermark_acc=("dawn_acc", "mean"),
             false_claims=("dawn_false_claims", "sum"),
@@ -792,6 +807,7 @@ def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
         )
         .reset_index()
     )
+    by["reaches_2^-64"] = by["claim_bound"] <= TARGET_BOUND
     let_through = []
     if detection is not None:
         attacks = detection[detection["queries_from"] == "attack"]
@@ -806,15 +822,32 @@ def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
         "false_claims": int(by["false_claims"].sum()),
         "independent_checks": checks,
         "false_claim_rate": float(by["false_claims"].sum() / max(1, checks)),
+        "claims": [
+            {
+                "victim": r.victim,
+                "attack": r.attack,
+                "share": float(r.share),
+                "budget": int(r.budget),
+                "watermarks": float(r.watermarks),
+                "min_watermarks": int(r.min_watermarks),
+                "claim_bound": None if pd.isna(r.claim_bound) else float(r.claim_bound),
+                "max_p_value": float(r.max_p_value),
+                "reaches_target": bool(r.claim_bound <= TARGET_BOUND),
+            }
+            for r in by.itertuples()
+        ],
     }
     caught = numbers["caught"]
     verdict = "yes" if caught == 1 else ("partly" if caught > 0 else "no")
+    reached = int(by["reaches_2^-64"].sum())
     text = (
         f"**{verdict.capitalize()}.** Rule: {rule} DAWN catches {caught:.3f} of the "
         f"surrogates; of those whose queries the pre-classifier let through (at most "
         f"{EVADES_FLAGGED} flagged), {_f(numbers['caught_let_through'])}; false-claim rate "
         f"{numbers['false_claim_rate']:.3f} over {checks} checks. Benign users pay about the "
-        f"watermark share in changed top-1 answers.\n\n" + _markdown(by)
+        f"watermark share in changed top-1 answers. The verification's false-claim bound "
+        f"(claim_bound, the weakest over seeds) reaches 2^-64 in {reached} of {len(by)} "
+        f"(share, budget) groups.\n\n" + _markdown(by)
     )
     return _finding("dawn", verdict, rule, numbers, text, thresholds)
 
