@@ -473,11 +473,12 @@ def test_dawn_finding_prints_each_groups_watermarks_and_false_claim_bound():
     dawn = pd.concat(
         [dawn.assign(dawn_watermarks=50), dawn.assign(budget=20000, dawn_watermarks=100)]
     )
-    dawn["dawn_claim_bound"] = [false_claim_bound(n, num_classes=10) for n in dawn["dawn_watermarks"]]
+    bounds = [false_claim_bound(n, num_classes=10) for n in dawn["dawn_watermarks"]]
+    dawn["dawn_claim_bound"] = bounds
     found = findings.dawn_finding(dawn, None)
     claims = {(c["attack"], c["budget"]): c for c in found.numbers["claims"]}
     assert len(claims) == dawn.groupby(["attack", "budget"]).ngroups
-    for (attack, budget), claim in claims.items():
+    for (_, budget), claim in claims.items():
         n = 100 if budget == 20000 else 50
         assert claim["watermarks"] == n and claim["min_watermarks"] == n
         assert claim["claim_bound"] == pytest.approx(false_claim_bound(n, num_classes=10))
