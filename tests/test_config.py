@@ -34,6 +34,25 @@ def test_shipped_configs_are_valid(root, path):
     assert len(config.cells(cfg)) > 0
 
 
+@pytest.mark.parametrize("path", ["configs/reproduce/prada.yaml", "configs/reproduce/dawn.yaml"])
+def test_reproduce_configs_are_valid(root, path):
+    cfg = config.validate(yaml.safe_load((root / path).read_text()))
+    assert len(config.cells(cfg)) > 0
+
+
+@pytest.mark.parametrize("path", ["configs/scale.yaml", "configs/reproduce/dawn.yaml"])
+def test_dawn_at_half_a_percent_runs_only_where_its_bound_can_reach_2_to_the_minus_64(root, path):
+    from stealbench.defense.dawn import min_watermarks
+
+    cfg = config.validate(yaml.safe_load((root / path).read_text()))
+    defended = cfg["defenses"]["defended"]
+    shares = defended["defenses"]["dawn"]["share"]
+    assert 0.005 in shares
+    budgets = [b for attack in defended["attacks"] for b in defended["budgets"][attack]]
+    need = min_watermarks(2.0**-64, cfg["defenses"]["dawn"]["threshold"], num_classes=10)
+    assert budgets and all(0.005 * b >= need for b in budgets)
+
+
 def test_defaults_are_filled(default):
     cfg = copy.deepcopy(default)
     del cfg["surrogates"]
