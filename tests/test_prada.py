@@ -316,3 +316,21 @@ def test_attackers_are_flagged_at_the_calibrated_delta():
     # A number is kept as it is, and the calibration data is never drawn for it.
     kept, info = resolve_prada_delta({"delta": 0.9}, {}, lambda: 1 / 0)
     assert kept == {"delta": 0.9} and info == {"delta": 0.9, "delta_calibrated": False}
+
+
+def test_serving_reads_back_the_delta_the_workflow_calibrated(tmp_path):
+    import pandas as pd
+
+    from stealbench import io
+    from stealbench.serve.deploy import monitor_settings
+
+    config = {"defenses": {"prada": {"delta": "calibrate", "deltas": [0.9], "max_queries": 9}}}
+    with pytest.raises(ValueError, match=r"'defenses.prada.delta': 'calibrate' needs the delta"):
+        monitor_settings(config, "prada", "v", tmp_path)
+    path = tmp_path / "defenses" / "v" / "prada.parquet"
+    path.parent.mkdir(parents=True)
+    meta = {"kind": "prada", "prada_delta": {"delta": 0.9731, "delta_calibrated": True}}
+    io.write_dataframe(pd.DataFrame({"flagged": [True]}), path, meta)
+    assert monitor_settings(config, "prada", "v", tmp_path) == {"delta": 0.9731}
+    config["defenses"]["prada"]["delta"] = 0.8
+    assert monitor_settings(config, "prada", "v", tmp_path) == {"delta": 0.8}
