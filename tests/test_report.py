@@ -589,6 +589,19 @@ def test_prada_finding_reports_each_victims_delta_and_the_share_flagged_there():
         share = found.numbers["strategies"][strategy]["flagged_share"]
         assert np.isclose(share, part["flagged"].mean())
     assert found.numbers["strategies"]["random"]["flagged_share"] == 0.5
+    # The false-positive rate, overall and per benign source (streams benign-<source>-<i>).
+    benign = prada["kind"] == "benign"
+    prada.loc[benign, "stream"] = [
+        "benign-test-0",
+        "benign-test-1",
+        "benign-uci-digits-0",
+        "benign-uci-digits-1",
+    ]
+    prada.loc[benign, "flagged"] = [False, False, True, False]
+    found = findings.prada_finding(prada)
+    assert found.numbers["false_positive_rate"] == 0.25
+    assert found.numbers["false_positive_rate_by_source"] == {"test": 0.0, "uci-digits": 0.5}
+    assert "(false-positive rate 0.250; test: 0.000; uci-digits: 0.500)" in found.text
 
 
 def _cells_one_budget():

@@ -628,9 +628,16 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
         .reset_index()
     )
     deltas = prada.groupby("victim")["delta"].first().dropna().to_dict() if "delta" in prada else {}
+    # Benign streams are named benign-<source>-<i>: a delta tuned on the victim's own held-out
+    # data may not carry over to another source of the task, so each source is shown apart.
+    by_source = {}
+    if "stream" in benign and len(benign):
+        sources = benign["stream"].str.slice(len("benign-")).str.rsplit("-", n=1).str[0]
+        by_source = benign.groupby(sources)["flagged"].mean().to_dict()
     numbers = {
         "delta": {str(v): float(d) for v, d in deltas.items()},
         "false_positive_rate": float(benign["flagged"].mean()) if len(benign) else None,
+        "false_positive_rate_by_source": {str(k): float(v) for k, v in by_source.items()},
         "benign_flagged": int(benign["flagged"].sum()),
         "benign_streams": len(benign),
         "strategies": {
@@ -658,7 +665,12 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
         f"PRADA at delta ({shown}; each attacker's stream replayed up to the configured "
         f"length) flags, by strategy, and {numbers['benign_flagged']} of "
         f"{numbers['benign_streams']} benign streams (false-positive rate "
-        f"{_f(numbers['false_positive_rate'])}):\n\n"
+        f"{_f(numbers['false_positive_rate'])}"
+        + "".join(
+            f"; {source}: {_f(rate)}"
+            for source, rate in numbers["false_positive_rate_by_source"].items()
+        )
+        + "):\n\n"
         + "\n".join(lines)
         + "\n\n"
         + _markdown(by_strategy)
