@@ -47,6 +47,9 @@ dawn-dynamic-adversarial-watermarking-of-neural-networks):
   grid uses r = 5% at 1,000 queries (about 50 watermarks, a bound near 10^-12, well short of
   2^-64), and ``configs/scale.yaml`` / ``configs/reproduce/dawn.yaml`` run r = 0.5% at
   budgets of 20,000 queries and more;
+- the authors' code measures the suspect's accuracy on the watermark set
+  (``noisy_verification.test_watermark``) and computes no bound: the threshold T_acc = 50% and
+  the 2^-64 bound are the paper's; :func:`verify` and :func:`false_claim_bound` are ours;
 - the paper bounds a false claim by the chance that an independent model matches the
   watermark labels at T_acc; we take the per-query match chance as 1/(K - 1) (the wrong label
   is uniform over the K - 1 other classes), the tail computed exactly with
