@@ -486,6 +486,7 @@ def test_dawn_finding_prints_each_groups_watermarks_and_false_claim_bound():
     reached = sum(budget == 20000 for _, budget in claims)
     assert f"reaches 2^-64 in {reached} of {len(claims)} (share, budget) groups" in found.text
     assert found.thresholds["claim_bound"] == 2.0**-64
+    assert f"| {false_claim_bound(100, num_classes=10):.2e} |" in found.text
 
 
 def _detection(realistic_flagged):

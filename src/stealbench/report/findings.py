@@ -859,7 +859,14 @@ def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
         f"{numbers['false_claim_rate']:.3f} over {checks} checks. Benign users pay about the "
         f"watermark share in changed top-1 answers. The verification's false-claim bound "
         f"(claim_bound, the weakest over seeds) reaches 2^-64 in {reached} of {len(by)} "
-        f"(share, budget) groups.\n\n" + _markdown(by)
+        f"(share, budget) groups.\n\n"
+        # Probabilities near 2^-64 would print as 0.000: scientific notation for them.
+        + _markdown(
+            by.assign(
+                claim_bound=by["claim_bound"].map(lambda v: "–" if pd.isna(v) else f"{v:.2e}"),
+                max_p_value=by["max_p_value"].map(lambda v: f"{v:.2e}"),
+            )
+        )
     )
     return _finding("dawn", verdict, rule, numbers, text, thresholds)
 
