@@ -34,6 +34,25 @@ def test_shipped_configs_are_valid(root, path):
     assert len(config.cells(cfg)) > 0
 
 
+@pytest.mark.parametrize("path", ["configs/reproduce/prada.yaml", "configs/reproduce/dawn.yaml"])
+def test_reproduce_configs_are_valid(root, path):
+    cfg = config.validate(yaml.safe_load((root / path).read_text()))
+    assert len(config.cells(cfg)) > 0
+
+
+@pytest.mark.parametrize("path", ["configs/scale.yaml", "configs/reproduce/dawn.yaml"])
+def test_dawn_at_half_a_percent_runs_only_where_its_bound_can_reach_2_to_the_minus_64(root, path):
+    from stealbench.defense.dawn import min_watermarks
+
+    cfg = config.validate(yaml.safe_load((root / path).read_text()))
+    defended = cfg["defenses"]["defended"]
+    shares = defended["defenses"]["dawn"]["share"]
+    assert 0.005 in shares
+    budgets = [b for attack in defended["attacks"] for b in defended["budgets"][attack]]
+    need = min_watermarks(2.0**-64, cfg["defenses"]["dawn"]["threshold"], num_classes=10)
+    assert budgets and all(0.005 * b >= need for b in budgets)
+
+
 def test_defaults_are_filled(default):
     cfg = copy.deepcopy(default)
     del cfg["surrogates"]
@@ -223,6 +242,21 @@ BAD = {
         lambda c: _defenses(c).update({"reverse-sigmoid": {"beta": [0.5], "gamma": [0.1, 0.2]}}),
         r"config key 'defenses.defended.defenses.reverse-sigmoid.gamma': only the strength "
         r"\(beta\) may be a list of values",
+    ),
+    "prada delta misspelt": (
+        lambda c: c["defenses"]["prada"].update(delta="calibrat"),
+        r"config key 'defenses.prada.delta': 'calibrat' is neither a number in \[0, 1\] nor "
+        r"'calibrate'; allowed: a number in \[0, 1\], calibrate \(did you mean 'calibrate'\?\)",
+    ),
+    "prada delta above 1": (
+        lambda c: c["defenses"]["prada"].update(delta=1.5),
+        r"config key 'defenses.prada.delta': 1.5 is neither a number in \[0, 1\] nor "
+        r"'calibrate'; allowed: a number in \[0, 1\], calibrate$",
+    ),
+    "prada calibration split unknown": (
+        lambda c: c["defenses"]["prada"].update(calibration={"split": "test"}),
+        r"config key 'defenses.prada.calibration.split': 'test' is not allowed; allowed "
+        r"values: val, train",
     ),
     "detector out not a list": (
         lambda c: c["defenses"]["detector"].update(out="photos-defender"),

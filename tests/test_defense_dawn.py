@@ -3,12 +3,19 @@
 import hashlib
 import hmac
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from stealbench.defense import DEFENSES, AuditContext, Defense, DefenseContext, create
-from stealbench.defense.dawn import verify, watermark_labels, watermark_mask
+from stealbench.defense.dawn import (
+    false_claim_bound,
+    min_watermarks,
+    verify,
+    watermark_labels,
+    watermark_mask,
+)
 from stealbench.models.architectures import create_model
 from stealbench.models.training import TrainConfig, fit, predict_proba
 
@@ -151,6 +158,7 @@ def test_the_audit_hook_catches_the_stolen_model_and_clears_the_independent_one(
         "reproduced": expected["reproduced"],
         "acc": expected["watermark_acc"],
         "p_value": expected["p_value"],
+        "claim_bound": false_claim_bound(expected["watermarks"], 0.5, num_classes=4),
         "caught": True,
     }
     assert caught["watermarks"] == mask.sum() and caught["p_value"] < 1e-6
@@ -189,6 +197,41 @@ def test_verify_counts_and_its_binomial_tail():
     assert not verify(predictions, labels, threshold=0.7, num_classes=4)["stolen"]
     empty = verify(np.array([], int), np.array([], int), num_classes=4)
     assert empty["watermarks"] == 0 and not empty["stolen"] and empty["p_value"] == 1.0
+
+
+def _exact_bound(n: int, threshold: float = 0.5, k: int = 10) -> Fraction:
+    """By hand, in exact fractions: P[Binomial(n, 1/(k-1)) >= ceil(threshold n)]."""
+    p = Fraction(1, k - 1)
+    least = math.ceil(Fraction(threshold) * n)
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(least, n + 1))
+
+
+def test_false_claim_bound_is_the_binomial_tail_at_the_thresholds_share():
+    for n in (1, 10, 50, 89, 90):
+        assert false_claim_bound(n, num_classes=10) == pytest.approx(
+            float(_exact_bound(n)), rel=1e-9
+        )
+    assert false_claim_bound(0, num_classes=10) == 1.0
+    # verify reports the same bound for its count, whatever was reproduced
+    labels = np.arange(20) % 10
+    assert verify(labels, labels, num_classes=10)["claim_bound"] == false_claim_bound(
+        20, num_classes=10
+    )
+
+
+def test_min_watermarks_for_the_papers_bound_matches_a_hand_computation():
+    target = Fraction(1, 2**64)
+    # By hand: 88 watermarks (44 hits needed) fall short, 89 (45) reach 2^-64, 90 (still 45)
+    # falls short again, and 91 on reach it.
+    reached = {n: _exact_bound(n) <= target for n in range(80, 200)}
+    assert [n for n in range(80, 200) if not reached[n]][-1] == 90
+    assert not reached[88] and reached[89] and not reached[90] and reached[91]
+    assert min_watermarks(2.0**-64, 0.5, num_classes=10, every_larger=False) == 89
+    assert min_watermarks(2.0**-64, 0.5, num_classes=10) == 91
+    # A looser target needs fewer; an unreachable threshold (at chance, 1/9) is refused.
+    assert min_watermarks(1e-3, 0.5, num_classes=10) < 89
+    with pytest.raises(ValueError, match="no count of watermarks"):
+        min_watermarks(2.0**-64, 0.1, num_classes=10, limit=500)
 
 
 @pytest.mark.parametrize("share", [0.0, 1.0, -0.2, 1.5, float("nan"), "a lot"])

@@ -7,6 +7,7 @@ from toys import jacobian_like_stream
 from stealbench.defense.prada import (
     Prada,
     PradaResult,
+    calibrate_delta,
     detection_curve,
     first_detection,
     reject_outliers,
@@ -264,3 +265,72 @@ def test_jbda_on_real_digits_is_flagged_and_shuffled_real_digits_are_not(mnist_d
     benign = replay(images[benign_ids], labels[benign_ids], delta=0.9)
     assert benign.w_trace, "320 digits over 10 classes must reach the test"
     assert not benign.flagged and min(w for _, w in benign.w_trace) > 0.95
+
+
+def _calibration_traces(seeds=(10, 11, 12)):
+    """Benign-like (Gaussian) streams standing in for a victim's held-out calibration data."""
+    traces = []
+    for seed in seeds:
+        images = _gaussian_stream(seed, n=400)
+        traces.append(replay(images, _stub_classes(images)).w_trace)
+    return traces
+
+
+def test_calibrated_delta_flags_no_calibration_stream_and_is_the_largest_such():
+    traces = _calibration_traces()
+    chosen = calibrate_delta(traces)
+    assert not any(first_detection(t, chosen) for t in traces)  # zero FPs on its own streams
+    larger = np.nextafter(chosen, 1.0)  # any larger delta flags the stream holding the min W
+    assert sum(first_detection(t, larger) is not None for t in traces) == 1
+    # A margin lowers it by exactly that much (less sensitive), never below 0 or above 1.
+    assert calibrate_delta(traces, margin=0.01) == pytest.approx(chosen - 0.01)
+    assert calibrate_delta([[(10, 0.005)]], margin=0.01) == 0.0
+    # Ties: two streams at the smallest W are both unflagged at the chosen delta.
+    tied = [[(10, 0.97), (20, 0.95)], [(10, 0.95)], [(10, 0.99)]]
+    assert calibrate_delta(tied) == 0.95
+    assert not any(first_detection(t, 0.95) for t in tied)
+    assert sum(first_detection(t, np.nextafter(0.95, 1)) is not None for t in tied) == 2
+
+
+def test_calibration_needs_a_test_to_run_and_a_sane_margin():
+    with pytest.raises(ValueError, match="no PRADA test ran on any calibration stream"):
+        calibrate_delta([[], []])
+    with pytest.raises(ValueError, match=r"margin must lie in \[0, 1\)"):
+        calibrate_delta([[(10, 0.9)]], margin=-0.1)
+
+
+def test_attackers_are_flagged_at_the_calibrated_delta():
+    from stealbench.defense.evaluation import monitor_row, resolve_prada_delta
+
+    calibration = []
+    for seed in (10, 11, 12):
+        images = _gaussian_stream(seed, n=400)
+        calibration.append((images, _stub_classes(images)))
+    params, info = resolve_prada_delta({"delta": "calibrate"}, {"margin": 0.0}, lambda: calibration)
+    assert info["delta_calibrated"] and info["calibration_streams"] == 3
+    assert params["delta"] == info["delta"] == calibrate_delta(_calibration_traces())
+    attacker = _jbda_stream(0)
+    row = monitor_row("prada", params, attacker, _stub_classes(attacker), victim="v")
+    trace = list(zip(row["score_steps"], row["score_values"], strict=True))
+    assert row["flagged_at"] == first_detection(trace, info["delta"])
+    # A number is kept as it is, and the calibration data is never drawn for it.
+    kept, info = resolve_prada_delta({"delta": 0.9}, {}, lambda: 1 / 0)
+    assert kept == {"delta": 0.9} and info == {"delta": 0.9, "delta_calibrated": False}
+
+
+def test_serving_reads_back_the_delta_the_workflow_calibrated(tmp_path):
+    import pandas as pd
+
+    from stealbench import io
+    from stealbench.serve.deploy import monitor_settings
+
+    config = {"defenses": {"prada": {"delta": "calibrate", "deltas": [0.9], "max_queries": 9}}}
+    with pytest.raises(ValueError, match=r"'defenses.prada.delta': 'calibrate' needs the delta"):
+        monitor_settings(config, "prada", "v", tmp_path)
+    path = tmp_path / "defenses" / "v" / "prada.parquet"
+    path.parent.mkdir(parents=True)
+    meta = {"kind": "prada", "prada_delta": {"delta": 0.9731, "delta_calibrated": True}}
+    io.write_dataframe(pd.DataFrame({"flagged": [True]}), path, meta)
+    assert monitor_settings(config, "prada", "v", tmp_path) == {"delta": 0.9731}
+    config["defenses"]["prada"]["delta"] = 0.8
+    assert monitor_settings(config, "prada", "v", tmp_path) == {"delta": 0.8}

@@ -472,6 +472,30 @@ def test_dawn_finding_rates():
     assert findings.dawn_finding(dawn.iloc[:0], None).text.startswith("Not measured")
 
 
+def test_dawn_finding_prints_each_groups_watermarks_and_false_claim_bound():
+    from stealbench.defense.dawn import false_claim_bound
+
+    dawn = tables.dawn_table(_defended(dawn=True))
+    # Two budgets' worth of watermarks: one short of the paper's 2^-64, one past it.
+    dawn = pd.concat(
+        [dawn.assign(dawn_watermarks=50), dawn.assign(budget=20000, dawn_watermarks=100)]
+    )
+    bounds = [false_claim_bound(n, num_classes=10) for n in dawn["dawn_watermarks"]]
+    dawn["dawn_claim_bound"] = bounds
+    found = findings.dawn_finding(dawn, None)
+    claims = {(c["attack"], c["budget"]): c for c in found.numbers["claims"]}
+    assert len(claims) == dawn.groupby(["attack", "budget"]).ngroups
+    for (_, budget), claim in claims.items():
+        n = 100 if budget == 20000 else 50
+        assert claim["watermarks"] == n and claim["min_watermarks"] == n
+        assert claim["claim_bound"] == pytest.approx(false_claim_bound(n, num_classes=10))
+        assert claim["reaches_target"] is (budget == 20000)
+    reached = sum(budget == 20000 for _, budget in claims)
+    assert f"reaches 2^-64 in {reached} of {len(claims)} (share, budget) groups" in found.text
+    assert found.thresholds["claim_bound"] == 2.0**-64
+    assert f"| {false_claim_bound(100, num_classes=10):.2e} |" in found.text
+
+
 def _detection(realistic_flagged):
     """The pre-classifier's rows: its victim's test split, pools of a kind it saw, of one it
     never saw and of the victim's own task, and an attacker of each adversary (the realistic
@@ -559,6 +583,33 @@ def test_prada_finding_verdict_per_strategy_and_false_positive_rate():
             found.text
         )
     assert found.numbers["strategies"]["jbda"]["median_queries_to_detection"] == 140
+
+
+def test_prada_finding_reports_each_victims_delta_and_the_share_flagged_there():
+    # The flags in the table were set at each victim's delta (calibrated or configured): the
+    # finding reads them, and names the delta they were read at.
+    prada = _prada().assign(victim="v1", delta=0.9731)
+    found = findings.prada_finding(prada)
+    assert found.numbers["delta"] == {"v1": 0.9731}
+    assert "PRADA at delta (v1 0.9731;" in found.text
+    attackers = prada[prada["kind"] == "attacker"]
+    for strategy, part in attackers.groupby("strategy"):
+        share = found.numbers["strategies"][strategy]["flagged_share"]
+        assert np.isclose(share, part["flagged"].mean())
+    assert found.numbers["strategies"]["random"]["flagged_share"] == 0.5
+    # The false-positive rate, overall and per benign source (streams benign-<source>-<i>).
+    benign = prada["kind"] == "benign"
+    prada.loc[benign, "stream"] = [
+        "benign-test-0",
+        "benign-test-1",
+        "benign-uci-digits-0",
+        "benign-uci-digits-1",
+    ]
+    prada.loc[benign, "flagged"] = [False, False, True, False]
+    found = findings.prada_finding(prada)
+    assert found.numbers["false_positive_rate"] == 0.25
+    assert found.numbers["false_positive_rate_by_source"] == {"test": 0.0, "uci-digits": 0.5}
+    assert "(false-positive rate 0.250; test: 0.000; uci-digits: 0.500)" in found.text
 
 
 def _cells_one_budget():

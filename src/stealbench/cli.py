@@ -95,7 +95,9 @@ def serve(args) -> int:
     model = served_victim(
         config, args.victim, args.results, args.defense, args.granularity, args.device
     )
-    params = monitor_settings(config, args.monitor) if args.monitor else None
+    params = (
+        monitor_settings(config, args.monitor, args.victim, args.results) if args.monitor else None
+    )
     state = args.state or args.results / "serve" / args.victim
     gate = ClientGate(args.keys, state, args.monitor, params, args.on_flag)
     if args.keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):

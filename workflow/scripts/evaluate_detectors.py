@@ -11,9 +11,12 @@ from stealbench.attack.surrogates import load_victim_test
 from stealbench.data import datasets
 from stealbench.defense import detector, monitor
 from stealbench.defense.evaluation import (
+    CALIBRATION_DEFAULTS,
     benign_streams,
+    calibration_streams,
     detection_row,
     monitor_row,
+    resolve_prada_delta,
     source_kind,
 )
 from stealbench.models.victims import load_victim, victim_posteriors
@@ -80,21 +83,50 @@ log.info("detection:\n%s", detection.to_string())
 
 # Every configured monitor replays every stream, up to its own max_queries, from scratch.
 settings = {name: monitor.split_settings(name, spec) for name, spec in p.monitors.items()}
+model = None
+
+
+def victim_model():
+    global model
+    if model is None:
+        model = load_victim(sm.input.model, victim_meta, p.device)
+    return model
+
+
+def calibration_data():
+    """PRADA's held-out calibration streams (see evaluation.calibration_streams)."""
+    calibration = {**CALIBRATION_DEFAULTS, **p.monitors["prada"].get("calibration", {})}
+    images = np.asarray(victim_data.split(calibration["split"])[0])
+    if not len(images):
+        raise ValueError(
+            f"config key 'defenses.prada.calibration.split': the victim's dataset "
+            f"'{victim_data.name}' has no '{calibration['split']}' images to calibrate delta on"
+        )
+    answers = victim_posteriors(victim_model(), images)
+    rng = np.random.default_rng(derive_seed(p.seed, "prada-calibration", victim))
+    streams = calibration_streams(images, calibration["streams"], calibration["length"], rng)
+    return [(images[idx], answers[idx]) for idx in streams]
+
+
+calibration_info = {}
+if "prada" in settings:
+    params, sweep, limit = settings["prada"]
+    params, calibration_info = resolve_prada_delta(
+        params, p.monitors["prada"].get("calibration"), calibration_data
+    )
+    settings["prada"] = (params, sweep, limit)
+    log.info("PRADA delta: %s", calibration_info)
 
 
 def replay_all(images, answers, **axes):
     rows = []
     for name, (params, _, limit) in settings.items():
-        rows.append(
-            monitor_row(
-                name,
-                params,
-                np.asarray(images[:limit]),
-                answers[:limit],
-                victim=victim,
-                **axes,
-            )
+        row = monitor_row(
+            name, params, np.asarray(images[:limit]), answers[:limit], victim=victim, **axes
         )
+        # The delta PRADA flagged at (a number, or the one calibrated for this victim).
+        row["delta"] = calibration_info["delta"] if name == "prada" else np.nan
+        rows.append(row)
     return rows
 
 
@@ -114,12 +146,11 @@ for (attack, seed), (images, answers) in streams.items():
 rng = np.random.default_rng(derive_seed(p.seed, "benign", victim))
 benign = [("test", test.images, test.victim_probs)]
 if sm.input.benign_sources:
-    model = load_victim(sm.input.model, victim_meta, p.device)
     for path in sm.input.benign_sources:
         source = datasets.load(path)
         images = source.split("pool")[0]
         # Benign traffic, not an attack: these answers are not part of any query budget.
-        benign.append((source.name, images, victim_posteriors(model, images)))
+        benign.append((source.name, images, victim_posteriors(victim_model(), images)))
 # Drawn as long as the longest replay: each monitor's prefix is what it would have drawn alone
 # (a permutation's prefix does not depend on where it is cut).
 longest = max(limit for _, _, limit in settings.values())
@@ -143,6 +174,7 @@ io.write_dataframe(
         "kind": "prada",
         "victim": victim,
         "monitors": {name: params for name, (params, _, _) in settings.items()},
+        "prada_delta": calibration_info,
     },
 )
 log.info(

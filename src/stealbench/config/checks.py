@@ -264,6 +264,14 @@ def _check_defenses(config: dict) -> list[str]:
                     f"config key 'defenses.detector.out': every dataset has the task of victim "
                     f"'{victim}'; the defender's generic data must hold other kinds of images"
                 )
+    delta = d["prada"]["delta"]
+    if delta != "calibrate" and (isinstance(delta, str) or not 0 <= delta <= 1):
+        close = difflib.get_close_matches(str(delta), ["calibrate"], n=1)
+        errors.append(
+            f"config key 'defenses.prada.delta': {delta!r} is neither a number in [0, 1] nor "
+            f"'calibrate'; allowed: a number in [0, 1], calibrate"
+            + (f" (did you mean '{close[0]}'?)" if close else "")
+        )
     for source in d["benign"]["sources"]:
         if source not in datasets:
             errors.append(_unknown("defenses.benign.sources", "dataset", source, datasets))

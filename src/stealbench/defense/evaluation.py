@@ -40,6 +40,59 @@ def benign_streams(
     return [rng.permutation(len(images))[:length] for _ in range(streams)]
 
 
+CALIBRATION_DEFAULTS = {"split": "val", "streams": 5, "length": 500, "margin": 0.0}
+
+
+def calibration_streams(
+    images: np.ndarray, streams: int, length: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Index arrays of the benign *calibration* clients PRADA's ``delta: calibrate`` tunes on.
+
+    Drawn like :func:`benign_streams`, but the pipeline passes a different source and
+    generator: the victim's ``val`` split (by default, ``defenses.prada.calibration.split``),
+    which its training never fits and which no evaluation stream sends (those send the test
+    split and the ``defenses.benign.sources`` pools), under a seed of its own
+    (``derive_seed(seed, "prada-calibration", victim)``). The false-positive rate is thus
+    measured on benign streams the threshold never saw: tuning and reporting on the same
+    streams would give zero false positives by construction. The paper tunes ``delta`` "so
+    that benign streams raise no false alarm" without naming the data it tunes on.
+    """
+    return benign_streams(images, streams, length, rng)
+
+
+def resolve_prada_delta(
+    params: dict, calibration: dict, calibration_stream_data
+) -> tuple[dict, dict]:
+    """PRADA's constructor parameters with ``delta`` a number, and what the choice rests on.
+
+    ``params['delta']``: a number (kept) or ``"calibrate"``: then ``calibration_stream_data``
+    (a callable returning ``[(images, answers), ...]``, called only then) is replayed through
+    PRADA and ``delta`` is :func:`~stealbench.defense.prada.calibrate_delta` of their traces
+    with ``calibration['margin']``. Returns (params, info); info holds ``delta``,
+    ``delta_calibrated`` and, when calibrated, ``calibration_streams`` and
+    ``calibration_min_w``.
+    """
+    from .prada import CALIBRATE, calibrate_delta
+
+    delta = params.get("delta", 0.9)
+    if delta != CALIBRATE:
+        return params, {"delta": float(delta), "delta_calibrated": False}
+    settings = {**CALIBRATION_DEFAULTS, **(calibration or {})}
+    rest = {k: v for k, v in params.items() if k != "delta"}
+    traces = [
+        monitors.replay("prada", images, answers, **rest).trace
+        for images, answers in calibration_stream_data()
+    ]
+    chosen = calibrate_delta(traces, settings["margin"])
+    info = {
+        "delta": chosen,
+        "delta_calibrated": True,
+        "calibration_streams": len(traces),
+        "calibration_min_w": float(min(w for t in traces for _, w in t)),
+    }
+    return {**rest, "delta": chosen}, info
+
+
 def monitor_row(
     name: str, params: dict, stream_images: np.ndarray, answers: np.ndarray, **axes
 ) -> dict:

@@ -63,7 +63,12 @@ Where the paper and the code leave room, this module chooses as follows:
   scaling changes neither which queries join (``T_c`` and ``d`` scale together), nor the
   cut, nor ``W``.
 - **Default delta.** 0.9, the value the authors' ``main.py`` passes. The paper tunes
-  ``delta`` per dataset.
+  ``delta`` per dataset so that benign streams raise no false alarm (Section V), without
+  naming the benign data it tunes on. ``defenses.prada.delta: calibrate`` does the same per
+  victim (:func:`calibrate_delta`): the largest ``delta`` that flags none of the victim's
+  held-out calibration streams (its ``val`` split, a seed of their own), less an optional
+  margin; the false-positive rate is then reported on the separate evaluation streams
+  (test split, ``defenses.benign.sources``), which the calibration never saw.
 """
 
 from __future__ import annotations
@@ -352,3 +357,38 @@ def detection_curve(
     stream counts. Rates of an empty side are NaN.
     """
     return monitors.detection_curve(attacker_traces, benign_traces, deltas, Prada)
+
+
+CALIBRATE = "calibrate"
+
+
+def calibrate_delta(
+    calibration_traces: Iterable[PradaResult | WTrace], margin: float = 0.0
+) -> float:
+    """The largest ``delta`` at which no calibration stream is flagged, less ``margin``.
+
+    A stream is flagged at ``delta`` iff some test of its trace has ``W < delta`` (strict), so
+    no stream is flagged iff ``delta <= m``, the smallest ``W`` over every calibration trace:
+    the largest such ``delta`` is ``m`` itself, and any larger one flags the stream(s) holding
+    ``m`` (ties included: two streams at ``m`` are both unflagged at ``m``). ``margin``
+    (``>= 0``) lowers the choice to ``m - margin`` (clipped at 0): less sensitive, for slack
+    against benign streams that dip lower than the calibration ones did. The result never
+    exceeds 1, the largest ``W``.
+
+    The paper (Juuti et al. 2019, Section V) tunes ``delta`` per dataset so that benign
+    streams raise no false alarm; it does not say on which benign data. Here the caller passes
+    held-out calibration streams, never the ones the false-positive rate is reported on
+    (:func:`stealbench.defense.evaluation.calibration_streams`).
+
+    Raises ValueError when no test ran on any calibration stream (streams shorter than the
+    test needs): the streams then bound nothing.
+    """
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must lie in [0, 1), got {margin}")
+    ws = [w for trace in calibration_traces for _, w in monitors._trace(trace)]
+    if not ws:
+        raise ValueError(
+            "no PRADA test ran on any calibration stream: make the calibration streams longer "
+            "than min_distances (plus the first query of each class)"
+        )
+    return float(min(1.0, max(0.0, min(ws) - margin)))

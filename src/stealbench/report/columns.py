@@ -245,6 +245,12 @@ DAWN = {
     "dawn_p_value": Column(
         "binomial probability of reproducing that many watermarks by chance", "probability"
     ),
+    "dawn_claim_bound": Column(
+        "the verification's false-claim bound with dawn_watermarks watermarks: the chance that "
+        "a model which never saw the answers reproduces the threshold's share (the paper asks "
+        "for 2^-64)",
+        "probability",
+    ),
     "dawn_caught": Column("whether the owner's claim succeeds (dawn_acc ≥ the threshold)", BOOL),
     "dawn_independent": Column(
         "independent models of the victim's task (same architecture) checked for false claims",
@@ -541,6 +547,12 @@ TABLES: dict[str, Table] = {
             "min_w": Column(
                 "PRADA's smallest Shapiro-Wilk W over the stream's tests; empty if none ran or "
                 "for another monitor",
+                "W statistic (0 to 1)",
+            ),
+            "delta": Column(
+                "the delta PRADA flagged at: the configured number, or the one `delta: "
+                "calibrate` chose for the victim (the largest that flags none of its held-out "
+                "calibration streams, less the margin); empty for another monitor",
                 "W statistic (0 to 1)",
             ),
         },

@@ -599,10 +599,16 @@ def detector_finding(detection: pd.DataFrame) -> Finding:
 
 def prada_finding(prada: pd.DataFrame) -> Finding:
     """Does PRADA flag each strategy's attackers, and how often benign clients? Verdict per
-    strategy: "yes" (every attacker flagged), "partly" (some), "no" (none)."""
+    strategy: "yes" (every attacker flagged), "partly" (some), "no" (none).
+
+    Everything is read at the delta each victim's streams were flagged at (the table's
+    ``delta`` column: the configured number, or the one ``delta: calibrate`` chose on held-out
+    calibration streams); the false-positive rate counts the separate evaluation benign
+    streams."""
     rule = (
-        "a strategy is flagged when PRADA flags every attacker's stream of it (partly: some); "
-        "the false-positive rate is the share of benign streams flagged."
+        "a strategy is flagged when PRADA flags every attacker's stream of it (partly: some), "
+        "at each victim's delta; the false-positive rate is the share of the evaluation benign "
+        "streams flagged (never the streams a calibrated delta was tuned on)."
     )
     prada = _prada_only(prada)
     attackers = prada[prada["kind"] == "attacker"]
@@ -614,18 +620,29 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
         .agg(
             streams=("flagged", "size"),
             flagged=("flagged", "sum"),
+            flagged_share=("flagged", "mean"),
             median_queries_to_detection=("flagged_at", "median"),
         )
         .reset_index()
     )
+    deltas = prada.groupby("victim")["delta"].first().dropna().to_dict() if "delta" in prada else {}
+    # Benign streams are named benign-<source>-<i>: a delta tuned on the victim's own held-out
+    # data may not carry over to another source of the task, so each source is shown apart.
+    by_source = {}
+    if "stream" in benign and len(benign):
+        sources = benign["stream"].str.slice(len("benign-")).str.rsplit("-", n=1).str[0]
+        by_source = benign.groupby(sources)["flagged"].mean().to_dict()
     numbers = {
+        "delta": {str(v): float(d) for v, d in deltas.items()},
         "false_positive_rate": float(benign["flagged"].mean()) if len(benign) else None,
+        "false_positive_rate_by_source": {str(k): float(v) for k, v in by_source.items()},
         "benign_flagged": int(benign["flagged"].sum()),
         "benign_streams": len(benign),
         "strategies": {
             r.strategy: {
                 "streams": int(r.streams),
                 "flagged": int(r.flagged),
+                "flagged_share": float(r.flagged_share),
                 "median_queries_to_detection": float(r.median_queries_to_detection),
             }
             for r in by_strategy.itertuples()
@@ -640,12 +657,18 @@ def prada_finding(prada: pd.DataFrame) -> Finding:
             f"- **{strategy}: {verdicts[strategy].capitalize()}**, {n['flagged']} of "
             f"{n['streams']} attackers flagged"
         )
+    shown = ", ".join(f"{v} {d:.4f}" for v, d in numbers["delta"].items()) or "not recorded"
     text = (
         f"Rule: {rule}\n\n"
-        f"PRADA at the configured delta (each attacker's stream replayed up to the configured "
+        f"PRADA at delta ({shown}; each attacker's stream replayed up to the configured "
         f"length) flags, by strategy, and {numbers['benign_flagged']} of "
         f"{numbers['benign_streams']} benign streams (false-positive rate "
-        f"{_f(numbers['false_positive_rate'])}):\n\n"
+        f"{_f(numbers['false_positive_rate'])}"
+        + "".join(
+            f"; {source}: {_f(rate)}"
+            for source, rate in numbers["false_positive_rate_by_source"].items()
+        )
+        + "):\n\n"
         + "\n".join(lines)
         + "\n\n"
         + _markdown(by_strategy)
@@ -770,21 +793,36 @@ def defended_finding(matched: pd.DataFrame) -> Finding:
 def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
     """Does DAWN catch the stolen surrogates, the ones the detector let through included,
     and how often does it claim an independent model? "yes" where it catches every
-    surrogate, "partly" some, "no" none."""
+    surrogate, "partly" some, "no" none.
+
+    Per (victim, attack, share, budget) it also prints the number of watermarks and the
+    verification's false-claim bound (``dawn_claim_bound``: the binomial tail at the
+    threshold's share of that count; the largest over seeds, i.e. the weakest claim), the
+    largest p-value of the reproduced count, and whether the bound reaches the paper's 2^-64
+    (:data:`stealbench.defense.dawn.TARGET_BOUND`)."""
+    from ..defense.dawn import TARGET_BOUND
+
     rule = (
         "a surrogate is caught when it reproduces at least the configured share of the "
         "watermark labels it was served (DAWN's verification); false claims are counted on "
-        "independent models of the victim's task that never queried it."
+        "independent models of the victim's task that never queried it; a claim reaches the "
+        "paper's bound when its false-claim bound is at most 2^-64."
     )
-    thresholds = {"let_through_flagged_at_most": EVADES_FLAGGED}
+    thresholds = {"let_through_flagged_at_most": EVADES_FLAGGED, "claim_bound": TARGET_BOUND}
     if dawn.empty:
         return _not_measured(
             "dawn", rule, "DAWN is not among the defended configurations.", thresholds
         )
+    dawn = dawn.assign(
+        dawn_claim_bound=dawn["dawn_claim_bound"] if "dawn_claim_bound" in dawn else np.nan
+    )
     by = (
         dawn.groupby(["victim", "attack", "adversary", "share", "budget"])
         .agg(
             watermarks=("dawn_watermarks", "mean"),
+            min_watermarks=("dawn_watermarks", "min"),
+            claim_bound=("dawn_claim_bound", "max"),
+            max_p_value=("dawn_p_value", "max"),
             caught=("dawn_caught", "mean"),
             watermark_acc=("dawn_acc", "mean"),
             false_claims=("dawn_false_claims", "sum"),
@@ -793,6 +831,7 @@ def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
         )
         .reset_index()
     )
+    by["reaches_2^-64"] = by["claim_bound"] <= TARGET_BOUND
     let_through = []
     if detection is not None:
         attacks = detection[detection["queries_from"] == "attack"]
@@ -807,15 +846,39 @@ def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
         "false_claims": int(by["false_claims"].sum()),
         "independent_checks": checks,
         "false_claim_rate": float(by["false_claims"].sum() / max(1, checks)),
+        "claims": [
+            {
+                "victim": r.victim,
+                "attack": r.attack,
+                "share": float(r.share),
+                "budget": int(r.budget),
+                "watermarks": float(r.watermarks),
+                "min_watermarks": int(r.min_watermarks),
+                "claim_bound": None if pd.isna(r.claim_bound) else float(r.claim_bound),
+                "max_p_value": float(r.max_p_value),
+                "reaches_target": bool(r.claim_bound <= TARGET_BOUND),
+            }
+            for r in by.itertuples()
+        ],
     }
     caught = numbers["caught"]
     verdict = "yes" if caught == 1 else ("partly" if caught > 0 else "no")
+    reached = int(by["reaches_2^-64"].sum())
     text = (
         f"**{verdict.capitalize()}.** Rule: {rule} DAWN catches {caught:.3f} of the "
         f"surrogates; of those whose queries the pre-classifier let through (at most "
         f"{EVADES_FLAGGED} flagged), {_f(numbers['caught_let_through'])}; false-claim rate "
         f"{numbers['false_claim_rate']:.3f} over {checks} checks. Benign users pay about the "
-        f"watermark share in changed top-1 answers.\n\n" + _markdown(by)
+        f"watermark share in changed top-1 answers. The verification's false-claim bound "
+        f"(claim_bound, the weakest over seeds) reaches 2^-64 in {reached} of {len(by)} "
+        f"(share, budget) groups.\n\n"
+        # Probabilities near 2^-64 would print as 0.000: scientific notation for them.
+        + _markdown(
+            by.assign(
+                claim_bound=by["claim_bound"].map(lambda v: "–" if pd.isna(v) else f"{v:.2e}"),
+                max_p_value=by["max_p_value"].map(lambda v: f"{v:.2e}"),
+            )
+        )
     )
     return _finding("dawn", verdict, rule, numbers, text, thresholds)
 

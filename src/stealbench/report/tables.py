@@ -370,6 +370,7 @@ def dawn_table(defended: pd.DataFrame) -> pd.DataFrame:
         "dawn_reproduced",
         "dawn_acc",
         "dawn_p_value",
+        "dawn_claim_bound",
         "dawn_caught",
         "dawn_independent",
         "dawn_false_claims",

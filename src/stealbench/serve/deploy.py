@@ -120,11 +120,30 @@ def served_victim(
     )
 
 
-def monitor_settings(config: dict, monitor: str) -> dict:
+def monitor_settings(
+    config: dict, monitor: str, victim: str | None = None, results: str | Path = "results"
+) -> dict:
     """A stream monitor's constructor parameters from the config's ``defenses.<monitor>``
-    section (its sweep and replay length left out); the monitor's defaults without one."""
+    section (its sweep and replay length left out); the monitor's defaults without one.
+
+    PRADA's ``delta: calibrate`` is read back from the workflow's choice for ``victim``
+    (``results/defenses/<victim>/prada.parquet``, written by evaluate_detectors)."""
     from ..defense.monitor import split_settings
 
     section = (config.get("defenses") or {}).get(monitor) or {}
     params, _, _ = split_settings(monitor, section)
+    if monitor == "prada" and params.get("delta") == "calibrate":
+        path = Path(results) / "defenses" / str(victim) / "prada.parquet"
+        chosen = None
+        if path.exists():
+            from ..io import read_parquet_meta
+
+            chosen = (read_parquet_meta(path).get("prada_delta") or {}).get("delta")
+        if chosen is None:
+            raise ValueError(
+                f"config key 'defenses.prada.delta': 'calibrate' needs the delta the workflow "
+                f"chose for victim {victim!r} ({path}, from its evaluate_detectors job); run "
+                f"that job, or set a number in [0, 1]"
+            )
+        params = {**params, "delta": float(chosen)}
     return params
