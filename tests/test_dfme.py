@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from stealbench.attack.api import PredictionAPI
 from stealbench.attack import query
+from stealbench.attack.api import PredictionAPI
 from stealbench.attack.query import run_sequential
 from stealbench.attack.strategies import dfme, lookup
 from stealbench.data.datasets import Dataset
@@ -306,3 +306,14 @@ def test_online_scores_reach_the_undefended_cells_of_their_budget():
     assert out["online_acc"].tolist()[:2] == [0.7, 0.9] and np.isnan(out["online_acc"][2])
     assert out["online_agreement"].tolist()[:2] == [0.8, 0.95]
     assert out["test_acc"].tolist() == [0.5, 0.6, 0.4]
+
+
+def test_behind_a_defense_the_run_still_spends_its_budget_and_snapshots_its_student():
+    def flatten(probs, images):  # a defense: answers pulled halfway to uniform
+        return (probs + 1 / probs.shape[1]) / 2
+
+    log = run_sequential(
+        "dfme", LinearVictim(), shape_pool(), 150, 0, 3, "probs", flatten, snapshot_at=[100], **TINY
+    )
+    assert len(log.sample_ids) == 150 and sorted(log.online) == [100]
+    np.testing.assert_allclose(log.answers, flatten(log.probs, None), rtol=1e-6)
