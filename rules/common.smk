@@ -229,11 +229,15 @@ def final_outputs():
 
 
 def attack_inputs(wildcards):
-    """A sequential run's inputs: the victim, the pool, and the models of its defense."""
+    """A sequential run's inputs: the victim, the pool, and the models of its defense; the
+    victim's test split scores an online model (DFME's student), never the attacker's choices.
+    """
     names = [INSTANCES[wildcards.defense].name] if wildcards.defense != "none" else []
     return {
         **victim_files(wildcards.victim),
         "pool": attack_pool(wildcards),
+        "victim_dataset": victim_dataset(wildcards),
+        "victim_test": f"results/victims/{wildcards.victim}/test_outputs.parquet",
         **defense_models(wildcards.victim, names),
     }
 

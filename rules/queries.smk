@@ -61,6 +61,9 @@ rule run_attack:
         budget=lambda wildcards: stealbench_config.query_budget(
             config, wildcards.attack, wildcards.victim
         ),
+        snapshots=lambda wildcards: stealbench_config.query_budgets(
+            config, wildcards.attack, wildcards.victim
+        ),
         granularities=lambda wildcards: stealbench_config.run_granularities(
             config, wildcards.attack, wildcards.victim, wildcards.defense
         ),

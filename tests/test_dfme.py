@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from stealbench.attack import query
 from stealbench.attack.api import PredictionAPI
 from stealbench.attack.query import run_sequential
 from stealbench.attack.strategies import dfme, lookup
@@ -192,3 +193,127 @@ def test_student_agreement_with_the_victim_improves():
     )
     assert result.iterations == 15
     assert agreement[15] > agreement[1] + 0.2
+
+
+# ------------------------------------------------------------ schedule and online student
+
+
+def test_schedule_milestones_fire_at_their_query_counts_whatever_the_budget():
+    cost = dfme.queries_per_iteration(8, g_iter=1, grad_m=2, d_iter=3)  # 48
+    options = {**TINY, "schedule_queries": 500, "lr_steps": (0.1, 0.3, 0.5), "lr_scale": 0.3}
+    runs = {}
+    for budget in (250, 600):
+        api = PredictionAPI(LinearVictim())
+        runs[budget] = dfme.extract(api, (8, 8, 1), budget, np.random.default_rng(1), **options)
+    # Milestones at 50, 150 and 250 queries: the rates drop at the first iteration that
+    # starts at or past each, for the student and the generator alike.
+    starts = [s for s, _, _ in runs[600].schedule]
+    assert starts == [0, *(cost * -(-m // cost) for m in (50, 150, 250))]
+    for i, (_, lr_s, lr_g) in enumerate(runs[600].schedule):
+        assert lr_s == pytest.approx(0.1 * 0.3**i) and lr_g == pytest.approx(1e-4 * 0.3**i)
+    # The budget does not move them: the shorter run's schedule is a prefix of the longer's.
+    assert runs[250].schedule == runs[600].schedule[: len(runs[250].schedule)]
+    assert len(runs[250].schedule) == 3
+    assert dfme.lr_factor(149, 500, (0.1, 0.3, 0.5), 0.3) == pytest.approx(0.3)
+    assert dfme.lr_factor(150, 500, (0.1, 0.3, 0.5), 0.3) == pytest.approx(0.09)
+
+
+def test_without_a_schedule_the_rates_stay_constant_and_the_run_is_unchanged():
+    runs = []
+    for schedule in (None, 10**9):  # no schedule; one whose first milestone is never reached
+        api = PredictionAPI(LinearVictim())
+        result = dfme.extract(
+            api, (8, 8, 1), 400, np.random.default_rng(2), schedule_queries=schedule, **TINY
+        )
+        runs.append((api.record()[0], result))
+    assert runs[0][1].schedule == [(0, 0.1, 1e-4)]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    for key, value in runs[0][1].student.state_dict().items():
+        torch.testing.assert_close(value, runs[1][1].student.state_dict()[key], rtol=0, atol=0)
+
+
+def victim_test_set(victim, n=200, seed=7):
+    from stealbench.attack.surrogates import VictimTestSet
+
+    images = np.random.default_rng(seed).integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    probs = predict_proba(victim, images)
+    labels = np.random.default_rng(seed + 1).integers(0, 4, n)  # true labels != the victim's
+    return VictimTestSet(images, labels, probs)
+
+
+@pytest.mark.parametrize("budget", [100, 96])  # cut mid-iteration; at an iteration's end
+def test_online_student_at_a_budget_is_the_student_a_run_with_that_budget_returns(budget):
+    """The API snapshots the student by the prefix rule: a run to 250 queries holds, at
+    budget B, the student of a run that stops at B, and that is what is scored."""
+    options = {**TINY, "schedule_queries": 200}
+    log = run_sequential(
+        "dfme", LinearVictim(), shape_pool(), 250, 0, 3, snapshot_at=[10, budget, 250], **options
+    )
+    assert sorted(log.online) == [10, budget, 250]
+    assert log.online[10] is None  # 10 queries: the first call (24) is cut, no student yet
+    alone = dfme.extract(
+        PredictionAPI(LinearVictim()), (8, 8, 1), budget, np.random.default_rng(3), **options
+    ).student
+    snapshot = log.online[budget].state_dict()
+    for key, value in alone.state_dict().items():
+        torch.testing.assert_close(snapshot[key], value, rtol=0, atol=0)
+    assert any(
+        not torch.equal(v, log.online[250].state_dict()[k]) for k, v in snapshot.items()
+    )  # the student moved on after B: the snapshot is a copy
+    test = victim_test_set(LinearVictim())
+    scores = {row["budget"]: row for row in query.online_metrics(log.online, test)}
+    predicted = predict_proba(alone, test.images).argmax(1)
+    assert scores[budget]["online_acc"] == pytest.approx((predicted == test.labels).mean())
+    assert scores[budget]["online_agreement"] == pytest.approx(
+        (predicted == test.victim_probs.argmax(1)).mean()
+    )
+    assert np.isnan(scores[10]["online_acc"]) and np.isnan(scores[10]["online_agreement"])
+
+
+def test_a_strategy_without_an_online_model_reports_none():
+    images = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 1), dtype=np.uint8)
+    pool = Dataset("toy", images, np.full(60, -1), np.array(["pool"] * 60), {"classes": []})
+    log = run_sequential("jbda", LinearVictim(), pool, 40, 0, 3, snapshot_at=[20, 40])
+    assert log.online is None
+
+
+def test_online_scores_reach_the_undefended_cells_of_their_budget():
+    import pandas as pd
+
+    from stealbench.report.tables import add_online
+
+    cells = pd.DataFrame(
+        {
+            "victim": ["v"] * 3,
+            "attack": ["dfme", "dfme", "random"],
+            "granularity": ["probs"] * 3,
+            "seed": [0, 0, 0],
+            "budget": [100, 200, 100],
+            "test_acc": [0.5, 0.6, 0.4],
+        }
+    )
+    meta = {"victim": "v", "attack": "dfme", "seed": 0, "defense_id": "none"}
+    scores = [
+        {"budget": 100, "online_acc": 0.7, "online_agreement": 0.8},
+        {"budget": 200, "online_acc": 0.9, "online_agreement": 0.95},
+    ]
+    defended = {
+        **meta,
+        "defense_id": "mad@0.5",
+        "online": {"probs": [{**scores[0], "online_acc": 0.1}]},
+    }
+    out = add_online(cells, [{**meta, "online": {"probs": scores}}, defended, {"victim": "v"}])
+    assert out["online_acc"].tolist()[:2] == [0.7, 0.9] and np.isnan(out["online_acc"][2])
+    assert out["online_agreement"].tolist()[:2] == [0.8, 0.95]
+    assert out["test_acc"].tolist() == [0.5, 0.6, 0.4]
+
+
+def test_behind_a_defense_the_run_still_spends_its_budget_and_snapshots_its_student():
+    def flatten(probs, images):  # a defense: answers pulled halfway to uniform
+        return (probs + 1 / probs.shape[1]) / 2
+
+    log = run_sequential(
+        "dfme", LinearVictim(), shape_pool(), 150, 0, 3, "probs", flatten, snapshot_at=[100], **TINY
+    )
+    assert len(log.sample_ids) == 150 and sorted(log.online) == [100]
+    np.testing.assert_allclose(log.answers, flatten(log.probs, None), rtol=1e-6)

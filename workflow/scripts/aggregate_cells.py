@@ -6,8 +6,8 @@ from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup(sm, use_torch=False)
-cells = t.collect_cells(sm.input.surrogate_cells)
 metas = [io.read_parquet_meta(path) for path in sm.input.queries]
+cells = t.add_online(t.collect_cells(sm.input.surrogate_cells), metas)
 class_names = {m["name"]: m["classes"] for m in map(io.read_parquet_meta, sm.input.datasets)}
 summary = t.summarise(cells)
 papers = sm.params.victim_papers

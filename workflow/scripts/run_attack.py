@@ -31,7 +31,8 @@ if p.defense is not None:
     )
     defense = defenses.create(p.defense["name"], context, **p.defense["params"])
 seed = int(w.seed)
-runs, seconds = {}, {}
+runs, seconds, online = {}, {}, {}
+test = None  # the victim's test split, loaded when a run has an online model to score
 for granularity in p.granularities:
     start = time.perf_counter()
     runs[granularity] = query.run_sequential(
@@ -44,9 +45,17 @@ for granularity in p.granularities:
         granularity,
         defense,
         p.device,
+        snapshot_at=p.snapshots,
         **p.attack["options"],
     )
     seconds[granularity] = time.perf_counter() - start
+    if runs[granularity].online:  # the attacker's online model (DFME's student), scored
+        if test is None:
+            from stealbench.attack.surrogates import load_victim_test
+
+            test = load_victim_test(datasets.load(sm.input.victim_dataset), sm.input.victim_test)
+        online[granularity] = query.online_metrics(runs[granularity].online, test)
+        log.info("%s at %s: online model %s", w.attack, granularity, online[granularity])
     log.info(
         "%s at %s: %d queries in %.1f s", w.attack, granularity, p.budget, seconds[granularity]
     )
@@ -58,5 +67,6 @@ cache.save_runs(
         "defense_id": w.defense,
         "defense": p.defense,
         "seconds": seconds,
+        **({"online": online} if online else {}),
     },
 )

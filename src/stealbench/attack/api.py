@@ -106,12 +106,22 @@ class PredictionAPI:
     Calling it is what an attacker can do: ``api(images)`` returns the answers and counts
     every image as one query. The owner's side keeps, per query in call order, the image,
     the victim's true posterior and the answer served (:meth:`record`), for the query cache.
+
+    An attacker that trains a model as it queries (DFME's student) may register it with
+    :meth:`track`; the API then keeps a copy of it at each budget of ``snapshot_at``
+    (:attr:`snapshots`, for evaluation only), by the rule the queries follow: the model at
+    budget B is the model a run with budget B ends with, i.e. as it is when the attacker first
+    asks for more than B queries in all (a run with budget B stops there), or when the run
+    ends (:meth:`close_snapshots`). None where no model was tracked yet.
     """
 
-    def __init__(self, model, granularity: str = "probs", defense=None):
+    def __init__(self, model, granularity: str = "probs", defense=None, snapshot_at=()):
         parse_granularity(granularity)
         self.model, self.granularity, self.defense = model, granularity, defense
         self.queries = 0  # images answered so far: the attacker's spent budget
+        self._pending = sorted({int(b) for b in snapshot_at})  # budgets not yet snapshotted
+        self.snapshots: dict = {}  # budget -> copy of the tracked model (or None)
+        self._online = None
         self._images: list[np.ndarray] = []
         self._probs: list[np.ndarray] = []
         self._answers: list[np.ndarray] = []
@@ -128,8 +138,25 @@ class PredictionAPI:
             return self.model.posteriors(np.asarray(images))
         return victim_posteriors(self.model, images)
 
+    def track(self, model) -> None:
+        """The attacker's online model (a live reference): snapshotted at each budget."""
+        self._online = model
+
+    def _snapshot(self, beyond: int) -> None:
+        """Copy the tracked model for every pending budget below ``beyond`` queries."""
+        import copy
+
+        while self._pending and self._pending[0] < beyond:
+            online = None if self._online is None else copy.deepcopy(self._online).eval()
+            self.snapshots[self._pending.pop(0)] = online
+
+    def close_snapshots(self) -> None:
+        """The run is over: the budgets it reached take the tracked model as it ends."""
+        self._snapshot(self.queries + 1)
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
+        self._snapshot(self.queries + len(images))  # budgets this call goes past
         probs = self.posteriors(images)
         answers = serve(probs, images, self.granularity, self.defense)
         self.queries += len(images)

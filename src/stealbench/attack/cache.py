@@ -45,6 +45,7 @@ class QueryLog:
     answered_by: np.ndarray  # int64 (B,): the seed whose file holds each posterior
     images: np.ndarray | None = None  # uint8 (B, H, W, C) when not pool images as they are
     answers: np.ndarray | None = None  # float32 (B, C): what the API served (sequential runs)
+    online: dict | None = None  # budget -> the attacker's online model there (never saved)
 
     @property
     def answered_here(self) -> np.ndarray:

@@ -107,13 +107,18 @@ def run_sequential(
     granularity: str = "probs",
     defense=None,
     device: str = "cpu",
+    snapshot_at=(),
     **options,
 ) -> QueryLog:
-    """One run of a sequential strategy against the API the attacker faces."""
+    """One run of a sequential strategy against the API the attacker faces. A strategy that
+    tracks an online model (:meth:`PredictionAPI.track`) leaves its snapshots at the budgets
+    ``snapshot_at`` in the log's ``online`` (None when it tracks none)."""
     spec = lookup(strategy)
     if not spec.sequential:
         raise ValueError(f"strategy {strategy!r} never looks at answers: use sample_pool")
-    api = PredictionAPI(model, granularity, defense)
+    api = PredictionAPI(
+        model, granularity, defense, snapshot_at=[b for b in snapshot_at if b <= budget]
+    )
     sample_ids = np.asarray(
         spec.fn(api, pool, budget, np.random.default_rng(rng_seed), device=device, **options),
         dtype=np.int64,
@@ -123,10 +128,36 @@ def run_sequential(
             f"strategy {strategy} sent {api.queries} queries and returned {len(sample_ids)} "
             f"sample ids; expected {budget}"
         )
+    api.close_snapshots()
+    online = api.snapshots if any(m is not None for m in api.snapshots.values()) else None
     images, probs, answers = api.record()
     from_pool = bool((sample_ids >= 0).all()) and np.array_equal(
         images, np.asarray(pool.images[sample_ids])
     )
     return QueryLog(
-        seed, sample_ids, probs, np.full(budget, seed), None if from_pool else images, answers
+        seed,
+        sample_ids,
+        probs,
+        np.full(budget, seed),
+        None if from_pool else images,
+        answers,
+        online,
     )
+
+
+def online_metrics(snapshots: dict, test) -> list[dict]:
+    """The online model's scores at each budget on the victim's test split (``test``: a
+    :class:`stealbench.attack.surrogates.VictimTestSet`): top-1 accuracy and agreement with
+    the victim. Evaluation only: nothing the attacker selects depends on it. A budget reached
+    before the model existed scores NaN."""
+    from ..models.training import predict_proba
+
+    rows = []
+    for budget, model in sorted(snapshots.items()):
+        acc = agreement = float("nan")
+        if model is not None:
+            predicted = predict_proba(model, test.images).argmax(1)
+            acc = float((predicted == test.labels).mean())
+            agreement = float((predicted == test.victim_probs.argmax(1)).mean())
+        rows.append({"budget": int(budget), "online_acc": acc, "online_agreement": agreement})
+    return rows

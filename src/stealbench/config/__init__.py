@@ -37,6 +37,7 @@ from .grid import (  # noqa: F401
     is_sequential,
     part_cells,
     query_budget,
+    query_budgets,
     query_runs,
     query_seeds,
     run_granularities,

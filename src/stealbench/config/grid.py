@@ -18,6 +18,15 @@ def query_budget(config: dict, attack: str, victim: str) -> int:
     return budget
 
 
+def query_budgets(config: dict, attack: str, victim: str) -> list[int]:
+    """Every budget an attack against a victim is trained or defended at, ascending (where a
+    sequential attacker's online model is snapshotted)."""
+    budgets = set(axes(config, attack, victim)["budgets"])
+    if (victim, attack) in defended_pairs(config):
+        budgets |= set(config["defenses"]["defended"]["budgets"][attack])
+    return sorted(int(b) for b in budgets)
+
+
 def strategy_kind(strategy: str) -> str:
     """sampling, sequential or data-free, as the strategy's file declares."""
     return strategy_registry.info(strategy).kind

@@ -230,6 +230,21 @@ TRAINING = _shared(
     "images_seen",
     "train_seconds",
 )
+#: The attacker's own online model (DFME's student) at the cell's budget, scored on the
+#: victim's test split (evaluation only), beside the surrogate trained offline on its queries.
+ONLINE = {
+    "online_acc": Column(
+        "top-1 accuracy of the attacker's own online model (DFME's student, as it was when the "
+        "attacker had spent the budget) on the victim's test split; empty for attacks without "
+        "one",
+        TEST_SHARE,
+    ),
+    "online_agreement": Column(
+        "share of the victim's test images on which that online model and the victim give the "
+        "same top-1; empty for attacks without one",
+        TEST_SHARE,
+    ),
+}
 SUMMARY_METRICS = _over_seeds("test_acc", "agreement", "recovery", "kl_divergence")
 GRANULARITY_NAME = r"(?:probs|label|top\d+|round\d+)"
 DAWN = {
@@ -285,7 +300,7 @@ TABLES: dict[str, Table] = {
     "cells": Table(
         "one cell: victim × attack × granularity × budget × surrogate architecture × "
         "surrogate start × seed",
-        {**AXIS_DOCS, **_shared("seed"), **METRIC_DOCS, **TRAINING},
+        {**AXIS_DOCS, **_shared("seed"), **METRIC_DOCS, **TRAINING, **ONLINE},
     ),
     "summary": Table(
         "one cell without its seed (means over seeds)",

@@ -27,6 +27,35 @@ def collect_cells(paths) -> pd.DataFrame:
     return cells[AXES + METRICS + rest].sort_values(AXES, kind="stable").reset_index(drop=True)
 
 
+ONLINE = ["online_acc", "online_agreement"]
+
+
+def add_online(cells: pd.DataFrame, cache_metas: list[dict]) -> pd.DataFrame:
+    """The cells with the scores of their attacker's own online model at the cell's budget
+    (DFME's student: the paper's metric), which the undefended query caches record
+    (``online``, :func:`stealbench.attack.query.online_metrics`); empty for attacks without
+    one."""
+    keys = ["victim", "attack", "granularity", "seed", "budget"]
+    rows = [
+        {
+            "victim": m["victim"],
+            "attack": m["attack"],
+            "granularity": granularity,
+            "seed": int(m["seed"]),
+            **score,
+        }
+        for m in cache_metas
+        if m.get("defense_id") in (None, "none")
+        for granularity, scores in (m.get("online") or {}).items()
+        for score in scores
+    ]
+    online = pd.DataFrame(rows, columns=keys + ONLINE)
+    cells = cells.drop(columns=ONLINE, errors="ignore")
+    types = {k: cells[k].dtype for k in keys if k in cells}
+    merged = cells.merge(online.astype(types), on=keys, how="left", validate="many_to_one")
+    return merged.astype({c: float for c in ONLINE})
+
+
 def ci95(values) -> float:
     """Half-width of the 95% confidence interval of the mean (Student t); NaN for one value."""
     from scipy import stats

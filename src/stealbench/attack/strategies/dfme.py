@@ -13,9 +13,9 @@ A generator G(z) proposes images; a student S imitates the victim V on them. Eac
 ``grad_m`` perturbed copies, a student step its batch, so an iteration costs
 ``batch_size * (g_iter * (grad_m + 1) + d_iter)`` (:func:`queries_per_iteration`). The run
 stops exactly at the budget: the call that would exceed it is cut to what is left and
-nothing more is computed. The schedule depends on the options only (DFME's learning rates
-decay at fixed shares of the budget; here they are constant), so a run with budget B sends
-exactly the first B queries of a run with a larger budget. Sample ids are all -1.
+nothing more is computed. The learning-rate schedule depends on the options only, never on
+the budget (below), so a run with budget B sends exactly the first B queries of a run with a
+larger budget, and its student is that run's student at B. Sample ids are all -1.
 
 **Images.** G is DCGAN-like (DFME's GeneratorA) for the pool's image shape (H, W, C), which is
 all the pool is used for: a linear layer to 2·ngf channels at (H//4, W//4), two nearest x2
@@ -40,7 +40,34 @@ probabilities (DFME's mean correction). Answers with no mass (everything rounded
 nothing: they are left out of the student's loss and of the gradient estimate.
 
 **Optimisers.** Student SGD (momentum 0.9, weight decay 5e-4) at ``lr_S``; generator Adam
-at ``lr_G``; DFME's defaults.
+at ``lr_G``; DFME's defaults (``dfme/train.py`` of github.com/cake-lab/datafree-model-extraction:
+``--lr_S 0.1``, ``--lr_G 1e-4``, ``--weight_decay 5e-4``, ``momentum=0.9``,
+``optim.Adam(generator.parameters(), lr=args.lr_G)``; student loss ``--loss l1`` on the
+mean-corrected log-probabilities, ``--logit_correction mean``).
+
+**Schedule.** The authors decay both learning rates with ``MultiStepLR`` (``--scheduler
+multistep --steps 0.1 0.3 0.5 --scale 0.3``) at 10%, 30% and 50% of the run, the same
+milestones for ``scheduler_S`` and ``scheduler_G``; their run is counted in "epochs" of
+``--epoch_itrs 50`` iterations, ``number_epochs = query_budget // (cost_per_iteration * 50) +
+1``, milestones ``int(step * number_epochs)``, and the schedulers step at the start of each
+epoch (before it trains), so the lr drops at the start of epoch ``int(step * number_epochs)``
+(1-based). These are ``train.py``'s defaults; the authors' run scripts override some of them:
+``run_cifar_dfme.sh`` (20M queries) ``--lr_G 5e-4``, ``run_svhn_dfme.sh`` (2M queries) ``--lr_G
+5e-5 --steps 0.5 0.8``, both ``--grad_m 1 --loss l1 --student_model resnet18_8x``. The authors
+report the best test accuracy over epochs (``best_acc``), which selects on the test labels;
+here the student is scored at each budget and never selected. Tying the milestones to the
+budget would make every budget of a cell a different run; here they are tied to
+``schedule_queries``, an option that does not depend on the cell's budget: both rates are
+multiplied by ``lr_scale`` for each share ``s`` of ``lr_steps`` with ``spent >= round(s *
+schedule_queries)`` at the start of an iteration (the check is per iteration, not per
+50-iteration epoch; set ``schedule_queries`` to the largest budget to match the authors' run at
+that budget to within an epoch). ``schedule_queries: null`` keeps both rates constant
+(bit-identical to the strategy before the schedule existed).
+
+**Online student.** DFME's own metric is the student's accuracy, not a surrogate retrained
+on the queries. The student is registered with the API (``api.track``) when it exists, so the
+query job can evaluate the API's snapshot of it at each budget
+(:meth:`stealbench.attack.api.PredictionAPI.track`).
 """
 
 from __future__ import annotations
@@ -173,6 +200,18 @@ class DFMEResult:
     student: nn.Module | None
     generator: Generator
     iterations: int  # complete iterations
+    # (queries spent, student lr, generator lr) at the start of each iteration whose rates
+    # differ from the previous one's, read from the optimisers
+    schedule: list[tuple[int, float, float]]
+
+
+def lr_factor(spent: int, schedule_queries: int | None, lr_steps, lr_scale: float) -> float:
+    """The multiplier of both learning rates once ``spent`` queries are spent: ``lr_scale``
+    to the number of milestones ``round(s * schedule_queries)`` reached (1 without a schedule).
+    """
+    if schedule_queries is None:
+        return 1.0
+    return lr_scale ** sum(spent >= round(s * schedule_queries) for s in lr_steps)
 
 
 def extract(
@@ -192,6 +231,9 @@ def extract(
     ngf: int = 64,
     device: str = "cpu",
     on_iteration: Callable[[int, nn.Module], None] | None = None,
+    schedule_queries: int | None = None,
+    lr_steps: tuple[float, ...] = (0.1, 0.3, 0.5),
+    lr_scale: float = 0.3,
 ) -> DFMEResult:
     """Run DFME against ``api`` for exactly ``budget`` queries; return the student too."""
     for name, value in (("batch_size", batch_size), ("grad_m", grad_m), ("g_iter", g_iter)):
@@ -199,6 +241,8 @@ def extract(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if d_iter < 0:
         raise ValueError(f"d_iter must be >= 0, got {d_iter}")
+    if schedule_queries is not None and schedule_queries < 1:
+        raise ValueError(f"schedule_queries must be >= 1 or null, got {schedule_queries}")
     h, w, c = (int(v) for v in image_shape)
     gen_seed, student_seed, noise_seed = (int(s) for s in rng.integers(2**31, size=3))
     with torch.random.fork_rng(devices=[]):
@@ -207,6 +251,16 @@ def extract(
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_G)
     noise = torch.Generator().manual_seed(noise_seed)
     state = {"spent": 0, "student": None, "opt_s": None}
+    schedule: list[tuple[int, float, float]] = []
+
+    def rates() -> float:
+        """Set both rates for the queries spent; the factor they were set with."""
+        factor = lr_factor(state["spent"], schedule_queries, lr_steps, lr_scale)
+        if schedule_queries is not None:  # else the optimisers' rates are never touched
+            for opt, lr in ((opt_g, lr_G), (state["opt_s"], lr_S)):
+                for group in opt.param_groups if opt is not None else ():
+                    group["lr"] = lr * factor
+        return factor
 
     def ask(x: torch.Tensor) -> np.ndarray:
         """The answers for quantised images ``x``; sends only what the budget allows."""
@@ -221,6 +275,9 @@ def extract(
             state["opt_s"] = torch.optim.SGD(
                 state["student"].parameters(), lr=lr_S, momentum=0.9, weight_decay=5e-4
             )
+            rates()
+            if hasattr(api, "track"):  # the API snapshots the online student at each budget
+                api.track(state["student"])
         return answers
 
     def z() -> torch.Tensor:
@@ -229,6 +286,14 @@ def extract(
     iterations = 0
     try:
         while state["spent"] < budget:
+            rates()
+            now = (
+                state["spent"],
+                state["opt_s"].param_groups[0]["lr"] if state["opt_s"] is not None else lr_S,
+                opt_g.param_groups[0]["lr"],
+            )
+            if not schedule or schedule[-1][1:] != now[1:]:
+                schedule.append(now)
             generator.train()
             for _ in range(g_iter):
                 x = generator.image(z())
@@ -275,7 +340,7 @@ def extract(
         student_model.eval()
     log.info("dfme: %d queries in %d full iterations", state["spent"], iterations)
     return DFMEResult(
-        np.full(state["spent"], -1, dtype=np.int64), student_model, generator, iterations
+        np.full(state["spent"], -1, dtype=np.int64), student_model, generator, iterations, schedule
     )
 
 
@@ -301,6 +366,21 @@ def extract(
         "student": {"$ref": "#/definitions/arch"},
         "nz": {"type": "integer", "minimum": 1},
         "ngf": {"type": "integer", "minimum": 1},
+        "schedule_queries": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "description": "queries the lr milestones are shares of (null: constant rates)",
+        },
+        "lr_steps": {
+            "type": "array",
+            "items": {"type": "number", "exclusiveMinimum": 0},
+            "description": "milestones as shares of schedule_queries",
+        },
+        "lr_scale": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "factor of both lrs at each milestone",
+        },
     },
 )
 def run_dfme(
@@ -318,6 +398,9 @@ def run_dfme(
     student: str = "lenet",
     nz: int = 256,
     ngf: int = 64,
+    schedule_queries: int | None = None,
+    lr_steps: tuple[float, ...] = (0.1, 0.3, 0.5),
+    lr_scale: float = 0.3,
     device: str = "cpu",
 ) -> np.ndarray:
     """DFME for ``budget`` queries of generated images (ids -1); the pool gives the shape."""
@@ -337,4 +420,7 @@ def run_dfme(
         nz=nz,
         ngf=ngf,
         device=device,
+        schedule_queries=schedule_queries,
+        lr_steps=tuple(lr_steps),
+        lr_scale=lr_scale,
     ).sample_ids
