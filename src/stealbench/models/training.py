@@ -208,6 +208,8 @@ def fit(
     cfg: TrainConfig,
     seed: int,
     desc: str = "train",
+    outliers: np.ndarray | None = None,
+    outlier_weight: float = 1.0,
 ) -> FitResult:
     """Train ``model`` on (images, soft targets) on a fixed schedule.
 
@@ -215,6 +217,19 @@ def fit(
     are whatever the trainer may know: true labels for the victim, the victim's answers on a
     held-out slice of the transfer set for a surrogate that asks for selection); without
     (None or empty), keep the final model.
+
+    With ``outliers`` (uint8 images), Outlier Exposure (Hendrycks et al. 2019), as Adaptive
+    Misinformation's authors train their defended victim (sanjaykariyappa/
+    adaptive_misinformation, ``--oe_lamb 1``): each step pairs the batch of training images
+    with the next ``batch_size`` outliers and minimises the batch's loss plus
+    ``outlier_weight`` x the outliers' mean cross-entropy to the uniform distribution
+    (:func:`uniform_cross_entropy`). Like the authors' loop, the two go through one forward
+    pass when they have one shape (it matters to batch-norm statistics) and an epoch is one
+    pass over the training images. Departures from their code: the outliers come in a seeded
+    random order, reshuffled at each pass over them and cycled across epochs (theirs: a fixed
+    order restarted every epoch); the epoch is selected on validation accuracy (theirs: on
+    test accuracy). The outliers' order has a generator of its own, so the training images
+    are drawn exactly as without outliers; without them the arithmetic is unchanged.
     """
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -224,6 +239,7 @@ def fit(
     targets_t = torch.as_tensor(targets, dtype=torch.float32)
     n, epochs = len(images), cfg.epochs_for(len(images))
     best_state, best_acc, best_epoch, history = None, -1.0, 0, []
+    draw_outliers = _outlier_batches(outliers, cfg.batch_size, seed) if outliers is not None else None
     start = time.perf_counter()
     progress = _progress(epochs, desc)
     for epoch in range(1, epochs + 1):
@@ -239,7 +255,12 @@ def fit(
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             batch = to_tensor(images[idx.numpy()], device)
-            loss = soft_cross_entropy(model(batch), targets_t[idx].to(device))
+            if draw_outliers is None:
+                loss = soft_cross_entropy(model(batch), targets_t[idx].to(device))
+            else:
+                loss = _outlier_exposure_loss(
+                    model, batch, targets_t[idx].to(device), draw_outliers(), outlier_weight
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -272,6 +293,53 @@ def fit(
         best_acc, best_epoch = float("nan"), epochs
     model.eval()
     return FitResult(best_epoch, best_acc, epochs, epochs * n, time.perf_counter() - start, history)
+
+
+def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the uniform distribution to softmax(logits), averaged over rows:
+    -mean_k log softmax_k (Outlier Exposure's loss on outliers; the authors' ``CXE_unif``)."""
+    return -(logits.mean(dim=1) - torch.logsumexp(logits, dim=1)).mean()
+
+
+def _outlier_batches(outliers: np.ndarray, batch_size: int, seed: int):
+    """A function returning the next ``batch_size`` outliers (uint8) at each call: a seeded
+    random order of them, reshuffled at each pass and cycled. Its own generator (seeded from
+    ``seed`` and a stream tag), so the training images' order is left as it is."""
+    if len(outliers) == 0:
+        raise ValueError("outlier exposure needs at least one outlier image")
+    rng = np.random.default_rng([seed, 0x0E])
+    state = {"order": rng.permutation(len(outliers)), "pos": 0}
+
+    def draw() -> np.ndarray:
+        take = []
+        while len(take) < batch_size:
+            if state["pos"] == len(state["order"]):
+                state["order"], state["pos"] = rng.permutation(len(outliers)), 0
+            rest = batch_size - len(take)
+            chunk = state["order"][state["pos"] : state["pos"] + rest]
+            state["pos"] += len(chunk)
+            take.extend(chunk.tolist())
+        return np.asarray(outliers[np.asarray(take)])
+
+    return draw
+
+
+def _outlier_exposure_loss(
+    model: nn.Module,
+    batch: torch.Tensor,
+    targets: torch.Tensor,
+    outliers: np.ndarray,
+    weight: float,
+) -> torch.Tensor:
+    """The batch's soft cross-entropy plus ``weight`` x the outliers' cross-entropy to the
+    uniform distribution; one forward pass when the outliers have the batch's shape."""
+    extra = to_tensor(outliers, batch.device)
+    if extra.shape[1:] == batch.shape[1:]:
+        logits = model(torch.cat([batch, extra]))
+        inside, outside = logits[: len(batch)], logits[len(batch) :]
+    else:  # another shape (the model adapts its input): a forward pass of its own
+        inside, outside = model(batch), model(extra)
+    return soft_cross_entropy(inside, targets) + weight * uniform_cross_entropy(outside)
 
 
 def _progress(total: int, desc: str):
