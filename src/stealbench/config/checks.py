@@ -191,26 +191,31 @@ def _did_you_mean(name: str, allowed) -> str:
 
 def _check_outlier_exposure(config: dict, victim: str) -> list[str]:
     """A trained victim's Outlier Exposure data: the defender's own generic datasets (with a
-    train split), never an attacker's pool nor the victim's own dataset."""
+    train split), never an attacker's pool, a victim's data or the public corpus."""
     names = config["victims"][victim]["training"].get("outlier_exposure", {}).get("data", [])
     datasets = config["datasets"]
-    pools = {spec["pool"] for spec in config["attacks"].values()}
-    own = config["victims"][victim]["dataset"]
+    users: dict[str, dict[str, list[str]]] = {}  # dataset -> role -> names
+    for role, entries, field in (
+        ("the public corpus of backbone", config["pretrain"], "dataset"),
+        ("the data of victim", config["victims"], "dataset"),
+        ("the pool of attack", config["attacks"], "pool"),
+    ):
+        for name, spec in entries.items():
+            users.setdefault(spec[field], {}).setdefault(role, []).append(name)
+    taken = {  # the attackers first: what matters most is that the defender never sees them
+        dataset: "; ".join(f"{role} {', '.join(names)}" for role, names in reversed(by.items()))
+        for dataset, by in users.items()
+    }
     allowed = [
-        d
-        for d, spec in datasets.items()
-        if d not in pools and d != own and split_sizes(spec).get("train", 0) != 0
+        d for d, spec in datasets.items() if d not in taken and split_sizes(spec).get("train", 0)
     ]
     key = f"config key 'victims.{victim}.training.outlier_exposure.data'"
     errors = []
     for name in names:
         if name not in datasets:
             reason = "unknown dataset"
-        elif name in pools:
-            attackers = [a for a, spec in config["attacks"].items() if spec["pool"] == name]
-            reason = f"the pool of attack {', '.join(attackers)} (the defender never sees it):"
-        elif name == own:
-            reason = "the victim's own dataset, not outliers:"
+        elif name in taken:
+            reason = f"{taken[name]}, not the defender's generic data:"
         elif split_sizes(datasets[name]).get("train", 0) == 0:
             reason = "a dataset with an empty 'train' split (its outliers):"
         else:
