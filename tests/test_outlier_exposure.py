@@ -131,15 +131,27 @@ def test_the_default_twin_is_trained_with_outlier_exposure(default):
     [
         (
             {"data": ["letters-defendr"]},
-            ["victims.mnist-lenet-oe.training.outlier_exposure.data", "unknown dataset",
-             "did you mean 'letters-defender'?", "allowed values", "photos-defender"],
+            [
+                "victims.mnist-lenet-oe.training.outlier_exposure.data",
+                "unknown dataset",
+                "did you mean 'letters-defender'?",
+                "allowed values",
+                "photos-defender",
+            ],
         ),
         (
             {"data": ["letters"]},
-            ["outlier_exposure.data", "the pool of attack", "random-letters, adaptive-letters",
-             "allowed values"],
+            [
+                "outlier_exposure.data",
+                "the pool of attack",
+                "random-letters, adaptive-letters",
+                "allowed values",
+            ],
         ),
-        ({"data": ["mnist5k"]}, ["pool of attack random-mnist5k, jbda-mnist5k; the data of victim mnist-lenet"]),
+        (
+            {"data": ["mnist5k"]},
+            ["pool of attack random-mnist5k, jbda-mnist5k; the data of victim mnist-lenet"],
+        ),
         ({"data": ["glyphs"]}, ["outlier_exposure.data", "the data of victim glyphs-lenet"]),
         ({"data": ["public"]}, ["outlier_exposure.data", "public corpus of backbone"]),
         ({"data": ["photos-defender", "uci-digits"]}, ["empty 'train' split", "'uci-digits'"]),
@@ -196,9 +208,7 @@ def test_a_defended_override_narrows_one_victims_grid(default):
     }
     names = {d.name for d in config.attack_defenses(cfg, "random-letters", "mnist-lenet-oe")}
     assert names == {"none", "ood-shuffle", "mad", "adaptive-misinformation"}
-    taus = [
-        d.value for d in config.defense_instances(cfg, "mnist-lenet-oe") if d.strength == "tau"
-    ]
+    taus = [d.value for d in config.defense_instances(cfg, "mnist-lenet-oe") if d.strength == "tau"]
     assert taus == [0.5, 0.8, 0.95, 0.99]
     # the plain victim keeps every defense
     assert len(config.defense_instances(cfg, "mnist-lenet")) == len(config.defense_instances(cfg))
@@ -220,7 +230,11 @@ def test_a_sequential_attack_in_an_override_is_rerun_only_behind_its_defenses(de
         }
 
     cfg = config.validate(_with(default, override))
-    runs = {d for v, a, d, _ in config.query_runs(cfg) if a == "adaptive-letters" and v == "mnist-lenet-oe"}
+    runs = {
+        d
+        for v, a, d, _ in config.query_runs(cfg)
+        if a == "adaptive-letters" and v == "mnist-lenet-oe"
+    }
     assert runs == {"none", *(f"adaptive-misinformation@{t:g}" for t in (0.5, 0.8, 0.95, 0.99))}
     assert cfg["defenses"]["defended"]["budgets"]["adaptive-letters"] == [1000]
 
@@ -230,18 +244,32 @@ def test_a_sequential_attack_in_an_override_is_rerun_only_behind_its_defenses(de
     [
         (
             {"mnist-lenet-eo": {"defenses": ["none"]}},
-            ["defenses.defended.overrides.mnist-lenet-eo", "not a defended victim",
-             "did you mean 'mnist-lenet-oe'?", "allowed values", "mnist-lenet"],
+            [
+                "defenses.defended.overrides.mnist-lenet-eo",
+                "not a defended victim",
+                "did you mean 'mnist-lenet-oe'?",
+                "allowed values",
+                "mnist-lenet",
+            ],
         ),
         (
             {"mnist-lenet-oe": {"defenses": ["none", "adaptive-misinfo"]}},
-            ["defenses.defended.overrides.mnist-lenet-oe.defenses", "unknown defense",
-             "did you mean 'adaptive-misinformation'?", "allowed values", "ood-shuffle"],
+            [
+                "defenses.defended.overrides.mnist-lenet-oe.defenses",
+                "unknown defense",
+                "did you mean 'adaptive-misinformation'?",
+                "allowed values",
+                "ood-shuffle",
+            ],
         ),
         (
             {"mnist-lenet-oe": {"attacks": ["random-mnist5k"]}},
-            ["defenses.defended.overrides.mnist-lenet-oe.attacks", "unknown attack",
-             "'random-mnist5k'", "allowed values: random-letters"],
+            [
+                "defenses.defended.overrides.mnist-lenet-oe.attacks",
+                "unknown attack",
+                "'random-mnist5k'",
+                "allowed values: random-letters",
+            ],
         ),
         (
             {"mnist-lenet-oe": {"seeds": [0]}},

@@ -17,9 +17,7 @@ seed = derive_seed(sm.params.seed, "victim", sm.wildcards.victim)
 backbone = io.load_state_dict(sm.input.backbone[0]) if sm.input.backbone else None
 oe = spec["training"].get("outlier_exposure")
 outlier_data = [datasets.load(path) for path in sm.input.outliers]
-outliers = (
-    np.concatenate([np.asarray(d.split("train")[0]) for d in outlier_data]) if oe else None
-)
+outliers = np.concatenate([np.asarray(d.split("train")[0]) for d in outlier_data]) if oe else None
 model, fit, test_probs, test_acc = train_victim(
     dataset,
     spec["arch"],

@@ -103,9 +103,7 @@ def defense_instances(config: dict, victim: str | None = None) -> list[DefenseIn
     return out
 
 
-def attack_defenses(
-    config: dict, attack: str, victim: str | None = None
-) -> list[DefenseInstance]:
+def attack_defenses(config: dict, attack: str, victim: str | None = None) -> list[DefenseInstance]:
     """The defense instances an attack is answered through: all of them for a sampling attack
     (its cache serves every defense for free), those of ``defended.sequential_defenses`` for a
     sequential one (each is a rerun of the attack against that defended API); with

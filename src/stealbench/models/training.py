@@ -239,7 +239,9 @@ def fit(
     targets_t = torch.as_tensor(targets, dtype=torch.float32)
     n, epochs = len(images), cfg.epochs_for(len(images))
     best_state, best_acc, best_epoch, history = None, -1.0, 0, []
-    draw_outliers = _outlier_batches(outliers, cfg.batch_size, seed) if outliers is not None else None
+    draw_outliers = (
+        _outlier_batches(outliers, cfg.batch_size, seed) if outliers is not None else None
+    )
     start = time.perf_counter()
     progress = _progress(epochs, desc)
     for epoch in range(1, epochs + 1):
