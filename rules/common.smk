@@ -280,7 +280,7 @@ def defended_inputs(wildcards):
     if stealbench_config.is_sequential(config, a):
         inputs["queries"] = [
             query_cache(v, a, s, d.id)
-            for d in stealbench_config.attack_defenses(config, a)
+            for d in stealbench_config.attack_defenses(config, a, v)
         ]
     else:
         inputs["queries"] = [query_cache(v, a, s)]

@@ -150,14 +150,18 @@ rule train_defended_surrogates:
     params:
         instances=lambda wildcards: [
             vars(d)
-            for d in stealbench_config.attack_defenses(config, wildcards.attack)
+            for d in stealbench_config.attack_defenses(
+                config, wildcards.attack, wildcards.victim
+            )
         ],
         budgets=lambda wildcards: DEFENSES["defended"]["budgets"][wildcards.attack],
         granularities=lambda wildcards: DEFENSES["defended"]["granularities"],
         # Each defense's config section, if it has one, holds its audit settings.
         audit=lambda wildcards: {
             d.name: DEFENSES[d.name]
-            for d in stealbench_config.attack_defenses(config, wildcards.attack)
+            for d in stealbench_config.attack_defenses(
+                config, wildcards.attack, wildcards.victim
+            )
             if d.name in DEFENSES
         },
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),

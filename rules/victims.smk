@@ -10,6 +10,11 @@ rule train_victim:
         backbone=lambda wildcards: backbone_paths(
             [config["victims"][wildcards.victim]["init"]]
         ),
+        # Outlier Exposure's data: the defender's generic datasets (train splits).
+        outliers=lambda wildcards: [
+            dataset_path(d)
+            for d in stealbench_config.outlier_exposure_data(config, wildcards.victim)
+        ],
     output:
         model="results/victims/{victim}/model.pt",
         metrics="results/victims/{victim}/metrics.json",

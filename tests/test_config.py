@@ -83,9 +83,9 @@ def test_defended_defaults_and_instances(default):
     assert ids["ood-shuffle@learned"].params == {}  # null threshold: the detector's own
     assert ids["ood-shuffle@0.5"].params == {"threshold": 0.5}
     assert ids["mad@0.1"].params == {"epsilon": 0.1} and ids["mad@0.1"].value == 0.1
-    # none, ood-shuffle at 2 thresholds, then reverse-sigmoid, gaussian-noise, mad and
-    # adaptive-misinformation at 3 strengths each, dawn at 1: 1 + 2 + 4 x 3 + 1
-    assert len(ids) == 16
+    # none, ood-shuffle at 2 thresholds, then reverse-sigmoid, gaussian-noise and mad at 3
+    # strengths each, adaptive-misinformation at 4, dawn at 1: 1 + 2 + 3 x 3 + 4 + 1
+    assert len(ids) == 17
 
 
 def _mutate(cfg, fn):
@@ -355,6 +355,7 @@ DEFAULT_CELLS = {
     ("mnist-lenet-pt", "random-letters"): 1 * 2 * 1 * 2 * 3,
     # override: probs, label; the attack's lenet, resnet8
     ("mnist-resnet8", "random-mnist5k"): 2 * 1 * 2 * 1 * 3,
+    ("mnist-lenet-oe", "random-letters"): 1 * 1 * 1 * 1 * 3,  # override: probs at 1000
     ("glyphs-lenet", "random-letters"): 2 * 1 * 1 * 1 * 3,  # override: budget 1000 only
     ("glyphs-lenet", "random-photos"): 2 * 1 * 1 * 1 * 3,
 }
@@ -365,12 +366,12 @@ def test_grid_enumeration(default):
     cells = config.cells(cfg)
     counts = Counter((c.victim, c.attack) for c in cells)
     assert counts == DEFAULT_CELLS
-    assert len(cells) == 108  # 72 against mnist-lenet + 12 + 12 + 12
+    assert len(cells) == 111  # 72 against mnist-lenet + 12 + 12 + 12 + 3
     assert len(set(cells)) == len(cells)
     jobs = config.surrogate_jobs(cfg)
-    # one job per (victim, attack, arch, seed): 3 seeds x (1 arch for each of the 11 pairs,
-    # and a second, resnet8, for both random-mnist5k pairs) = 3 x 13
-    assert len(jobs) == 39
+    # one job per (victim, attack, arch, seed): 3 seeds x (1 arch for each of the 12 pairs,
+    # and a second, resnet8, for both random-mnist5k pairs) = 3 x 14
+    assert len(jobs) == 42
     assert {(c.victim, c.attack, c.surrogate_arch, c.seed) for c in cells} == set(jobs)
 
 
@@ -381,18 +382,21 @@ def test_default_queries_and_defended_grid(default):
     assert config.query_budget(cfg, "random-letters", "glyphs-lenet") == 1000  # override
     assert config.query_budget(cfg, "random-letters", "mnist-lenet-pt") == 1000  # override
     assert config.query_budget(cfg, "random-mnist5k", "mnist-lenet") == 1000
-    # 7 sampling (victim, attack) pairs x 3 seeds, and 4 sequential ones against mnist-lenet
-    # (none defended) x 3 seeds, each at defense none: 21 + 12
+    # 8 sampling (victim, attack) pairs x 3 seeds, and 4 sequential ones against mnist-lenet
+    # (none defended) x 3 seeds, each at defense none: 24 + 12
     runs = config.query_runs(cfg)
-    assert len(runs) == 33 and len(set(runs)) == 33
+    assert len(runs) == 36 and len(set(runs)) == 36
     assert sum(d == "none" for _, _, d, _ in runs) == 12
-    # the 15 defense instances (1 + 1 + 4 x 3 + 1) behind both defended attacks against
-    # mnist-lenet, at 1 budget, granularity and arch, 3 seeds: 90 defended cells (README)
-    assert len(config.defense_instances(cfg)) == 15
+    # the 16 defense instances (1 + 1 + 3 x 3 + 4 + 1) behind both defended attacks against
+    # mnist-lenet, and the 9 its OE twin's override keeps (none, ood-shuffle, mad at 3, AM at
+    # 4) behind random-letters, at 1 budget, granularity and arch, 3 seeds: 96 + 27 defended
+    # cells (README)
+    assert len(config.defense_instances(cfg)) == 16
+    assert len(config.defense_instances(cfg, "mnist-lenet-oe")) == 9
     jobs = config.defended_jobs(cfg)
-    assert len(jobs) == 2 * 1 * 3
-    cells = sum(len(config.attack_defenses(cfg, attack)) for _, attack, _, _ in jobs)
-    assert cells == 90
+    assert len(jobs) == (2 + 1) * 1 * 3
+    cells = sum(len(config.attack_defenses(cfg, attack, v)) for v, attack, _, _ in jobs)
+    assert cells == 96 + 27
 
 
 def test_realistic_adversary_is_same_task(default):

@@ -254,7 +254,28 @@ def test_check_roles_reports_shared_images_and_photographs(tmp_path):
         roles.check_roles(materialised, {"victim": [("nowhere", "train")]})
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "configs/smoke.yaml"])
+def test_outlier_exposure_data_is_the_defenders_and_checked_by_content(tmp_path):
+    """A victim's Outlier Exposure data is defender data: when it shares a font family with
+    an attacker's pool, the content check reports it."""
+    oe = {"training": {"outlier_exposure": {"data": ["letters-oe"], "weight": 1.0}}}
+    config = {**CONFIG, "victims": {**CONFIG["victims"], "oe-lenet": {**oe, "dataset": "mnist5k"}}}
+    layout = roles.role_datasets(config)
+    assert ("letters-oe", "train") in layout["defender"]
+    own = {**SPECS["letters-defender"], "options": {"size": 52, "fonts": ["ComputerModern"]}}
+    materialised = _materialised({**SPECS, "letters-oe": own}, tmp_path)
+    assert roles.check_roles(materialised, layout) == []
+    # the outliers are now letters of the attacker's DejaVuSerif family
+    spec = {**own, "options": {"size": 52, "fonts": ["DejaVuSerif"]}}
+    materialised.update(_materialised({"letters-oe": spec}, tmp_path / "shared"))
+    violations = roles.check_roles(materialised, layout)
+    assert any(
+        "attacker (letters/pool)" in v and "defender (letters-oe/train)" in v for v in violations
+    ), violations
+
+
+@pytest.mark.parametrize(
+    "path", ["config.yaml", "configs/smoke.yaml", "configs/reproduce/adaptive-misinformation.yaml"]
+)
 def test_the_shipped_configs_give_every_role_its_own_images_and_sources(root, tmp_path, path):
     """Victim data, defender data, attacker pools and the public corpus of the shipped grids
     share no image and no source image, by content hash, as materialised."""
@@ -264,7 +285,11 @@ def test_the_shipped_configs_give_every_role_its_own_images_and_sources(root, tm
 
     cfg = stealbench_config.validate(yaml.safe_load((root / path).read_text()))
     layout = roles.role_datasets(cfg)
-    assert layout["victim"] and layout["defender"] and layout["attacker"] and layout["public"]
+    assert layout["victim"] and layout["defender"] and layout["attacker"]
+    assert layout["public"] or not cfg["pretrain"]
+    for victim in cfg["victims"]:  # Outlier Exposure data is the defender's
+        for name in stealbench_config.outlier_exposure_data(cfg, victim):
+            assert (name, "train") in layout["defender"]
     used = {name for pairs in layout.values() for name, _ in pairs}
     materialised = _materialised({name: cfg["datasets"][name] for name in used}, tmp_path)
     assert roles.check_roles(materialised, layout) == []

@@ -173,6 +173,14 @@ def train_victim(
         backbone = io.load_state_dict(path)
     seed = derive_seed(config["seed"], "victim", name)
     device = device or config["device"]
+    oe = spec["training"].get("outlier_exposure")  # as the workflow's train_victim job
+    outliers = (
+        np.concatenate(
+            [np.asarray(dataset(config, d, results).split("train")[0]) for d in oe["data"]]
+        )
+        if oe
+        else None
+    )
     model, fit, _, test_acc = _train(
         data,
         spec["arch"],
@@ -182,6 +190,8 @@ def train_victim(
         spec["init"],
         backbone,
         spec["input_size"],
+        outliers,
+        oe["weight"] if oe else 1.0,
     )
     meta = {
         "victim": name,

@@ -1,4 +1,7 @@
-"""Train one victim; write its state dict, metrics and test-split posteriors."""
+"""Train one victim; write its state dict, metrics and test-split posteriors. With
+``training.outlier_exposure``, the train splits of its datasets are the outliers."""
+
+import numpy as np
 
 from stealbench import io
 from stealbench.data import datasets
@@ -12,6 +15,9 @@ spec = sm.params.victim
 dataset = datasets.load(sm.input.dataset)
 seed = derive_seed(sm.params.seed, "victim", sm.wildcards.victim)
 backbone = io.load_state_dict(sm.input.backbone[0]) if sm.input.backbone else None
+oe = spec["training"].get("outlier_exposure")
+outlier_data = [datasets.load(path) for path in sm.input.outliers]
+outliers = np.concatenate([np.asarray(d.split("train")[0]) for d in outlier_data]) if oe else None
 model, fit, test_probs, test_acc = train_victim(
     dataset,
     spec["arch"],
@@ -21,6 +27,8 @@ model, fit, test_probs, test_acc = train_victim(
     spec["init"],
     backbone,
     spec["input_size"],
+    outliers,
+    oe["weight"] if oe else 1.0,
 )
 
 io.save_state_dict(model.state_dict(), sm.output.model)
@@ -43,6 +51,17 @@ io.write_json(
         "seed": seed,
         "training": spec["training"],
         "weights_checksum": io.state_dict_checksum(model.state_dict()),
+        # Outlier Exposure: its weight, datasets and their checksums (null: none).
+        "outlier_exposure": (
+            {
+                "weight": oe["weight"],
+                "data": [d.name for d in outlier_data],
+                "checksums": {d.name: d.checksum for d in outlier_data},
+                "images": len(outliers),
+            }
+            if oe
+            else None
+        ),
     },
     sm.output.metrics,
 )

@@ -137,6 +137,8 @@ def check_references(config: dict) -> None:
                 errors.extend(
                     _check_init(config, f"victims.{name}.init", victim["init"], victim["arch"])
                 )
+        if trained:
+            errors.extend(_check_outlier_exposure(config, name))
         for attack in victim["attacks"]:
             if attack not in attacks:
                 errors.append(_unknown(f"victims.{name}.attacks", "attack", attack, attacks))
@@ -180,6 +182,49 @@ def check_references(config: dict) -> None:
             )
     if errors:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
+
+
+def _did_you_mean(name: str, allowed) -> str:
+    close = difflib.get_close_matches(name, list(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_outlier_exposure(config: dict, victim: str) -> list[str]:
+    """A trained victim's Outlier Exposure data: the defender's own generic datasets (with a
+    train split), never an attacker's pool, a victim's data or the public corpus."""
+    names = config["victims"][victim]["training"].get("outlier_exposure", {}).get("data", [])
+    datasets = config["datasets"]
+    users: dict[str, dict[str, list[str]]] = {}  # dataset -> role -> names
+    for role, entries, field in (
+        ("the public corpus of backbone", config["pretrain"], "dataset"),
+        ("the data of victim", config["victims"], "dataset"),
+        ("the pool of attack", config["attacks"], "pool"),
+    ):
+        for name, spec in entries.items():
+            users.setdefault(spec[field], {}).setdefault(role, []).append(name)
+    taken = {  # the attackers first: what matters most is that the defender never sees them
+        dataset: "; ".join(f"{role} {', '.join(names)}" for role, names in reversed(by.items()))
+        for dataset, by in users.items()
+    }
+    allowed = [
+        d for d, spec in datasets.items() if d not in taken and split_sizes(spec).get("train", 0)
+    ]
+    key = f"config key 'victims.{victim}.training.outlier_exposure.data'"
+    errors = []
+    for name in names:
+        if name not in datasets:
+            reason = "unknown dataset"
+        elif name in taken:
+            reason = f"{taken[name]}, not the defender's generic data:"
+        elif split_sizes(datasets[name]).get("train", 0) == 0:
+            reason = "a dataset with an empty 'train' split (its outliers):"
+        else:
+            continue
+        errors.append(
+            f"{key}: {reason} '{name}'{_did_you_mean(name, allowed)}; allowed values (the "
+            f"defender's datasets with a train split): {', '.join(allowed) or 'none'}"
+        )
+    return errors
 
 
 def _check_init(
@@ -323,13 +368,17 @@ def _check_defenses(config: dict) -> list[str]:
             errors.append(
                 _unknown("defenses.defended.attacks", "attack", attack, config["attacks"])
             )
+    errors.extend(_check_defended_overrides(config, defended))
     if errors:
         return errors
-    # Budgets per defended attack: the given ones, else the attack's largest.
+    # Budgets per defended attack (an override's included): the given ones, else the
+    # attack's largest.
     given = defended.pop("budgets", None)
+    attacks = list(defended["attacks"])
+    for override in defended["overrides"].values():
+        attacks += [a for a in override.get("attacks", []) if a not in attacks]
     defended["budgets"] = {
-        a: sorted(given) if given else [max(axes(config, a)["budgets"])]
-        for a in defended["attacks"]
+        a: sorted(given) if given else [max(axes(config, a)["budgets"])] for a in attacks
     }
     defended.setdefault("sequential_defenses", sorted(defended["defenses"]))
     for name in defended["sequential_defenses"]:
@@ -346,6 +395,32 @@ def _check_defenses(config: dict) -> list[str]:
                     f"config key 'defenses.defended.defenses.{name}.{param}': only the strength "
                     f"({strength}) may be a list of values"
                 )
+    return errors
+
+
+def _check_defended_overrides(config: dict, defended: dict) -> list[str]:
+    """``defenses.defended.overrides``: each key a defended victim, its ``defenses`` among
+    ``defended.defenses`` and its ``attacks`` among the victim's own."""
+    errors = []
+    for victim, override in defended.setdefault("overrides", {}).items():
+        key = f"config key 'defenses.defended.overrides.{victim}'"
+        if victim not in defended["victims"]:
+            allowed = defended["victims"]
+            errors.append(
+                f"{key}: '{victim}' is not a defended victim{_did_you_mean(victim, allowed)}; "
+                f"allowed values (defenses.defended.victims): {', '.join(allowed)}"
+            )
+            continue
+        for what, allowed in (
+            ("defenses", list(defended["defenses"])),
+            ("attacks", config["victims"][victim]["attacks"]),
+        ):
+            for name in override.get(what, []):
+                if name not in allowed:
+                    errors.append(
+                        f"{key[:-1]}.{what}': unknown {what[:-1]} '{name}'"
+                        f"{_did_you_mean(name, allowed)}; allowed values: {', '.join(allowed)}"
+                    )
     return errors
 
 

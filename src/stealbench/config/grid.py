@@ -76,12 +76,24 @@ class DefenseInstance:
     value: float | None
 
 
-def defense_instances(config: dict) -> list[DefenseInstance]:
-    """Every configured defense at every strength of its sweep, in config order."""
+def defended_override(config: dict, victim: str | None) -> dict:
+    """A victim's narrowing of the defended grid (``defenses.defended.overrides.<victim>``:
+    its ``defenses`` and ``attacks``); empty without one, or for ``victim`` None."""
+    if victim is None or "defenses" not in config:
+        return {}
+    return config["defenses"]["defended"].get("overrides", {}).get(victim, {})
+
+
+def defense_instances(config: dict, victim: str | None = None) -> list[DefenseInstance]:
+    """Every configured defense at every strength of its sweep, in config order; with
+    ``victim``, those of the defenses its override keeps (all without one)."""
     if "defenses" not in config:
         return []
+    kept = defended_override(config, victim).get("defenses")
     out = []
     for name, params in config["defenses"]["defended"]["defenses"].items():
+        if kept is not None and name not in kept:
+            continue
         strength = defense_strength(name)
         values = params.get(strength) if strength else None
         if not isinstance(values, list):
@@ -100,11 +112,12 @@ def defense_instances(config: dict) -> list[DefenseInstance]:
     return out
 
 
-def attack_defenses(config: dict, attack: str) -> list[DefenseInstance]:
+def attack_defenses(config: dict, attack: str, victim: str | None = None) -> list[DefenseInstance]:
     """The defense instances an attack is answered through: all of them for a sampling attack
     (its cache serves every defense for free), those of ``defended.sequential_defenses`` for a
-    sequential one (each is a rerun of the attack against that defended API)."""
-    instances = defense_instances(config)
+    sequential one (each is a rerun of the attack against that defended API); with
+    ``victim``, only those its override keeps."""
+    instances = defense_instances(config, victim)
     if not is_sequential(config, attack):
         return instances
     names = config["defenses"]["defended"]["sequential_defenses"]
@@ -137,14 +150,16 @@ def _axis_key(config: dict, victim: str, attack: str, axis: str) -> str:
 
 
 def defended_pairs(config: dict) -> list[tuple[str, str]]:
-    """(victim, attack) pairs whose answers go through every defense."""
+    """(victim, attack) pairs whose answers go through the defenses: the defended attacks
+    of each defended victim (``defended.attacks``, or its override's ``attacks``)."""
     if "defenses" not in config:
         return []
     defended = config["defenses"]["defended"]
     return [
         (v, a)
         for v, a in victim_attacks(config)
-        if a in defended["attacks"] and v in defended["victims"]
+        if v in defended["victims"]
+        and a in defended_override(config, v).get("attacks", defended["attacks"])
     ]
 
 
@@ -167,7 +182,7 @@ def query_runs(config: dict) -> list[tuple[str, str, str, int]]:
             continue
         runs += [(victim, attack, "none", s) for s in axes(config, attack, victim)["seeds"]]
         if (victim, attack) in defended:
-            for instance in attack_defenses(config, attack):
+            for instance in attack_defenses(config, attack, victim):
                 for s in config["defenses"]["defended"]["seeds"]:
                     if (victim, attack, instance.id, s) not in runs:
                         runs.append((victim, attack, instance.id, s))
@@ -255,6 +270,14 @@ def defendable_victims(config: dict) -> list[str]:
     models of the victim's architecture and recipe (Adaptive Misinformation's model, DAWN's
     independent models, MAD's proxy)."""
     return victims_of(config, "train", "checkpoint")
+
+
+def outlier_exposure_data(config: dict, victim: str) -> list[str]:
+    """The datasets whose train splits are a trained victim's Outlier Exposure data
+    (``victims.<victim>.training.outlier_exposure.data``; none without it)."""
+    spec = config["victims"][victim]
+    oe = (spec.get("training") or {}).get("outlier_exposure")
+    return list(oe["data"]) if oe else []
 
 
 def victim_spec(config: dict, victim: str) -> dict:

@@ -44,8 +44,9 @@ def role_datasets(config: dict) -> dict[str, list[tuple[str, str]]]:
     """The (dataset, split) pairs each role sees, from a validated-config-shaped dict.
 
     - victim: every victim's ``dataset``, splits train, val and test;
-    - defender: the datasets of ``defenses.detector.out`` and, if present,
-      ``defenses.misinformation.outlier`` (a name or a list of names), split train;
+    - defender: the datasets of ``defenses.detector.out``, if present
+      ``defenses.misinformation.outlier`` (a name or a list of names) and every victim's
+      Outlier Exposure data (``victims.<v>.training.outlier_exposure.data``), split train;
     - attacker: every attack's ``pool``, split pool;
     - public: every ``pretrain`` entry's ``dataset`` (a name or a list), splits train and val.
 
@@ -59,6 +60,9 @@ def role_datasets(config: dict) -> dict[str, list[tuple[str, str]]]:
     defenses = config.get("defenses") or {}
     defender = _names((defenses.get("detector") or {}).get("out"))
     defender += _names((defenses.get("misinformation") or {}).get("outlier"))
+    for victim in (config.get("victims") or {}).values():
+        oe = (victim.get("training") or {}).get("outlier_exposure") or {}
+        defender += _names(oe.get("data"))
     for name in defender:
         roles["defender"][(name, "train")] = None
     for attack in (config.get("attacks") or {}).values():

@@ -11,8 +11,10 @@ by :func:`train_misinformation_model` to put little mass on the correct class. `
 sharp the switch is: the default 10000 is the value in the authors' released code (the one
 their reported results were produced with); it makes a a step at s = tau to within 1e-3 of s.
 The default ``tau`` = 0.9 is lower than the authors' MNIST example (0.99) because their
-victims were trained with outlier exposure, which pushes in-distribution scores to 1, and
-stealbench's victims are not: a sweep over ``tau`` gives the trade-off curve either way.
+victims were trained with outlier exposure, which pushes in-distribution scores to 1, and a
+plainly trained victim is not: a sweep over ``tau`` gives the trade-off curve either way. A
+victim is trained as theirs with ``victims.<v>.training.outlier_exposure`` (the default's
+``mnist-lenet-oe``; :func:`stealbench.models.training.fit`).
 Rows with a = 0 exactly (in floating point) skip the misinformation model; the answer is a
 convex combination, so on the simplex. Deterministic (fixed-size batches: :mod:`.inference`).
 """

@@ -215,6 +215,8 @@ def fit(
     cfg: TrainConfig,
     seed: int,
     desc: str = "train",
+    outliers: np.ndarray | None = None,
+    outlier_weight: float = 1.0,
 ) -> FitResult:
     """Train ``model`` on (images, soft targets) on a fixed schedule.
 
@@ -225,6 +227,19 @@ def fit(
     validation data, stop early: after ``patience`` epochs in a row without a strict
     improvement, restoring the first best epoch. ``FitResult.best_val_acc`` and each
     history row's ``val_acc`` hold the chosen metric's value.
+
+    With ``outliers`` (uint8 images), Outlier Exposure (Hendrycks et al. 2019), as Adaptive
+    Misinformation's authors train their defended victim (sanjaykariyappa/
+    adaptive_misinformation, ``--oe_lamb 1``): each step pairs the batch of training images
+    with the next ``batch_size`` outliers and minimises the batch's loss plus
+    ``outlier_weight`` x the outliers' mean cross-entropy to the uniform distribution
+    (:func:`uniform_cross_entropy`). Like the authors' loop, the two go through one forward
+    pass when they have one shape (it matters to batch-norm statistics) and an epoch is one
+    pass over the training images. Departures from their code: the outliers come in a seeded
+    random order, reshuffled at each pass over them and cycled across epochs (theirs: a fixed
+    order restarted every epoch); the epoch is selected on validation accuracy (theirs: on
+    test accuracy). The outliers' order has a generator of its own, so the training images
+    are drawn exactly as without outliers; without them the arithmetic is unchanged.
     """
     if cfg.val_metric not in VAL_METRICS:
         raise ValueError(
@@ -241,6 +256,9 @@ def fit(
     n, epochs = len(images), cfg.epochs_for(len(images))
     best_state, best_acc, best_epoch, history = None, -1.0, 0, []
     stale = 0  # epochs since the last strict improvement (early stopping)
+    draw_outliers = (
+        _outlier_batches(outliers, cfg.batch_size, seed) if outliers is not None else None
+    )
     start = time.perf_counter()
     progress = _progress(epochs, desc)
     for epoch in range(1, epochs + 1):
@@ -256,7 +274,12 @@ def fit(
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             batch = to_tensor(images[idx.numpy()], device)
-            loss = soft_cross_entropy(model(batch), targets_t[idx].to(device))
+            if draw_outliers is None:
+                loss = soft_cross_entropy(model(batch), targets_t[idx].to(device))
+            else:
+                loss = _outlier_exposure_loss(
+                    model, batch, targets_t[idx].to(device), draw_outliers(), outlier_weight
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -314,6 +337,53 @@ def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
         # reference code's f1_score call; zero_division=0 scores a class never predicted 0.
         return float(f1_score(labels, predicted, average="macro", zero_division=0))
     return float((predicted == labels).mean())
+
+
+def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the uniform distribution to softmax(logits), averaged over rows:
+    -mean_k log softmax_k (Outlier Exposure's loss on outliers; the authors' ``CXE_unif``)."""
+    return -(logits.mean(dim=1) - torch.logsumexp(logits, dim=1)).mean()
+
+
+def _outlier_batches(outliers: np.ndarray, batch_size: int, seed: int):
+    """A function returning the next ``batch_size`` outliers (uint8) at each call: a seeded
+    random order of them, reshuffled at each pass and cycled. Its own generator (seeded from
+    ``seed`` and a stream tag), so the training images' order is left as it is."""
+    if len(outliers) == 0:
+        raise ValueError("outlier exposure needs at least one outlier image")
+    rng = np.random.default_rng([seed, 0x0E])
+    state = {"order": rng.permutation(len(outliers)), "pos": 0}
+
+    def draw() -> np.ndarray:
+        take = []
+        while len(take) < batch_size:
+            if state["pos"] == len(state["order"]):
+                state["order"], state["pos"] = rng.permutation(len(outliers)), 0
+            rest = batch_size - len(take)
+            chunk = state["order"][state["pos"] : state["pos"] + rest]
+            state["pos"] += len(chunk)
+            take.extend(chunk.tolist())
+        return np.asarray(outliers[np.asarray(take)])
+
+    return draw
+
+
+def _outlier_exposure_loss(
+    model: nn.Module,
+    batch: torch.Tensor,
+    targets: torch.Tensor,
+    outliers: np.ndarray,
+    weight: float,
+) -> torch.Tensor:
+    """The batch's soft cross-entropy plus ``weight`` x the outliers' cross-entropy to the
+    uniform distribution; one forward pass when the outliers have the batch's shape."""
+    extra = to_tensor(outliers, batch.device)
+    if extra.shape[1:] == batch.shape[1:]:
+        logits = model(torch.cat([batch, extra]))
+        inside, outside = logits[: len(batch)], logits[len(batch) :]
+    else:  # another shape (the model adapts its input): a forward pass of its own
+        inside, outside = model(batch), model(extra)
+    return soft_cross_entropy(inside, targets) + weight * uniform_cross_entropy(outside)
 
 
 def _progress(total: int, desc: str):

@@ -42,11 +42,15 @@ def train_on_splits(
     init: str = "scratch",
     backbone: dict | None = None,
     input_size: int | None = None,
+    outliers: np.ndarray | None = None,
+    outlier_weight: float = 1.0,
 ):
     """Train ``arch`` on the train split of ``dataset`` and select its epoch on val.
 
     ``init``: scratch, imagenet (torchvision weights) or a pretrained backbone's name, whose
     state dict is ``backbone`` (every weight but the head starts from it: fine-tuning).
+    ``outliers``: the defender's generic images for Outlier Exposure, with ``outlier_weight``
+    its lambda (:func:`~stealbench.models.training.fit`); None: plain training.
     """
     x_train, y_train = dataset.split("train")
     x_val, y_val = dataset.split("val")
@@ -61,7 +65,16 @@ def train_on_splits(
     )
     targets = np.eye(num_classes, dtype=np.float32)[y_train]
     result: FitResult = fit(
-        model, x_train, targets, x_val, y_val, cfg, seed, desc=f"{arch}/{dataset.name}"
+        model,
+        x_train,
+        targets,
+        x_val,
+        y_val,
+        cfg,
+        seed,
+        desc=f"{arch}/{dataset.name}",
+        outliers=outliers,
+        outlier_weight=outlier_weight,
     )
     return model, result
 
@@ -75,12 +88,17 @@ def train_victim(
     init: str = "scratch",
     backbone: dict | None = None,
     input_size: int | None = None,
+    outliers: np.ndarray | None = None,
+    outlier_weight: float = 1.0,
 ):
-    """Train ``arch`` on the train split, select on val, report on test."""
+    """Train ``arch`` on the train split, select on val, report on test (``outliers``:
+    Outlier Exposure, see :func:`train_on_splits`)."""
     x_test, y_test = dataset.split("test")
     if len(x_test) == 0:
         raise ValueError(f"dataset '{dataset.name}' needs a non-empty test split for a victim")
-    model, result = train_on_splits(dataset, arch, cfg, seed, device, init, backbone, input_size)
+    model, result = train_on_splits(
+        dataset, arch, cfg, seed, device, init, backbone, input_size, outliers, outlier_weight
+    )
     test_probs = victim_posteriors(model, x_test)
     test_acc = accuracy(test_probs.argmax(1), y_test)
     log.info(

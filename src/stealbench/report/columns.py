@@ -295,6 +295,16 @@ TABLES: dict[str, Table] = {
             "weights_checksum": Column(
                 "SHA-256 of the victim's weights (names, dtypes, shapes, values)", "hex digest"
             ),
+            "oe_weight": Column(
+                "the weight of Outlier Exposure's loss in the victim's training (empty: trained "
+                "without it)",
+                "weight (lambda)",
+            ),
+            "oe_data": Column(
+                "the datasets whose train splits were the victim's Outlier Exposure data, "
+                "comma-separated (empty: none)",
+                "names",
+            ),
         },
     ),
     "cells": Table(

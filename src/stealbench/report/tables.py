@@ -302,8 +302,16 @@ def victims_table(metrics: list[dict]) -> pd.DataFrame:
         "train_seconds",
         "dataset_checksum",
         "weights_checksum",
+        "oe_weight",
+        "oe_data",
     ]
-    return pd.DataFrame(metrics).reindex(columns=columns).sort_values("victim")
+    rows = []
+    for m in metrics:  # Outlier Exposure: its weight and datasets (NaN and "" without)
+        oe = m.get("outlier_exposure") or {}
+        rows.append(
+            {**m, "oe_weight": oe.get("weight", np.nan), "oe_data": ",".join(oe.get("data", []))}
+        )
+    return pd.DataFrame(rows).reindex(columns=columns).sort_values("victim")
 
 
 def query_accounting(cache_metas: list[dict], cells: pd.DataFrame) -> pd.DataFrame:
