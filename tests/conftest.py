@@ -73,3 +73,17 @@ def assert_same_tables(a: Path, b: Path) -> None:
             t.drop(columns=[c for c in t.columns if TIMING.search(c)]) for t in (left, right)
         )
         pd.testing.assert_frame_equal(left, right, check_exact=True, obj=name)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures a plotting function draws, kept instead of written."""
+    from stealbench.report import figures
+
+    kept = []
+    monkeypatch.setattr(figures, "save_figure", lambda figure, paths: kept.append(figure))
+    yield kept
+    import matplotlib.pyplot as plt
+
+    for figure in kept:
+        plt.close(figure)

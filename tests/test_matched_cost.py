@@ -257,17 +257,6 @@ def test_the_defense_finding_picks_the_costliest_defense_at_each_matched_cost():
 # ----------------------------------------------------------------- the figure
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    kept = []
-    monkeypatch.setattr(figures, "save_figure", lambda figure, paths: kept.append(figure))
-    yield kept
-    import matplotlib.pyplot as plt
-
-    for figure in kept:
-        plt.close(figure)
-
-
 def test_the_trade_off_figure_zooms_on_five_points_and_marks_what_lies_beyond(drawn):
     defended = _defended(beyond=True)
     figures.plot_defenses_at_cost(defended, matched_cost_table(defended), ["unused.png"])

@@ -655,18 +655,6 @@ def test_every_finding_says_not_measured_where_the_grid_cannot_answer_it(name):
 # -------------------------------------------------------------------------- figures
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures a plotting function draws, kept instead of written."""
-    kept = []
-    monkeypatch.setattr(figures, "save_figure", lambda figure, paths: kept.append(figure))
-    yield kept
-    import matplotlib.pyplot as plt
-
-    for figure in kept:
-        plt.close(figure)
-
-
 def _visible(figure):
     return [ax for ax in figure.axes if ax.get_visible()]
 

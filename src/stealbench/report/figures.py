@@ -279,15 +279,7 @@ def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
         part = means[(means["victim"] == victim) & (means["attack"] == attack)]
         for defense, series in part.groupby("defense"):
             if defense == "none":
-                ax.scatter(
-                    series["x"],
-                    series["acc"],
-                    marker="*",
-                    s=120,
-                    color="black",
-                    zorder=4,
-                    label="undefended",
-                )
+                _undefended(ax, series["x"], series["acc"])
                 continue
             series = series.sort_values("strength_value", na_position="first")
             ax.errorbar(
@@ -379,15 +371,7 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
             ax.scatter([], [], marker=marker, facecolors="none", edgecolors="dimgrey", label=label)
         for defense, series in part.groupby("defense"):
             if defense == "none":
-                ax.scatter(
-                    [0.0],
-                    series["acc"],
-                    marker="*",
-                    s=120,
-                    color="black",
-                    zorder=4,
-                    label="undefended",
-                )
+                _undefended(ax, [0.0], series["acc"])
                 continue
             series = series.sort_values(  # from the weakest strength to the strongest
                 ["strength_value", "defense_id"],
@@ -470,3 +454,8 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
         + ")"
     )
     save_figure(figure, paths)
+
+
+def _undefended(ax, x, accuracy) -> None:
+    """The undefended API's point on a trade-off panel: a black star."""
+    ax.scatter(x, accuracy, marker="*", s=120, color="black", zorder=4, label="undefended")
