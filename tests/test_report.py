@@ -222,6 +222,20 @@ def test_pretraining_table_keeps_the_rows_where_a_start_varies():
     assert combos == {("scratch", "scratch"), ("scratch", "pt"), ("pt", "scratch"), ("pt", "pt")}
 
 
+def test_pretraining_table_leaves_out_a_victim_trained_with_outlier_exposure():
+    """An OE twin from scratch is not the plain from-scratch victim: pooled with it, it would
+    move the scratch / scratch side of the comparison."""
+    summary = _summary()
+    twin = summary[summary["victim_init"] == "scratch"].assign(victim="v-oe", recovery_mean=0.1)
+    both = pd.concat([summary, twin], ignore_index=True)
+    victims = pd.DataFrame({"victim": ["v-oe", *summary["victim"].unique()]})
+    victims["oe_weight"] = [1.0] + [np.nan] * (len(victims) - 1)
+    table = tables.pretraining_table(both, victims)
+    assert "v-oe" not in set(table["victim"])
+    pd.testing.assert_frame_equal(table, tables.pretraining_table(summary))
+    assert "v-oe" in set(tables.pretraining_table(both)["victim"])  # without the victims table
+
+
 def test_granularity_table_puts_granularities_side_by_side():
     summary = _summary()
     wide = tables.granularity_table(summary, PAPERS)

@@ -11,8 +11,9 @@ cells = t.add_online(t.collect_cells(sm.input.surrogate_cells), metas)
 class_names = {m["name"]: m["classes"] for m in map(io.read_parquet_meta, sm.input.datasets)}
 summary = t.summarise(cells)
 papers = sm.params.victim_papers
+victims = t.victims_table([io.read_json(path) for path in sm.input.victims])
 tables = {
-    "victims": t.victims_table([io.read_json(path) for path in sm.input.victims]),
+    "victims": victims,
     "cells": cells.drop(columns=t.PER_CLASS),
     "summary": summary,
     "per_class": t.per_class_table(cells, class_names),
@@ -20,7 +21,7 @@ tables = {
     "reproduction": t.reproduction_table(summary, papers),
     "budget": t.budget_table(summary),
     "published": t.published_table(),
-    "pretraining": t.pretraining_table(summary),
+    "pretraining": t.pretraining_table(summary, victims),
     "granularity": t.granularity_table(summary, papers),
     "architecture": t.architecture_table(summary, papers),
     "strategies": t.strategies_table(summary),

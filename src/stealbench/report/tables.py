@@ -192,10 +192,17 @@ def budget_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pretraining_table(summary: pd.DataFrame) -> pd.DataFrame:
+def pretraining_table(summary: pd.DataFrame, victims: pd.DataFrame | None = None) -> pd.DataFrame:
     """Does pretraining make stealing easier? Recovery of each (victim init, surrogate init)
     combination of the same task, victim architecture, attack, granularity, surrogate
-    architecture and budget: the rows where at least one side varies its starting point."""
+    architecture and budget: the rows where at least one side varies its starting point.
+
+    Only victims trained by the plain recipe take part: a victim trained with Outlier
+    Exposure (``victims``' ``oe_weight``) differs from its twins by more than its start, and
+    pooled with them it would move the from-scratch side of the comparison."""
+    if victims is not None and "oe_weight" in victims:
+        exposed = set(victims.loc[victims["oe_weight"].fillna(0) > 0, "victim"])
+        summary = summary[~summary["victim"].isin(exposed)]
     keys = ["dataset", "victim_arch", "attack", "granularity", "surrogate_arch", "budget"]
     varies = summary.groupby(keys)[["victim_init", "surrogate_init"]].transform("nunique")
     rows = summary[(varies["victim_init"] > 1) | (varies["surrogate_init"] > 1)]
