@@ -89,10 +89,10 @@ def test_defended_defaults_and_instances(default):
     assert ids["none"].params == {} and ids["none"].strength is None
     assert ids["ood-shuffle@learned"].params == {}  # null threshold: the detector's own
     assert ids["ood-shuffle@0.5"].params == {"threshold": 0.5}
-    assert ids["mad@0.1"].params == {"epsilon": 0.1} and ids["mad@0.1"].value == 0.1
-    # none, ood-shuffle at 2 thresholds, then reverse-sigmoid, gaussian-noise and mad at 3
-    # strengths each, adaptive-misinformation at 4, dawn at 1: 1 + 2 + 3 x 3 + 4 + 1
-    assert len(ids) == 17
+    assert ids["mad@0.5"].params == {"epsilon": 0.5} and ids["mad@0.5"].value == 0.5
+    # none, ood-shuffle at 2 thresholds, reverse-sigmoid and gaussian-noise at 4 strengths
+    # each, mad and adaptive-misinformation at 5, dawn at 1: 1 + 2 + 2 x 4 + 2 x 5 + 1
+    assert len(ids) == 22
 
 
 def _mutate(cfg, fn):
@@ -394,16 +394,16 @@ def test_default_queries_and_defended_grid(default):
     runs = config.query_runs(cfg)
     assert len(runs) == 36 and len(set(runs)) == 36
     assert sum(d == "none" for _, _, d, _ in runs) == 12
-    # the 16 defense instances (1 + 1 + 3 x 3 + 4 + 1) behind both defended attacks against
-    # mnist-lenet, and the 9 its OE twin's override keeps (none, ood-shuffle, mad at 3, AM at
-    # 4) behind random-letters, at 1 budget, granularity and arch, 3 seeds: 96 + 27 defended
-    # cells (README)
-    assert len(config.defense_instances(cfg)) == 16
-    assert len(config.defense_instances(cfg, "mnist-lenet-oe")) == 9
+    # the 21 defense instances (1 + 1 + 2 x 4 + 2 x 5 + 1) behind both defended attacks
+    # against mnist-lenet, and the 12 its OE twin's override keeps (none, ood-shuffle, mad at 5,
+    # AM at 5) behind random-letters, at 1 budget, granularity and arch, 3 seeds: 126 + 36
+    # defended cells (README)
+    assert len(config.defense_instances(cfg)) == 21
+    assert len(config.defense_instances(cfg, "mnist-lenet-oe")) == 12
     jobs = config.defended_jobs(cfg)
     assert len(jobs) == (2 + 1) * 1 * 3
     cells = sum(len(config.attack_defenses(cfg, attack, v)) for v, attack, _, _ in jobs)
-    assert cells == 96 + 27
+    assert cells == 126 + 36
 
 
 def test_realistic_adversary_is_same_task(default):

@@ -209,7 +209,7 @@ def test_a_defended_override_narrows_one_victims_grid(default):
     names = {d.name for d in config.attack_defenses(cfg, "random-letters", "mnist-lenet-oe")}
     assert names == {"none", "ood-shuffle", "mad", "adaptive-misinformation"}
     taus = [d.value for d in config.defense_instances(cfg, "mnist-lenet-oe") if d.strength == "tau"]
-    assert taus == [0.5, 0.8, 0.95, 0.99]
+    assert taus == cfg["defenses"]["defended"]["defenses"]["adaptive-misinformation"]["tau"]
     # the plain victim keeps every defense
     assert len(config.defense_instances(cfg, "mnist-lenet")) == len(config.defense_instances(cfg))
     twin_runs = [r for r in config.query_runs(cfg) if r[0] == "mnist-lenet-oe"]
@@ -235,7 +235,8 @@ def test_a_sequential_attack_in_an_override_is_rerun_only_behind_its_defenses(de
         for v, a, d, _ in config.query_runs(cfg)
         if a == "adaptive-letters" and v == "mnist-lenet-oe"
     }
-    assert runs == {"none", *(f"adaptive-misinformation@{t:g}" for t in (0.5, 0.8, 0.95, 0.99))}
+    taus = cfg["defenses"]["defended"]["defenses"]["adaptive-misinformation"]["tau"]
+    assert runs == {"none", *(f"adaptive-misinformation@{t:g}" for t in taus)}
     assert cfg["defenses"]["defended"]["budgets"]["adaptive-letters"] == [1000]
 
 
