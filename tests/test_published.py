@@ -143,6 +143,29 @@ def test_rows_without_a_seed_are_their_own_units():
     assert (ours.value, ours.n) == (pytest.approx(0.2), 5)
 
 
+def test_a_summary_reading_takes_the_one_row_as_it_is():
+    """The matched_cost table is already a mean over seeds with its CI: read as given."""
+    table = pd.DataFrame(
+        {
+            "defense": ["am", "am", "mad"],
+            "cost": [0.005, 0.01, 0.005],
+            "budget": [1000, 1000, 1000],
+            "seeds": [3, 3, 3],
+            "drop_mean": [0.4, 0.5, 0.2],
+            "drop_ci95": [0.1, 0.2, 0.05],
+        }
+    )
+    where = {"defense": "am", "cost": 0.005}
+    reading = Reading("matched_cost", "drop_mean", where, "summary", ci_column="drop_ci95")
+    ours = read_ours(reading, {"matched_cost": table})
+    assert (ours.value, ours.ci95, ours.n) == (0.4, 0.1, 3)
+    with pytest.raises(ValueError, match="exactly one"):
+        read_ours(
+            Reading("matched_cost", "drop_mean", {"defense": "am"}, "summary"),
+            {"matched_cost": table},
+        )
+
+
 @pytest.mark.parametrize(
     "reading, why",
     [
@@ -218,9 +241,11 @@ def test_each_figure_is_in_our_units_with_its_source(entry):
     assert entry.source and entry.their_setting and entry.our_setting
     assert entry.config.startswith("configs/reproduce/") and entry.config.endswith(".yaml")
     assert entry.unit in {"fraction", "ratio"}
-    assert entry.reading.aggregate in {"mean", "ratio", "drop"}
-    if entry.reading.aggregate != "mean":
+    assert entry.reading.aggregate in {"mean", "ratio", "drop", "summary"}
+    if entry.reading.aggregate in {"ratio", "drop"}:
         assert entry.reading.baseline
+    if entry.reading.aggregate == "summary":
+        assert entry.reading.ci_column
     if entry.published is not None and entry.unit == "fraction":
         assert 0 <= entry.published <= 1  # fractions, never %
 

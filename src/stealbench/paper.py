@@ -157,17 +157,20 @@ class Reading:
     - ``ratio``: per seed, the value over the ``baseline`` rows' value (``baseline``: more
       filters on the same table that replace ``where``'s, at the same ``largest`` value),
       then the mean and CI of those ratios (``complement``: of 1 - value, an error rate);
-    - ``drop``: per seed, the baseline's value minus the value, then the mean and CI.
+    - ``drop``: per seed, the baseline's value minus the value, then the mean and CI;
+    - ``summary``: a table already summarised over seeds (``matched_cost``): the one matched
+      row's ``column`` as it is, its CI from ``ci_column`` and its seed count from ``seeds``.
     """
 
     table: str
     column: str
     where: dict = field(default_factory=dict)
-    aggregate: str = "mean"  # mean | ratio | drop
+    aggregate: str = "mean"  # mean | ratio | drop | summary
     baseline: dict | None = None
     minus: str | None = None
     largest: str | None = None
     complement: bool = False
+    ci_column: str | None = None  # summary only
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,7 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
     PublishedMethod(
         key="adaptive-misinformation",
         method="Adaptive Misinformation",
-        metric="clone accuracy drop, undefended - defended (tau 0.99)",
+        metric="clone accuracy drop, undefended - defended, at 0.5 points of benign cost",
         published=0.40,
         bound="up to",
         source="Kariyappa and Qureshi, CVPR 2020, abstract ('degrades the accuracy of the "
@@ -292,22 +295,22 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
         "for benign users'; whether points or relative is not said: read as points)",
         their_setting="Outlier-Exposure victim (MNIST LeNet, KMNIST outliers), KnockoffNets "
         "with 50,000 EMNIST letters and JbDA; tau 0.99 in the authors' README",
-        our_setting="OE LeNet victim on 2,500 digits, rendered letters, our budget, tau 0.99",
+        our_setting="OE LeNet victim on 2,500 digits, rendered letters, 10,000 queries; tau "
+        "interpolated to where benign users lose 0.5 points (the matched_cost table)",
         config="configs/reproduce/adaptive-misinformation.yaml",
         reading=Reading(
-            "defended",
-            "test_acc",
+            "matched_cost",
+            "drop_mean",
             {
                 "victim": "mnist-lenet-oe",
                 "defense": "adaptive-misinformation",
-                "strength_value": 0.99,
                 "attack": "random-letters",
+                "cost": 0.005,
             },
-            aggregate="drop",
-            baseline={"defense": "none", "strength_value": None},
+            aggregate="summary",
+            ci_column="drop_ci95",
             largest="budget",
         ),
-        provisional=True,
     ),
     PublishedMethod(
         key="adaptive-misinformation-benign",

@@ -118,6 +118,8 @@ def read_ours(reading, tables: dict[str, pd.DataFrame]) -> Ours:
         top = rows[reading.largest].max()
         rows = rows[rows[reading.largest] == top]
         at = {reading.largest: top}
+    if reading.aggregate == "summary":
+        return _summarised(rows, reading)
     values = _by_seed(rows, _values(rows, reading)).dropna()
     if reading.aggregate != "mean":
         if not reading.baseline:
@@ -139,6 +141,22 @@ def read_ours(reading, tables: dict[str, pd.DataFrame]) -> Ours:
     if values.empty:
         raise NotRun(f"no finite value of {reading.column!r}")
     return Ours(float(values.mean()), ci95(values.to_numpy()), int(len(values)))
+
+
+def _summarised(rows: pd.DataFrame, reading) -> Ours:
+    """A row of a table already summarised over seeds: its value, CI and seed count as given."""
+    if len(rows) != 1:
+        raise ValueError(
+            f"a summary reading needs exactly one matching row of {reading.table!r}, got "
+            f"{len(rows)} for {reading.where}: add filters"
+        )
+    row = rows.iloc[0]
+    value = float(_values(rows, reading).iloc[0])
+    if not np.isfinite(value):
+        raise NotRun(f"no finite value of {reading.column!r}")
+    half = float(row[reading.ci_column]) if reading.ci_column else float("nan")
+    seeds = int(row["seeds"]) if "seeds" in rows.columns else 1
+    return Ours(value, half, seeds)
 
 
 def comparison_rows(methods, tables_for) -> list[ComparisonRow]:
