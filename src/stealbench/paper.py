@@ -334,7 +334,6 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
             minus="benign_utility",
             largest="budget",
         ),
-        provisional=True,
     ),
     PublishedMethod(
         key="dawn",
@@ -350,7 +349,6 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
         "(and the reachable false-claim bound) set by the run",
         config="configs/reproduce/dawn.yaml",
         reading=Reading("dawn", "dawn_caught", {}, largest="budget"),
-        provisional=True,
     ),
     PublishedMethod(
         key="dawn-benign",
@@ -366,7 +364,6 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
         reading=Reading(
             "defended", "victim_acc", {"defense": "dawn"}, minus="benign_utility", largest="budget"
         ),
-        provisional=True,
     ),
     PublishedMethod(
         key="activethief",
@@ -389,7 +386,6 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
             baseline={"attack": "random-noise"},
             largest="budget",
         ),
-        provisional=True,
     ),
     PublishedMethod(
         key="prada",
@@ -404,7 +400,6 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
         our_setting="JbDA on the MNIST LeNet, delta chosen by the run",
         config="configs/reproduce/prada.yaml",
         reading=Reading("prada", "flagged", {"kind": "attacker", "strategy": "jbda"}),
-        provisional=True,
     ),
     PublishedMethod(
         key="prada-benign",
@@ -416,7 +411,6 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
         our_setting="benign streams of held-out digits, the run's delta",
         config="configs/reproduce/prada.yaml",
         reading=Reading("prada", "flagged", {"kind": "benign"}),
-        provisional=True,
     ),
     PublishedMethod(
         key="dfme",
@@ -431,6 +425,5 @@ PUBLISHED_METHODS: tuple[PublishedMethod, ...] = (
         our_setting="MNIST LeNet victim and student, at most ~1e5 queries on a CPU",
         config="configs/reproduce/dfme.yaml",
         reading=Reading("cells", "online_acc", {"strategy": "dfme"}, largest="budget"),
-        provisional=True,
     ),
 )
