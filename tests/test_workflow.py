@@ -604,8 +604,16 @@ def test_prada_finding_follows_from_the_prada_table(smoke_run, found):
     assert close(n["false_positive_rate"], benign.mean())
     assert (
         f"{int(benign.sum())} of {len(benign)} benign streams (false-positive rate "
-        f"{benign.mean():.3f})" in section
+        f"{benign.mean():.3f}" in section
     )
+    # per benign source: streams are named benign-<source>-<i>
+    streams = prada[prada["kind"] == "benign"]
+    sources = streams["stream"].str.replace(r"^benign-(.*)-\d+$", r"\1", regex=True)
+    rates = streams.groupby(sources)["flagged"].mean()
+    assert set(n["false_positive_rate_by_source"]) == set(rates.index)
+    for source, rate in rates.items():
+        assert close(n["false_positive_rate_by_source"][source], rate)
+        assert f"{source}: {rate:.3f}" in section
     attackers = prada[prada["kind"] == "attacker"]
     expected = {}
     for strategy, part in attackers.groupby("strategy"):
