@@ -217,7 +217,7 @@ METRICS = ["victim_acc", "test_acc", "agreement", "recovery", "kl_divergence"]
 DEFENSE_AXES = ["defense", "strength", "strength_value", "defense_id"]
 DEFENDED_KEYS = [*AXES[:8], *DEFENSE_AXES, "granularity", "budget", "surrogate_arch", "seed"]
 #: The setting of one trade-off curve in the matched-cost table (its defenses are compared
-#: within it); stealbench.report.tables.MATCHED_KEYS is this list.
+#: within it).
 MATCHED_AXES = ["victim", "attack", "adversary", "granularity", "budget", "surrogate_arch"]
 AXIS_DOCS = _shared(*AXES[:-1])  # seed: placed by each table
 METRIC_DOCS = _shared(*METRICS)

@@ -282,16 +282,7 @@ def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
                 _undefended(ax, series["x"], series["acc"])
                 continue
             series = series.sort_values("strength_value", na_position="first")
-            ax.errorbar(
-                series["x"],
-                series["acc"],
-                yerr=series["acc_ci"].fillna(0),
-                marker="o",
-                markersize=3,
-                capsize=2,
-                color=colours[defense],
-                label=defense,
-            )
+            _sweep(ax, series["x"], series, colours[defense], defense)
         xs = part["x"]
         pad_x = max(0.01, 0.08 * float(xs.max() - xs.min()))
         ax.set_xlim(float(xs.min()) - pad_x, float(xs.max()) + pad_x)
@@ -308,20 +299,6 @@ def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
 COST_WINDOW = 0.05
 
 
-def benign_costs(defended: pd.DataFrame) -> pd.Series:
-    """Each defended cell's benign cost: the undefended API's benign utility in the same
-    setting and seed less the cell's (NaN where that seed has no undefended cell)."""
-    from .tables import MATCHED_KEYS
-
-    keys = [*MATCHED_KEYS, "seed"]
-    base = defended[defended["defense"] == "none"].groupby(keys)["benign_utility"].first()
-    undefended = pd.Series(
-        [base.get(tuple(k), np.nan) for k in defended[keys].itertuples(index=False)],
-        index=defended.index,
-    )
-    return undefended - defended["benign_utility"]
-
-
 def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) -> None:
     """The trade-off zoomed where benign users lose at most COST_WINDOW of top-1 accuracy:
     attacker accuracy (y) against benign cost (x, undefended less defended benign utility,
@@ -331,12 +308,12 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
     hollow diamonds the matched-cost table's readings where the sweep reaches them. A
     strength beyond the window is drawn at its edge as a triangle with its cost beside it,
     its line running out of the panel towards it: never dropped."""
-    from .tables import MATCHED_COSTS, _strength_order, ci95
+    from .tables import MATCHED_COSTS, by_strength, cell_benign_costs, ci95
 
     top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
     granularity = "probs" if "probs" in set(top["granularity"]) else top["granularity"].iloc[0]
     top = top[top["granularity"] == granularity]
-    top = top.assign(cost=benign_costs(top))
+    top = top.assign(cost=cell_benign_costs(top))
     keys = ["victim", "attack", "surrogate_arch", "defense", "defense_id", "strength_value"]
     means = (
         top.groupby(keys, dropna=False)
@@ -373,12 +350,7 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
             if defense == "none":
                 _undefended(ax, [0.0], series["acc"])
                 continue
-            series = series.sort_values(  # from the weakest strength to the strongest
-                ["strength_value", "defense_id"],
-                ascending=[_strength_order(defense)[0], True],
-                na_position="last",
-                kind="stable",
-            )
+            series = by_strength(series, defense)
             colour = colours[defense]
             if start is not None:  # every curve starts at the undefended API
                 ax.plot(
@@ -388,16 +360,7 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
                     linewidth=1,
                     linestyle="--",
                 )
-            ax.errorbar(
-                series["cost"],
-                series["acc"],
-                yerr=series["acc_ci"].fillna(0),
-                marker="o",
-                markersize=3,
-                capsize=2,
-                color=colour,
-                label=defense,
-            )
+            _sweep(ax, series["cost"], series, colour, defense)
             beyond = series[(series["cost"] > COST_WINDOW) | (series["cost"] < left)]
             for r in beyond.itertuples():
                 right = r.cost > COST_WINDOW
@@ -454,6 +417,21 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
         + ")"
     )
     save_figure(figure, paths)
+
+
+def _sweep(ax, x, series: pd.DataFrame, colour, defense: str) -> None:
+    """One defense's points through its strengths: the attacker's mean accuracy against ``x``
+    with its 95% CI as bars."""
+    ax.errorbar(
+        x,
+        series["acc"],
+        yerr=series["acc_ci"].fillna(0),
+        marker="o",
+        markersize=3,
+        capsize=2,
+        color=colour,
+        label=defense,
+    )
 
 
 def _undefended(ax, x, accuracy) -> None:

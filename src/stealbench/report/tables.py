@@ -426,8 +426,19 @@ def dawn_table(defended: pd.DataFrame) -> pd.DataFrame:
 # through the defended API (0.01 = one point). The matched-cost table, its finding and the
 # trade-off figure read this one tuple.
 MATCHED_COSTS = (0.005, 0.01, 0.02)
-#: What identifies one trade-off curve's setting: a defense's strengths are compared within it.
-MATCHED_KEYS = MATCHED_AXES
+
+
+def cell_benign_costs(defended: pd.DataFrame) -> pd.Series:
+    """Each defended cell's benign cost: the undefended API's benign utility in the same
+    setting (MATCHED_AXES) and seed less the cell's (NaN where that seed has no undefended
+    cell)."""
+    keys = [*MATCHED_AXES, "seed"]
+    base = defended[defended["defense"] == "none"].groupby(keys)["benign_utility"].first()
+    undefended = pd.Series(
+        [base.get(tuple(k), np.nan) for k in defended[keys].itertuples(index=False)],
+        index=defended.index,
+    )
+    return undefended - defended["benign_utility"]
 
 
 def at_cost(costs, accs, strengths, cost: float) -> tuple[bool, int, float, float]:
@@ -470,6 +481,17 @@ def _strength_order(defense: str) -> tuple[bool, float]:
     return cls.stronger == "larger", np.nan if off is None else float(off)
 
 
+def by_strength(points: pd.DataFrame, defense: str) -> pd.DataFrame:
+    """One defense's points from its weakest strength to its strongest (a learned strength,
+    NaN, last)."""
+    return points.sort_values(
+        ["strength_value", "defense_id"],
+        ascending=[_strength_order(defense)[0], True],
+        na_position="last",
+        kind="stable",
+    )
+
+
 def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFrame:
     """Attacker accuracy at matched benign cost: one row per (victim, attack, granularity,
     budget, surrogate architecture, defense, matched cost).
@@ -496,7 +518,7 @@ def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFr
     (``benign_cost_mean`` below ``cost``), never an extrapolation; ``seeds_reached`` counts
     the seeds whose curve did reach it."""
     columns = [
-        *MATCHED_KEYS,
+        *MATCHED_AXES,
         "defense",
         "strength",
         "cost",
@@ -518,7 +540,8 @@ def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFr
         "undefended_recovery_mean",
     ]
     rows = []
-    for key, setting in defended.groupby(MATCHED_KEYS, sort=True, dropna=False):
+    defended = defended.assign(cost=cell_benign_costs(defended))
+    for key, setting in defended.groupby(MATCHED_AXES, sort=True, dropna=False):
         base = setting[setting["defense"] == "none"].groupby("seed").first()
         if base.empty:
             continue
@@ -526,18 +549,13 @@ def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFr
             seeds = sorted(set(points["seed"]) & set(base.index))
             if not seeds:
                 continue
-            larger, off = _strength_order(defense)
+            off = _strength_order(defense)[1]
             curves = {}
             for seed in seeds:
                 b = base.loc[seed]
-                part = points[points["seed"] == seed].sort_values(
-                    ["strength_value", "defense_id"],
-                    ascending=[larger, True],
-                    na_position="last",
-                    kind="stable",
-                )
+                part = by_strength(points[points["seed"] == seed], defense)
                 curves[seed] = (
-                    [0.0, *(b["benign_utility"] - part["benign_utility"])],
+                    [0.0, *part["cost"]],
                     [b["test_acc"], *part["test_acc"]],
                     [off, *part["strength_value"].astype(float)],
                     ["none", *part["defense_id"]],
@@ -563,7 +581,7 @@ def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFr
                 victim_acc = float(np.mean([curves[s][5] for s in seeds]))
                 rows.append(
                     {
-                        **dict(zip(MATCHED_KEYS, key, strict=True)),
+                        **dict(zip(MATCHED_AXES, key, strict=True)),
                         "defense": defense,
                         "strength": points["strength"].iloc[0],
                         "cost": cost,
