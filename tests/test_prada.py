@@ -306,7 +306,7 @@ def test_attackers_are_flagged_at_the_calibrated_delta():
     for seed in (10, 11, 12):
         images = _gaussian_stream(seed, n=400)
         calibration.append((images, _stub_classes(images)))
-    params, info = resolve_prada_delta({"delta": "calibrate"}, {"margin": 0.0}, lambda: calibration)
+    params, info = resolve_prada_delta({"delta": "calibrate"}, 0.0, lambda: calibration)
     assert info["delta_calibrated"] and info["calibration_streams"] == 3
     assert params["delta"] == info["delta"] == calibrate_delta(_calibration_traces())
     attacker = _jbda_stream(0)
@@ -314,7 +314,7 @@ def test_attackers_are_flagged_at_the_calibrated_delta():
     trace = list(zip(row["score_steps"], row["score_values"], strict=True))
     assert row["flagged_at"] == first_detection(trace, info["delta"])
     # A number is kept as it is, and the calibration data is never drawn for it.
-    kept, info = resolve_prada_delta({"delta": 0.9}, {}, lambda: 1 / 0)
+    kept, info = resolve_prada_delta({"delta": 0.9}, 0.0, lambda: 1 / 0)
     assert kept == {"delta": 0.9} and info == {"delta": 0.9, "delta_calibrated": False}
 
 

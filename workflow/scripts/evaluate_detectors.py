@@ -11,7 +11,6 @@ from stealbench.attack.surrogates import load_victim_test
 from stealbench.data import datasets
 from stealbench.defense import detector, monitor
 from stealbench.defense.evaluation import (
-    CALIBRATION_DEFAULTS,
     benign_streams,
     calibration_streams,
     detection_row,
@@ -95,7 +94,7 @@ def victim_model():
 
 def calibration_data():
     """PRADA's held-out calibration streams (see evaluation.calibration_streams)."""
-    calibration = {**CALIBRATION_DEFAULTS, **p.monitors["prada"].get("calibration", {})}
+    calibration = p.monitors["prada"]["calibration"]  # the schema fills every default
     images = np.asarray(victim_data.split(calibration["split"])[0])
     if not len(images):
         raise ValueError(
@@ -112,7 +111,7 @@ calibration_info = {}
 if "prada" in settings:
     params, sweep, limit = settings["prada"]
     params, calibration_info = resolve_prada_delta(
-        params, p.monitors["prada"].get("calibration"), calibration_data
+        params, p.monitors["prada"]["calibration"]["margin"], calibration_data
     )
     settings["prada"] = (params, sweep, limit)
     log.info("PRADA delta: %s", calibration_info)

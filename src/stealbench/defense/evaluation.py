@@ -40,9 +40,6 @@ def benign_streams(
     return [rng.permutation(len(images))[:length] for _ in range(streams)]
 
 
-CALIBRATION_DEFAULTS = {"split": "val", "streams": 5, "length": 500, "margin": 0.0}
-
-
 def calibration_streams(
     images: np.ndarray, streams: int, length: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -60,16 +57,14 @@ def calibration_streams(
     return benign_streams(images, streams, length, rng)
 
 
-def resolve_prada_delta(
-    params: dict, calibration: dict, calibration_stream_data
-) -> tuple[dict, dict]:
+def resolve_prada_delta(params: dict, margin: float, calibration_stream_data) -> tuple[dict, dict]:
     """PRADA's constructor parameters with ``delta`` a number, and what the choice rests on.
 
     ``params['delta']``: a number (kept) or ``"calibrate"``: then ``calibration_stream_data``
     (a callable returning ``[(images, answers), ...]``, called only then) is replayed through
     PRADA and ``delta`` is :func:`~stealbench.defense.prada.calibrate_delta` of their traces
-    with ``calibration['margin']``. Returns (params, info); info holds ``delta``,
-    ``delta_calibrated`` and, when calibrated, ``calibration_streams`` and
+    with ``margin`` (``defenses.prada.calibration.margin``). Returns (params, info); info
+    holds ``delta``, ``delta_calibrated`` and, when calibrated, ``calibration_streams`` and
     ``calibration_min_w``.
     """
     from .prada import CALIBRATE, calibrate_delta
@@ -77,13 +72,12 @@ def resolve_prada_delta(
     delta = params.get("delta", 0.9)
     if delta != CALIBRATE:
         return params, {"delta": float(delta), "delta_calibrated": False}
-    settings = {**CALIBRATION_DEFAULTS, **(calibration or {})}
     rest = {k: v for k, v in params.items() if k != "delta"}
     traces = [
         monitors.replay("prada", images, answers, **rest).trace
         for images, answers in calibration_stream_data()
     ]
-    chosen = calibrate_delta(traces, settings["margin"])
+    chosen = calibrate_delta(traces, margin)
     info = {
         "delta": chosen,
         "delta_calibrated": True,
