@@ -150,14 +150,15 @@ def online_metrics(snapshots: dict, test) -> list[dict]:
     :class:`stealbench.attack.surrogates.VictimTestSet`): top-1 accuracy and agreement with
     the victim. Evaluation only: nothing the attacker selects depends on it. A budget reached
     before the model existed scores NaN."""
+    from ..metrics import accuracy, agreement
     from ..models.training import predict_proba
 
     rows = []
     for budget, model in sorted(snapshots.items()):
-        acc = agreement = float("nan")
+        acc = agree = float("nan")
         if model is not None:
             predicted = predict_proba(model, test.images).argmax(1)
-            acc = float((predicted == test.labels).mean())
-            agreement = float((predicted == test.victim_probs.argmax(1)).mean())
-        rows.append({"budget": int(budget), "online_acc": acc, "online_agreement": agreement})
+            acc = accuracy(predicted, test.labels)
+            agree = agreement(predicted, test.victim_probs.argmax(1))
+        rows.append({"budget": int(budget), "online_acc": acc, "online_agreement": agree})
     return rows
