@@ -22,6 +22,8 @@ from torch import nn
 from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
+from ..metrics import accuracy
+
 log = logging.getLogger(__name__)
 
 
@@ -336,7 +338,7 @@ def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
         # Macro over the classes present in either the labels or the predictions, as the
         # reference code's f1_score call; zero_division=0 scores a class never predicted 0.
         return float(f1_score(labels, predicted, average="macro", zero_division=0))
-    return float((predicted == labels).mean())
+    return accuracy(predicted, labels)
 
 
 def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
