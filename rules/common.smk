@@ -3,6 +3,7 @@ import os
 import re
 
 from stealbench import config as stealbench_config
+from stealbench.config import resources as stealbench_resources
 from stealbench.defense import monitor as stealbench_monitors
 
 try:
@@ -72,9 +73,12 @@ POOL_DATASETS = [
     for name, spec in config["datasets"].items()
     if stealbench_config.split_sizes(spec).get("pool", 0) != 0
 ]
-# GPUs of one model job (resources gpu=GPUS): 1 with `device: cuda`, which the SLURM profile
-# turns into `sbatch --gpus=1`; 0 on CPU, which requests none.
-GPUS = 1 if config["device"] == "cuda" else 0
+# The runtime (minutes), memory (MB) and GPUs of every model rule's jobs, computed from each
+# job's work (stealbench.config.resources: images trained and inferred x the measured cost per
+# image of the architecture, x cluster.safety_factor). gpu is 1 with `device: cuda` where the
+# job puts a model on the device (the SLURM profile turns it into `sbatch --gpus=1`), else 0.
+# A profile's set-resources replaces any of them (Snakemake applies it over the rule's own).
+RESOURCES = stealbench_resources.Planner(config)
 
 
 def _alternatives(names):

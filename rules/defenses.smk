@@ -34,9 +34,9 @@ rule train_detector:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("train_detector"),
+        runtime=RESOURCES.runtime("train_detector"),
+        gpu=RESOURCES.gpu("train_detector"),
     params:
         detector=lambda wildcards: {
             **DEFENSES["detector"],
@@ -68,9 +68,9 @@ rule train_defense_models:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("train_defense_models"),
+        runtime=RESOURCES.runtime("train_defense_models"),
+        gpu=RESOURCES.gpu("train_defense_models"),
     params:
         misinformation=lambda wildcards: DEFENSES["misinformation"],
         dawn=lambda wildcards: DEFENSES["dawn"],
@@ -105,9 +105,9 @@ rule evaluate_detectors:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("evaluate_detectors"),
+        runtime=RESOURCES.runtime("evaluate_detectors"),
+        gpu=RESOURCES.gpu("evaluate_detectors"),
     params:
         streams=lambda wildcards: [
             (a, s, stealbench_config.is_sequential(config, a))
@@ -144,9 +144,9 @@ rule train_defended_surrogates:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("train_defended_surrogates"),
+        runtime=RESOURCES.runtime("train_defended_surrogates"),
+        gpu=RESOURCES.gpu("train_defended_surrogates"),
     params:
         instances=lambda wildcards: [
             vars(d)

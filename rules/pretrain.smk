@@ -19,9 +19,9 @@ rule pretrain_backbone:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("pretrain_backbone"),
+        runtime=RESOURCES.runtime("pretrain_backbone"),
+        gpu=RESOURCES.gpu("pretrain_backbone"),
     params:
         spec=lambda wildcards: config["pretrain"][wildcards.backbone],
         seed=config["seed"],

@@ -23,9 +23,9 @@ rule sample_pool:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("sample_pool"),
+        runtime=RESOURCES.runtime("sample_pool"),
+        gpu=RESOURCES.gpu("sample_pool"),
     params:
         attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
         budget=lambda wildcards: stealbench_config.query_budget(
@@ -53,9 +53,9 @@ rule run_attack:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("run_attack"),
+        runtime=RESOURCES.runtime("run_attack"),
+        gpu=RESOURCES.gpu("run_attack"),
     params:
         attack=lambda wildcards: stealbench_config.attack_spec(config, wildcards.attack),
         budget=lambda wildcards: stealbench_config.query_budget(

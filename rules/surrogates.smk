@@ -23,13 +23,17 @@ rule train_surrogates:
     benchmark:
         "results/benchmarks/surrogates/{victim}/{attack}/{arch}/s{seed}/{part}.tsv"
     priority: 20
+    # Short jobs share a SLURM job, under cluster.max_group_runtime_minutes (the profile's
+    # group-components merge each surrogates-x<k> group's jobs k at a time).
+    group:
+        RESOURCES.group("train_surrogates")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("train_surrogates"),
+        runtime=RESOURCES.runtime("train_surrogates"),
+        gpu=RESOURCES.gpu("train_surrogates"),
     params:
         cells=lambda wildcards: stealbench_config.part_cells(
             config, wildcards.attack, wildcards.victim, wildcards.part

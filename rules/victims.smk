@@ -30,9 +30,9 @@ rule train_victim:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("train_victim"),
+        runtime=RESOURCES.runtime("train_victim"),
+        gpu=RESOURCES.gpu("train_victim"),
     params:
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         seed=config["seed"],
@@ -57,9 +57,9 @@ rule import_victim:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=GPUS,
+        mem_mb=RESOURCES.mem_mb("import_victim"),
+        runtime=RESOURCES.runtime("import_victim"),
+        gpu=RESOURCES.gpu("import_victim"),
     params:
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         device=config["device"],
