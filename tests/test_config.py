@@ -121,11 +121,24 @@ BAD = {
     "misspelled top-level key": (
         lambda c: c.update(surrogate={}),
         r"config key '<top level>': unknown key 'surrogate' \(did you mean 'surrogates'\?\); "
-        r"allowed keys: attacks, datasets, defenses",
+        r"allowed keys: attacks, cluster, datasets, defenses",
     ),
     "misspelled nested key": (
         lambda c: c["surrogates"].update(budget=[10]),
         r"config key 'surrogates': unknown key 'budget' \(did you mean 'budgets'\?\); allowed",
+    ),
+    "misspelled cluster key": (
+        lambda c: c.update(cluster={"max_group_runtime": 600}),
+        r"config key 'cluster': unknown key 'max_group_runtime' \(did you mean "
+        r"'max_group_runtime_minutes'\?\); allowed keys: max_group_jobs",
+    ),
+    "group size not a power of two": (
+        lambda c: c.update(cluster={"max_group_jobs": 3}),
+        r"config key 'cluster.max_group_jobs': 3 is not allowed; allowed values: 1, 2, 4, 8",
+    ),
+    "safety factor below one": (
+        lambda c: c.update(cluster={"safety_factor": 0.5}),
+        r"config key 'cluster.safety_factor': 0.5 is less than the minimum of 1",
     ),
     "unknown architecture": (
         lambda c: c["victims"]["mnist-lenet"].update(arch="lenett"),
