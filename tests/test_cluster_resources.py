@@ -111,6 +111,27 @@ def test_a_gpu_only_with_device_cuda_and_a_model_on_it():
     assert cell(resources.Planner(config, COSTS), 50).gpu == 0
 
 
+def test_a_remote_victims_answers_take_no_gpu_and_are_priced_by_its_timeout():
+    config = yaml.safe_load(SMOKE.read_text())
+    config["victims"]["api"] = {
+        "source": "remote",
+        "dataset": "digits",
+        "classes": 10,
+        "input": {"size": 28, "channels": 1},
+        "remote": {"url": "http://127.0.0.1:9", "model": "digits", "batch_size": 10},
+        "attacks": ["random-uci-digits"],
+    }
+    config = {**validate(config), "device": "cuda"}
+    planner = resources.Planner(config, {**COSTS, "cuda": COSTS["cpu"]})
+    wc = {"victim": "api", "attack": "random-uci-digits", "seed": "0"}
+    job = planner.job("sample_pool", wc)
+    budget = max(config["attacks"]["random-uci-digits"].get("budgets", [50, 200]))
+    assert job.gpu == 0 and job.infer_images == 0
+    assert job.gpu_seconds == pytest.approx(-(-budget // 10) * 30 / 4)  # timeout_s, concurrency
+    local = planner.job("sample_pool", {**wc, "victim": "digits-resnet8"})
+    assert local.gpu == 1 and local.infer_images == budget
+
+
 def test_an_unmeasured_size_is_priced_by_pixels():
     planner = resources.Planner(smoke(), COSTS)
     double = planner.entry("lenet", 56)

@@ -83,12 +83,13 @@ def epochs_for(training: dict, n: int) -> int:
 class Work:
     """Images one model of a job trains on and infers, at one input size."""
 
-    arch: str
+    arch: str | None  # None: no model here (a remote victim's endpoint answers)
     size: int
     train: int = 0  # images through a training step (forward and backward)
     infer: int = 0  # images through a forward pass
     steps: int = 0  # optimisation steps
     batch: int = 64
+    waiting: float = 0.0  # seconds spent waiting on a remote endpoint
 
 
 @dataclass
@@ -204,6 +205,9 @@ class Planner:
         work, data_bytes = parts
         seconds, model_mb = 0.0, 0.0
         for w in work:
+            seconds += w.waiting
+            if w.arch is None:
+                continue
             e = self.entry(w.arch, w.size)
             seconds += (
                 w.train * e["train_seconds_per_image"] + w.infer * e["infer_seconds_per_image"]
@@ -216,7 +220,7 @@ class Planner:
         runtime = self.settings["startup_minutes"] + safety * seconds / 60
         data_mb = data_bytes / 2**20
         mem = safety * (PROCESS_MB.get(self.device, 1000) + model_mb + data_mb)
-        gpu = 1 if self.device == "cuda" and work else 0
+        gpu = 1 if self.device == "cuda" and any(w.arch for w in work) else 0
         return JobCost(
             rule,
             runtime=math.ceil(runtime),
@@ -343,12 +347,21 @@ class Planner:
         arch, size = self.victim_model(victim)
         return [Work(arch, size, infer=self.split(ds, "test"))], self.held(ds)
 
+    def answers(self, victim: str, queries: int) -> Work:
+        """The victim answering ``queries`` images: its model's inference, or for a remote
+        victim the endpoint's time, priced at its ``timeout_s`` per request (the longest one
+        may take without a retry), ``concurrency`` requests at a time."""
+        if grid.victim_source(self.config, victim) != "remote":
+            return Work(*self.victim_model(victim), infer=queries)
+        remote = self.config["victims"][victim]["remote"]
+        requests = math.ceil(queries / remote.get("batch_size", 64))
+        waiting = requests * remote.get("timeout_s", 30) / remote.get("concurrency", 4)
+        return Work(None, 0, waiting=waiting)
+
     def _sample_pool(self, victim, attack, seed):
-        if grid.victim_source(self.config, victim) == "remote":
-            return [], 0  # the endpoint answers; nothing runs on the device here
-        arch, size = self.victim_model(victim)
         budget = grid.query_budget(self.config, attack, victim)
-        return [Work(arch, size, infer=budget)], self.held(self.config["attacks"][attack]["pool"])
+        pool = self.config["attacks"][attack]["pool"]
+        return [self.answers(victim, budget)], self.held(pool)
 
     def _run_attack(self, victim, attack, defense, seed):
         budget = grid.query_budget(self.config, attack, victim)
@@ -360,8 +373,7 @@ class Planner:
             **{k: options[k] for k in ("epochs", "min_steps") if k in options},
         }
         work = [self.fit(arch, self.model_size(arch, s.get("input_size")), training, budget)]
-        if grid.victim_source(self.config, victim) != "remote":
-            work.append(Work(*self.victim_model(victim), infer=budget))
+        work.append(self.answers(victim, budget))
         pool = self.config["attacks"][attack]["pool"]
         ds = self.config["victims"][victim]["dataset"]
         return work, self.held(pool) + self.held(ds, self.split(ds, "test"))
@@ -526,7 +538,7 @@ def summary(config: dict, planner: Planner | None = None) -> list[dict]:
     rows: dict[tuple, dict] = {}
     for rule, wc in jobs(config):
         cost = planner.job(rule, wc)
-        arch = wc.get("arch") or (cost.work[0].arch if cost.work else "-")
+        arch = wc.get("arch") or (cost.work[0].arch if cost.work else None) or "-"
         budget = "-"
         if rule == "train_surrogates":
             budget = ",".join(
