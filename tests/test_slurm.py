@@ -35,6 +35,8 @@ from slurm_cluster import (
     new_cluster,
 )
 
+from stealbench.config import validate
+
 pytestmark = pytest.mark.slurm
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -202,12 +204,18 @@ def test_every_job_ran_as_a_slurm_job(root, cluster, slurm_run):
     in_slurm = [job for p in slurm_logs for job in _executed(p.read_text())]
     assert Counter(rule for rule, _ in in_slurm) == stats - Counter(all=1)
     assert len(set(in_slurm)) == len(in_slurm)
-    # Grouping: the surrogate sweeps come group-components to a SLURM job, the report jobs
+    # Grouping: the smoke grid's surrogate jobs are short, so they are all in the group of
+    # cluster.max_group_jobs (surrogates-x8), group-components to a SLURM job; the report jobs
     # in one; every other rule job is a SLURM job of its own.
     profile = _profile(root)
-    grouped, size = profile["groups"], profile["group-components"]["surrogates"]
+    k = validate(yaml.safe_load((root / "configs" / "smoke.yaml").read_text()))["cluster"][
+        "max_group_jobs"
+    ]
+    grouped = {*profile["groups"], "train_surrogates"}  # it groups itself (rules/surrogates.smk)
+    size = profile["group-components"][f"surrogates-x{k}"]
     groups = Counter(p.parent.name.split("_")[1] for p in slurm_logs if "group_" in str(p))
-    assert groups == {"surrogates": math.ceil(stats["train_surrogates"] / size), "report": 1}
+    expected = {f"surrogates-x{k}": math.ceil(stats["train_surrogates"] / size), "report": 1}
+    assert groups == expected
     alone = sum(n for rule, n in stats.items() if rule not in grouped and rule != "all")
     assert len(submitted) == alone + groups.total()
     # A group's members run one after another in its allocation, so it asks for one CPU.
