@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint dry-run bench clean figures docs reproduce
+.PHONY: run test test-unit lint dry-run bench clean figures docs reproduce costs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -57,6 +57,11 @@ $(BENCH): $(STAMP)
 
 bench: $(BENCH)
 	$(BIN)/python benchmarks/run.py --only pipeline planning streaming peer convergence remote scale datafree
+
+# The per-architecture costs the SLURM resources are computed from, measured on this machine's
+# CPU (src/stealbench/config/costs.json; on a GPU machine: benchmarks/costs.py --device cuda)
+costs: $(STAMP)
+	nice $(BIN)/python benchmarks/costs.py --device cpu
 
 # Every configs/reproduce/*.yaml in its own results/reproduce/<name>/, then the README's
 # "published vs stealbench" table (benchmarks/reproduce.py --report-only: the table alone)

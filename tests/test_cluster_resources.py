@@ -79,10 +79,12 @@ def test_a_cells_work_is_its_epochs_times_its_images():
     test = planner.split("digits", "test")  # each cell is scored on the victim's test split
     assert large.infer_images == small.infer_images == test
     # The priced seconds: images x the architecture's seconds per image
-    assert large.gpu_seconds == pytest.approx(3 * 200 * 0.01 + test * 0.001)
+    assert large.device_seconds == pytest.approx(3 * 200 * 0.01 + test * 0.001)
     doubled = resources.Planner(smoke(surrogates__training={**training, "epochs": 6}), COSTS)
     assert cell(doubled, 200).train_images == 2 * large.train_images
-    assert cell(planner, 200, "resnet8").gpu_seconds == pytest.approx(3 * 200 * 0.02 + test * 0.002)
+    assert cell(planner, 200, "resnet8").device_seconds == pytest.approx(
+        3 * 200 * 0.02 + test * 0.002
+    )
 
 
 def test_min_steps_lengthen_a_small_cell():
@@ -101,7 +103,7 @@ def test_runtime_is_startup_plus_the_safety_factor_times_the_work():
             cluster__startup_minutes=2,
         )
         job = cell(resources.Planner(config, COSTS), 200)
-        assert job.runtime == pytest.approx(2 + safety * job.gpu_seconds / 60, abs=1)
+        assert job.runtime == pytest.approx(2 + safety * job.device_seconds / 60, abs=1)
         assert job.gpu == 0  # device cpu
 
 
@@ -127,7 +129,7 @@ def test_a_remote_victims_answers_take_no_gpu_and_are_priced_by_its_timeout():
     job = planner.job("sample_pool", wc)
     budget = max(config["attacks"]["random-uci-digits"].get("budgets", [50, 200]))
     assert job.gpu == 0 and job.infer_images == 0
-    assert job.gpu_seconds == pytest.approx(-(-budget // 10) * 30 / 4)  # timeout_s, concurrency
+    assert job.device_seconds == pytest.approx(-(-budget // 10) * 30 / 4)  # timeout_s, concurrency
     local = planner.job("sample_pool", {**wc, "victim": "digits-resnet8"})
     assert local.gpu == 1 and local.infer_images == budget
 

@@ -100,7 +100,7 @@ class JobCost:
     gpu: int
     work: list[Work] = field(default_factory=list)
     data_mb: float = 0.0
-    gpu_seconds: float = 0.0  # the priced work, before the safety factor and start-up
+    device_seconds: float = 0.0  # the priced work, before the safety factor and start-up
 
     @property
     def train_images(self) -> int:
@@ -228,7 +228,7 @@ class Planner:
             gpu=gpu,
             work=work,
             data_mb=data_mb,
-            gpu_seconds=seconds,
+            device_seconds=seconds,
         )
 
     # -------------------------------------------------------------------- data
@@ -552,7 +552,7 @@ def summary(config: dict, planner: Planner | None = None) -> list[dict]:
                 "budget": budget,
                 "jobs": 0,
                 "train_images": 0,
-                "gpu_hours": 0.0,
+                "device_hours": 0.0,
                 "asked_hours": 0.0,
                 "max_runtime": 0,
                 "max_mem_mb": 0,
@@ -560,7 +560,7 @@ def summary(config: dict, planner: Planner | None = None) -> list[dict]:
         )
         row["jobs"] += 1
         row["train_images"] += cost.train_images
-        row["gpu_hours"] += cost.gpu_seconds / 3600
+        row["device_hours"] += cost.device_seconds / 3600
         row["asked_hours"] += cost.runtime / 60
         row["max_runtime"] = max(row["max_runtime"], cost.runtime)
         row["max_mem_mb"] = max(row["max_mem_mb"], cost.mem_mb)
@@ -595,10 +595,10 @@ def main(argv=None) -> int:
     for r in rows:
         print(
             f"| {r['rule']} | {r['arch']} | {r['budget']} | {r['jobs']} | "
-            f"{r['train_images']:,} | {r['gpu_hours']:,.1f} | {r['asked_hours']:,.1f} | "
+            f"{r['train_images']:,} | {r['device_hours']:,.1f} | {r['asked_hours']:,.1f} | "
             f"{r['max_runtime']:,} | {r['max_mem_mb']:,} |"
         )
-    total = sum(r["gpu_hours"] for r in rows)
+    total = sum(r["device_hours"] for r in rows)
     asked = sum(r["asked_hours"] for r in rows)
     print(
         f"| **total** | | | {sum(r['jobs'] for r in rows)} | "
