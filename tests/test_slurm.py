@@ -6,9 +6,10 @@ SLURM job, and the cells table must equal that of a local run of the same config
 
 Needs: root, Debian's slurm-wlm and munge (installed with apt-get if missing), and a node
 (this machine) with the CPUs and memory of the largest SLURM job the smoke config asks for
-through profiles/slurm: today 2 CPUs (train_victim's threads) and 4000 MB, plus 2 GB this
-machine keeps for itself. The fixture `needs` reads them from a dry run before any daemon
-starts and fails (in CI) or skips (elsewhere) with the numbers if the machine is smaller.
+through profiles/slurm: today 1 CPU and 2000 MB (the fixed memory of the dataset and report
+rules; the model jobs compute ~1600 MB from their work), plus 2 GB this machine keeps for
+itself. The fixture `needs` reads them from a dry run before any daemon starts and fails (in
+CI) or skips (elsewhere) with the numbers if the machine is smaller.
 Time: the smoke run through SLURM, a few minutes on 2 cores (9.5 min measured on a shared,
 loaded 2-core machine, apt-get included).
 Job states are read from slurmctld's job completion log (jobcomp/filetxt), which keeps every
