@@ -191,6 +191,19 @@ def test_groups_stay_under_the_ceiling():
             assert k == 16 or 2 * k * runtime > ceiling  # as many as fit
 
 
+def test_the_profile_merges_every_group_size_the_config_allows():
+    """A group id surrogates-x<k> without group-components k would leave its jobs alone."""
+    from stealbench.config import load_schema
+
+    allowed = load_schema()["properties"]["cluster"]["properties"]["max_group_jobs"]["enum"]
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    expected = {f"{resources.SURROGATE_GROUP}-x{k}": k for k in allowed if k > 1}
+    assert {
+        name: n for name, n in profile["group-components"].items() if name in expected
+    } == expected
+    assert "train_surrogates" not in profile["groups"]  # it would replace the rule's group
+
+
 def test_the_plan_imports_no_torch():
     code = (
         "import sys, yaml; from stealbench.config import resources, validate;"
@@ -302,6 +315,8 @@ def test_the_paper_grids_groups_stay_under_the_ceiling(paper_plan):
     surrogate_groups = [g for g in groups if g["id"].startswith("surrogates-")]
     assert any(len(g["members"]) > 1 for g in surrogate_groups), "nothing was grouped"
     for group in surrogate_groups:
+        # Members run one after another (group_slot), so a group asks for their sum; were
+        # some side by side, it would ask for less.
         total = sum(runtime(job) for job in group["members"])
         assert total <= ceiling, (group["id"], total)
         assert len(group["members"]) <= int(group["id"].removeprefix("surrogates-x"))
