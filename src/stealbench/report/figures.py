@@ -15,10 +15,11 @@ Axes that hold whatever grid they are given:
 - **Budget axes** (log) have their ticks and labels at the grid's own budgets (200, 1k, 2k,
   ...: :func:`budget_label`), the same on every panel of a figure, and no minor ticks; the
   recovery figure's published points add ticks at their budgets.
-- **Trade-off panels** whose x does not vary (its range over the panel's points, the
-  undefended API included, below :data:`FLAT_TOLERANCE`: every defense keeps the top-1, so
-  benign utility and cost are the same at every strength) are drawn as the attacker's
-  accuracy against each defense's own strength instead, one panel per defense.
+- **Trade-off figures**: a defense whose x does not vary (its range over the defense's
+  points and the undefended API's below :data:`FLAT_TOLERANCE`: a defense that keeps the
+  top-1, so benign utility and cost are the same at every strength) is drawn as the
+  attacker's accuracy against its own strength instead, in a panel of its own; a panel where
+  no defense's x varies (every defense keeps the top-1) is only such panels.
 """
 
 from __future__ import annotations
@@ -368,18 +369,22 @@ def _flat(values) -> bool:
 
 def _subplots(means: pd.DataFrame, keys: list[str], x: str) -> list[tuple]:
     """The trade-off figure's subplots: ``(key, points, None)`` for a panel (one value of
-    ``keys``) drawn against ``x``; ``(key, points, defense)`` for each defense of a panel
-    whose ``x`` is flat (:func:`_flat`), drawn against its strength. One subplot per defense
-    rather than a shared normalised axis: each defense's strength is its own parameter, with
-    its own units and direction (top-k's k, rounding's decimals, MAD's epsilon), and a
-    panel's defenses meet at no common x once benign utility no longer separates them."""
+    ``keys``) drawn against ``x``, ``(key, points, defense)`` for a defense drawn against its
+    strength: each defense whose ``x``, with the undefended API's, is flat (:func:`_flat`),
+    which on the panel would be a vertical stack over the undefended star. A panel where
+    every defense is flat is only such subplots; where some are, the panel keeps the others.
+
+    One subplot per defense rather than a shared normalised axis: each defense's strength is
+    its own parameter, with its own units and direction (top-k's k, rounding's decimals,
+    MAD's epsilon), and the defenses meet at no common x once benign utility no longer
+    separates them."""
     subplots = []
     for key, part in means.groupby(keys, sort=True):
         defenses = sorted(set(part["defense"]) - {"none"})
-        if defenses and _flat(part[x]):
-            subplots += [(key, part, defense) for defense in defenses]
-        else:
-            subplots.append((key, part, None))
+        flat = [d for d in defenses if _flat(part.loc[part["defense"].isin([d, "none"]), x])]
+        if len(flat) < len(defenses) or not defenses:
+            subplots.append((key, part[~part["defense"].isin(flat)], None))
+        subplots += [(key, part, defense) for defense in flat]
     return subplots
 
 
@@ -428,10 +433,10 @@ def plot_defenses(defended: pd.DataFrame, x: str, xlabel: str, paths) -> None:
     budget: one line per defense through its strengths (means over seeds, bars: 95% CI of
     the attacker's accuracy, clipped to [0, 1]); a star marks the undefended API.
 
-    A panel whose ``x`` does not vary (:func:`_flat`: e.g. benign utility where every
-    defense keeps the top-1) would be a vertical stack of points: it is drawn as one subplot
-    per defense, the attacker's accuracy against that defense's strength
-    (:func:`_strength_panel`)."""
+    A defense whose ``x`` does not vary (:func:`_flat`: e.g. benign utility for a defense
+    that keeps the top-1) would be a vertical stack of points: it is drawn in a subplot of
+    its own, the attacker's accuracy against that defense's strength (:func:`_strength_panel`,
+    :func:`_subplots`)."""
     from .tables import ci95
 
     top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
@@ -490,10 +495,10 @@ def plot_defenses_at_cost(defended: pd.DataFrame, matched: pd.DataFrame, paths) 
     reaches them. A strength beyond the window is drawn at its edge as a triangle with its
     cost beside it, its line running out of the panel towards it: never dropped.
 
-    A panel where no strength costs benign users anything (:func:`_flat`: every defense
-    keeps the top-1) has no matched cost to read: it says so in its title and is drawn as
-    one subplot per defense, the attacker's accuracy against its strength
-    (:func:`_strength_panel`), never as a stack of points at cost 0."""
+    A defense none of whose strengths costs benign users anything (:func:`_flat`: it keeps
+    the top-1) has no matched cost to read: it is drawn in a subplot of its own that says so,
+    the attacker's accuracy against its strength (:func:`_strength_panel`, :func:`_subplots`),
+    never as a stack of points at cost 0; where every defense is such, the title says so."""
     from .tables import MATCHED_COSTS, by_strength, cell_benign_costs, ci95
 
     top = defended[defended["budget"] == defended.groupby("attack")["budget"].transform("max")]
