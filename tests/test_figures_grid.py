@@ -110,7 +110,11 @@ def _defended(tmp_path, sweeps=KEEP_TOP1) -> pd.DataFrame:
                             "defense": defense,
                             "strength": parameter,
                             "strength_value": np.nan if value is None else float(value),
-                            "defense_id": defense if value is None else f"{defense}@{value:g}",
+                            "defense_id": (
+                                "none"
+                                if defense == "none"
+                                else f"{defense}@{'learned' if value is None else f'{value:g}'}"
+                            ),
                             "granularity": "probs",
                             "budget": budget,
                             "surrogate_arch": "lenet",
@@ -347,3 +351,16 @@ def test_the_perturbation_figure_keeps_its_axis_where_perturbation_varies(drawn,
     assert len(axes) == len(VICTIMS)
     assert all(ax.get_xlabel() == "mean L1" for ax in axes)
     assert all(set(_sweeps(ax)) == set(KEEP_TOP1) for ax in axes)
+
+
+def test_a_learned_strength_sits_past_the_strongest_labelled_learned(drawn, tmp_path):
+    # rounding tested at 2 and 1 decimals and at a strength it learns (NaN): costing benign
+    # users nothing, drawn against decimals with the learned point one step past 1
+    defended = _defended(tmp_path, {"rounding": ("decimals", (2, 1, None))})
+    _draw_trade_off("cost", defended)
+    (figure,) = drawn
+    for ax in _visible(figure):
+        (sweep,) = _sweeps(ax).values()
+        np.testing.assert_array_equal(np.asarray(sweep.lines[0].get_xdata(), float), [2, 1, 0])
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["learned", "1", "2"]
+        assert ax.xaxis_inverted()
