@@ -38,12 +38,12 @@ KEEP_TOP1 = {
 }
 
 
-def _cells() -> pd.DataFrame:
+def _cells(budgets=BUDGETS) -> pd.DataFrame:
     rows = []
     for victim, (arch, dataset, victim_acc, base) in VICTIMS.items():
         for attack, (strategy, pool, adversary) in ATTACKS.items():
             for granularity in ("probs", "label"):
-                for i, budget in enumerate(BUDGETS):
+                for i, budget in enumerate(budgets):
                     for seed in (0, 1):
                         mean = base + 0.05 * i + 0.03 * (granularity == "probs")
                         acc = mean + SPREAD * (2 * seed - 1)
@@ -241,6 +241,31 @@ def _draw_trade_off(x, defended):
         figures.plot_defenses_at_cost(defended, tables.matched_cost_table(defended), ["unused.png"])
     else:
         figures.plot_defenses(defended, x, "benign utility", ["unused.png"])
+
+
+def _ink(text, renderer):
+    """Where a tick label's characters are: a label moved down k lines ("\\n" * k) prints only
+    on its last line, the bottom (k + 1)th of its box."""
+    from matplotlib.transforms import Bbox
+
+    box = text.get_window_extent(renderer)
+    lines = text.get_text().count("\n") + 1
+    return Bbox.from_extents(box.x0, box.y0, box.x1, box.y0 + box.height / lines)
+
+
+def test_close_budgets_on_a_long_axis_keep_every_label_without_overlap(drawn):
+    # 200 and 300 on an axis stretched to a published point at 100k: 300 goes a line down
+    summary = tables.summarise(_cells(budgets=(50, 200, 300)))
+    anchor = Anchor("a paper", "a setting", 100_000, "probs", 0.9, 0.81, 0.9, False)
+    figures.plot_recovery_vs_budget(summary, [anchor], ["unused.png"])
+    (figure,) = drawn
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for ax in _visible(figure):
+        texts = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert [t.get_text().strip() for t in texts] == ["50", "200", "300", "100k"]
+        boxes = [_ink(t, renderer) for t in texts]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
 
 
 def _sweeps(ax):

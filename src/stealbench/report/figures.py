@@ -14,7 +14,8 @@ Axes that hold whatever grid they are given:
   its victim slightly: recovery is at most 1 / victim accuracy); bands are clipped to it.
 - **Budget axes** (log) have their ticks and labels at the grid's own budgets (200, 1k, 2k,
   ...: :func:`budget_label`), the same on every panel of a figure, and no minor ticks; the
-  recovery figure's published points add ticks at their budgets.
+  recovery figure's published points add ticks at their budgets. A label that would print
+  over its neighbour goes a line down (:func:`_stagger`).
 - **Trade-off figures**: a defense whose x does not vary (its range over the defense's
   points and the undefended API's below :data:`FLAT_TOLERANCE`: a defense that keeps the
   top-1, so benign utility and cost are the same at every strength) is drawn as the
@@ -121,15 +122,38 @@ def _budget_axis(ax, budgets, reach=()) -> None:
         if all(max(r / b, b / r) >= REACH_LABEL_GAP for b in labelled):
             labelled.add(r)
     ticks = sorted({*budgets, *(float(r) for r in reach)})
+    low, high = min(ticks) / 1.25, max(ticks) * 1.25
+    labels = [budget_label(t) if t in labelled else "" for t in ticks]
     ax.set_xscale("log")  # first: setting the scale resets the locators
     ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(
-        FixedFormatter([budget_label(t) if t in labelled else "" for t in ticks])
-    )
+    ax.xaxis.set_major_formatter(FixedFormatter(_stagger(ax, ticks, labels, low, high)))
     ax.xaxis.set_minor_locator(NullLocator())
-    if len(labelled) > 6:  # many labels: tilted, they do not run into each other
-        ax.tick_params(axis="x", labelrotation=45)
-    ax.set_xlim(min(ticks) / 1.25, max(ticks) * 1.25)
+    ax.set_xlim(low, high)
+
+
+def _stagger(ax, ticks, labels, low: float, high: float) -> list[str]:
+    """``labels`` at ``ticks`` on a log axis from ``low`` to ``high``, each that would print
+    over a label to its left moved down a line (as many as it takes): close budgets on a long
+    axis (200 and 300 beside published points at 100k) all keep their labels, readable. The
+    widths are estimates (characters of the tick font, the axes' width before the layout)."""
+    import matplotlib as mpl
+    from matplotlib.font_manager import FontProperties
+
+    size = FontProperties(size=mpl.rcParams["xtick.labelsize"]).get_size_in_points()
+    char = 0.6 * size / 72  # inches per character, about
+    width = ax.get_position().width * ax.figure.get_figwidth()  # inches
+    span = np.log10(high / low)
+    rows: list[float] = []  # each line's rightmost label end, inches from the left
+    out = []
+    for tick, label in zip(ticks, labels, strict=True):
+        if not label:
+            out.append(label)
+            continue
+        x, half = np.log10(tick / low) / span * width, len(label) * char / 2
+        row = next((i for i, end in enumerate(rows) if x - half >= end + char), len(rows))
+        rows[row : row + 1] = [x + half]
+        out.append("\n" * row + label)
+    return out
 
 
 def _line_with_band(
