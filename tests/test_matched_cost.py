@@ -261,7 +261,10 @@ def test_the_trade_off_figure_zooms_on_five_points_and_marks_what_lies_beyond(dr
     defended = _defended(beyond=True)
     figures.plot_defenses_at_cost(defended, matched_cost_table(defended), ["unused.png"])
     (figure,) = drawn
-    (ax,) = [a for a in figure.axes if a.get_visible()]
+    visible = [a for a in figure.axes if a.get_visible()]
+    # tk keeps the top-1 (no cost at any strength): a panel of its own, against its strength
+    assert sorted(a.get_title().split("\n")[0] for a in visible) == ["v, a", "v, a: tk"]
+    (ax,) = [a for a in visible if a.get_title() == "v, a"]
     left, right = ax.get_xlim()
     assert right == figures.COST_WINDOW == 0.05 and -0.01 < left < 0
     # the matched costs, as vertical lines

@@ -738,25 +738,32 @@ def test_defenses_figure_draws_a_line_per_defense_through_its_strengths(drawn):
     defended = _defended().replace({"attack": {"a-real": "a-0-real"}})
     figures.plot_defenses(defended, "benign_utility", "benign utility", ["unused.png"])
     (figure,) = drawn
-    axes = _visible(figure)
+    # top-k keeps the top-1 (benign utility 0.95 at every k, as undefended): a panel of its
+    # own per attack, against k; the others against benign utility
+    axes = [ax for ax in _visible(figure) if ": " not in ax.get_title()]
     assert len(axes) == len(ATTACKS)
+    by_k = {}
+    for ax in _visible(figure):
+        head = ax.get_title().split("\n")[0]
+        if head.endswith(": top-k"):
+            by_k[head.split(", ")[1].removesuffix(": top-k")] = ax
+    assert set(by_k) == {ax.get_title().split(", ")[1] for ax in axes}
     star = MarkerStyle("*")
     star_path = star.get_path().transformed(star.get_transform())
     for ax in axes:
         attack = ax.get_title().split(", ")[1]
         top = defended[(defended["attack"] == attack) & (defended["budget"] == 1000)]
         lines = {c.get_label(): c.lines[0] for c in ax.containers}  # errorbar: data line
-        assert set(lines) == {"gaussian-noise", "top-k"}
+        assert set(lines) == {"gaussian-noise"}
+        (lines["top-k"],) = [c.lines[0] for c in by_k[attack].containers]
+        # top-k against k, from the weakest (k = 2) to the strongest (k = 1)
+        np.testing.assert_array_equal(np.asarray(lines["top-k"].get_xdata(), float), [2, 1])
         for defense, line in lines.items():
             strengths = top.loc[top["defense"] == defense, "strength_value"].unique()
             assert len(line.get_xdata()) == len(strengths) == 2
-            expected = (
-                top[top["defense"] == defense]
-                .groupby("strength_value")["test_acc"]
-                .mean()
-                .sort_index()
-            )
-            np.testing.assert_allclose(np.asarray(line.get_ydata(), float), expected.to_numpy())
+            expected = top[top["defense"] == defense].groupby("strength_value")["test_acc"].mean()
+            drawn_order = expected.sort_index(ascending=defense != "top-k")
+            np.testing.assert_allclose(np.asarray(line.get_ydata(), float), drawn_order.to_numpy())
         (undefended,) = [c for c in ax.collections if c.get_label() == "undefended"]
         np.testing.assert_allclose(undefended.get_paths()[0].vertices, star_path.vertices)
         none = top[top["defense"] == "none"]
@@ -765,4 +772,9 @@ def test_defenses_figure_draws_a_line_per_defense_through_its_strengths(drawn):
         )
         # every point is drawn inside the panel, whichever panel reaches lowest
         assert all(_inside(ax, line.get_ydata()) for line in lines.values())
-    assert _legend(figure) == {"undefended", "gaussian-noise", "top-k"}
+    assert _legend(figure) == {
+        "undefended",
+        "gaussian-noise",
+        "top-k",
+        "undefended (dotted level, on a strength axis)",
+    }
