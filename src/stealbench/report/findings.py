@@ -135,9 +135,10 @@ def _cap(verdict: str) -> str:
 
 
 def _combined(by_victim: dict[str, str]) -> str:
-    """The pooled verdict: the victims' common answer, or DEPENDS where they differ."""
+    """The pooled verdict: the victims' common answer, or DEPENDS where they differ
+    (NOT_MEASURED where no victim answers)."""
     answers = set(by_victim.values())
-    return answers.pop() if len(answers) == 1 else DEPENDS
+    return answers.pop() if len(answers) == 1 else (DEPENDS if answers else NOT_MEASURED)
 
 
 def _per_victim(frame: pd.DataFrame, verdict_fn) -> tuple[str, dict, dict, list[str]]:
@@ -182,20 +183,21 @@ def _undecided(seeds, difference: float, half: float) -> bool:
 
 
 def _few_seeds_note(seeds: int) -> str:
-    """What the intervals of ``seeds`` seeds are worth, for a verdict they could not decide."""
-    if seeds < 2:
-        return "1 seed: no interval, too few to support a verdict"
-    return (
-        f"{seeds} seeds: Student-t 95% intervals use t = {_t(seeds):.1f}, too wide to support a "
-        f"verdict"
-    )
+    """A line's short word on the seeds behind a FEW_SEEDS verdict."""
+    return "1 seed, no interval" if seeds < 2 else f"{seeds} seeds, t = {_t(seeds):.1f}"
 
 
 def _few_seeds_notice(seeds: int) -> str:
-    """The paragraph a finding prints where some verdict is FEW_SEEDS."""
+    """The paragraph a finding prints where some verdict is FEW_SEEDS (``seeds``: the fewest
+    behind one)."""
+    head = (
+        "1 seed: no interval at all"
+        if seeds < 2
+        else f"{seeds} seeds: Student-t 95% intervals use t = {_t(seeds):.1f}"
+    )
     return (
-        f"\n\n*{_cap(_few_seeds_note(seeds))}: where the difference the rule tests lies inside "
-        f'them the verdict is "{FEW_SEEDS}" (at least {MIN_SEEDS} seeds are needed).*'
+        f"\n\n*{head}, too wide to support a verdict. Where the difference the rule tests "
+        f'lies inside them the verdict is "{FEW_SEEDS}" ({MIN_SEEDS} seeds or more decide).*'
     )
 
 
@@ -268,10 +270,16 @@ def reproduction_finding(
                     "recovery_ci95": float(best["recovery_ci95_at_largest"]),
                 }
                 # no series may come within its interval of the target
-                unclear = any(
-                    _undecided(seeds[i], r.recovery_at_largest - RECOVERY_TARGET, r.h)
-                    for i, r in rows.assign(h=rows["recovery_ci95_at_largest"]).iterrows()
-                )
+                unsure = [
+                    int(seeds[i])
+                    for i, r in rows.iterrows()
+                    if _undecided(
+                        seeds[i],
+                        r["recovery_at_largest"] - RECOVERY_TARGET,
+                        r["recovery_ci95_at_largest"],
+                    )
+                ]
+                unclear = bool(unsure)
             n |= {
                 "victim_init": init,
                 "attack": best["attack"],
@@ -292,7 +300,7 @@ def reproduction_finding(
                 f"{_pm(n['recovery'], n['recovery_ci95'])} at {n['budget']} queries, {by})"
             )
             if unclear:
-                few.append(int(seeds[best.name]))
+                few.append(min(unsure) if not n["stolen"] else int(seeds[best.name]))
                 text += f"; **{FEW_SEEDS}** ({_few_seeds_note(few[-1])})"
             lines.append(f"- **{victim}** (victim from {init}), `{granularity}`: {text}.")
     probs = {k.rsplit("/", 1)[0]: v for k, v in verdicts.items() if k.endswith("/probs")}
@@ -655,10 +663,15 @@ def strategy_finding(
     lines, numbers, verdicts, by_victim, few = [], {}, {}, {}, []
     for (victim, pool, granularity), part in top.groupby(["victim", "pool", "granularity"]):
         random = part[part["strategy"] == "random"].set_index("surrogate_arch")
-        for row in part[part["strategy"] != "random"].itertuples():
+        others = part[part["strategy"] != "random"]
+        # an attack met with several surrogate architectures: one verdict each
+        several = others.groupby("attack")["surrogate_arch"].nunique().max() > 1
+        for row in others.itertuples():
             random_ci95 = float(random["test_acc_ci95"].get(row.surrogate_arch, 0))
             within = bool(abs(row.vs_random) <= row.test_acc_ci95 + random_ci95)
-            key = f"{victim}/{row.attack}/{granularity}"
+            key = f"{victim}/{row.attack}/{granularity}" + (
+                f"/{row.surrogate_arch}" if several else ""
+            )
             theirs = random["seeds"] if "seeds" in random else pd.Series(dtype=float)
             seeds = min(getattr(row, "seeds", MIN_SEEDS), theirs.get(row.surrogate_arch, MIN_SEEDS))
             unsure = within and seeds < MIN_SEEDS
@@ -678,7 +691,7 @@ def strategy_finding(
             if unsure:
                 verdicts[key] = FEW_SEEDS
                 few.append(int(seeds))
-            by_victim.setdefault(victim, {})[f"{row.attack}/{granularity}"] = verdicts[key]
+            by_victim.setdefault(victim, {})[key.split("/", 1)[1]] = verdicts[key]
             better = "beats" if row.vs_random > 0 else "loses to"
             lines.append(
                 f"- {victim}, `{granularity}`, {row.budget} queries: **{row.attack}** "
