@@ -185,7 +185,7 @@ def detection(realistic_flagged=None, seen_flagged=0.9, unseen_flagged=0.6) -> p
             (victim, "pool", "ood-pool", "seen kind", False, _of(seen_flagged, victim), np.nan),
             (victim, "pool", "noise", "unseen kind", False, _of(unseen_flagged, victim), np.nan),
         ]
-        for attack, (strategy, pool, adversary) in ATTACKS.items():
+        for attack, (_, _, adversary) in ATTACKS.items():
             share = (
                 _of(realistic_flagged, victim)
                 if adversary == "realistic"
@@ -213,7 +213,7 @@ def prada(seeds=SEEDS, flagged=None) -> pd.DataFrame:
     flagged = flagged or {}
     rows = []
     for victim in VICTIMS:
-        for attack, (strategy, _, adversary) in ATTACKS.items():
+        for attack, (strategy, _, _) in ATTACKS.items():
             for seed in seeds:
                 hit = flagged.get((victim, strategy), strategy == "adaptive")
                 rows.append(

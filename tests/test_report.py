@@ -291,7 +291,10 @@ def test_strategy_finding_compares_at_the_largest_budget_both_sides_have():
     found = findings.strategy_finding(tables.strategies_table(summary), None, None)
     text = found.text
     adaptive = {k: v["vs_random"] for k, v in found.numbers.items() if "a-adapt" in k}
-    assert set(adaptive) == {"v1/a-adapt/probs", "v1/a-adapt/label"}
+    # both surrogate architectures met a-adapt: one verdict each
+    assert set(adaptive) == {
+        f"v1/a-adapt/{g}/{arch}" for g in ("probs", "label") for arch in ("lenet", "resnet8")
+    }
     assert np.allclose(list(adaptive.values()), -0.05)
     assert "**a-adapt**" in text and "1000 queries" in text and "10000 queries" not in text
 

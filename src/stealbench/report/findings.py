@@ -643,8 +643,11 @@ def strategy_finding(
     strategies: pd.DataFrame, detection: pd.DataFrame | None, prada: pd.DataFrame | None
 ) -> Finding:
     """Each strategy against random sampling of the same pool at equal budget, beside what
-    PRADA and the pre-classifier flag of it. Verdict per ``victim/attack/granularity``:
-    "better" or "worse" than random sampling beyond the two 95% CIs, else "within CIs"."""
+    PRADA and the pre-classifier flag of it. Verdict per ``victim/attack/granularity`` (and
+    ``/surrogate_arch`` where the attack met several architectures there): "better" or
+    "worse" than random sampling beyond the two 95% CIs, else "within CIs", or "not enough
+    seeds" where that "within" rests on fewer than MIN_SEEDS seeds. ``by_victim``: the same
+    verdicts per victim, keyed by the rest of the key."""
     rule = (
         "at the largest budget shared on a pool, the strategy's mean accuracy minus random "
         "sampling's (same victim, pool, granularity, surrogate); a difference within the sum "
