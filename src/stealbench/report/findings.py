@@ -6,6 +6,18 @@ The numbers come from :mod:`stealbench.report.tables` (means over seeds, ± the 
 the 95% confidence interval, Student t), and each verdict states its rule so a reader can
 check it against the tables. The paper's and other published figures are given beside ours in
 the same units (fractions).
+
+Each finding answers per victim (per victim and attack, or victim and series, where it is
+computed so): a victim's pre-classifier, PRADA or surrogate gives its own answer, and a mean
+over victims can hide opposite ones (one victim's realistic adversary flagged 0.001, another's
+0.994, pooled to a "No" for both). A pooled verdict is printed only where every victim gives
+it; elsewhere the verdict is "depends on the victim" and the prose lists each victim's answer
+with its numbers (``Finding.by_victim``; :func:`_per_victim`).
+
+Where fewer than MIN_SEEDS seeds stand behind a comparison, its Student-t interval is too
+wide to decide it (t = 12.7 for two seeds): where the difference the rule tests lies inside
+the intervals the verdict is "not enough seeds", and the prose says why; a difference clear of
+them decides as with more seeds.
 """
 
 from __future__ import annotations
@@ -451,7 +463,8 @@ def pretraining_finding(pretraining: pd.DataFrame) -> Finding:
 
 def granularity_finding(cells: pd.DataFrame) -> Finding:
     """Do full probabilities beat top-1 labels at equal budget (same victim, attack, arch,
-    start, seed: the same queries)?"""
+    start, seed: the same queries)? Per victim, over its pairs; "not enough seeds" where its
+    cells have fewer than MIN_SEEDS seeds and the mean difference is inside its interval."""
     rule = (
         "the mean paired difference (probs − label, same queries, seed and surrogate) is "
         "positive and probabilities win most pairs."
@@ -524,7 +537,8 @@ def granularity_finding(cells: pd.DataFrame) -> Finding:
 
 
 def architecture_finding(architecture: pd.DataFrame) -> Finding:
-    """Claim 2b: does a surrogate of the victim's own architecture steal better?"""
+    """Claim 2b: does a surrogate of the victim's own architecture steal better? Per victim,
+    over its attacks (:func:`_majority`, the two sides' half-widths summed)."""
     rule = (
         "the surrogate of the victim's own architecture beats the other in most (victim, "
         "attack) pairs (full probabilities, largest budget, from scratch)."
@@ -578,7 +592,9 @@ def architecture_finding(architecture: pd.DataFrame) -> Finding:
 
 
 def budget_finding(cells: pd.DataFrame) -> Finding:
-    """Does accuracy grow with the budget?"""
+    """Does accuracy grow with the budget? Per victim; with fewer than MIN_SEEDS seeds, each
+    series' gain over its seeds (mean ± 95% CI) decides instead of the count of single-seed
+    series (:func:`_majority`)."""
     rule = (
         "in most series (victim, attack, granularity, surrogate, seed) the largest budget "
         "beats the smallest."
@@ -819,7 +835,10 @@ def adversary_finding(summary: pd.DataFrame) -> Finding:
 
 def detector_finding(detection: pd.DataFrame) -> Finding:
     """Claim 3: does the pre-classifier flag generic data, seen and unseen kinds, and does the
-    realistic adversary evade it? The verdict answers the last question."""
+    realistic adversary evade it? The verdict answers the last question, per victim (each has
+    its own pre-classifier); the rates are pooled as means over the victims' rows, and each
+    victim's is printed beside them where two victims' differ by more than RATES_DIFFER
+    (``numbers["by_victim"]`` holds them always). No seeds: one evaluation per victim."""
     rule = (
         f"the realistic adversary evades the pre-classifier when at most {EVADES_FLAGGED} of "
         f"its queries are flagged."
@@ -912,7 +931,8 @@ def detector_finding(detection: pd.DataFrame) -> Finding:
 
 def prada_finding(prada: pd.DataFrame) -> Finding:
     """Does PRADA flag each strategy's attackers, and how often benign clients? Verdict per
-    strategy: "yes" (every attacker flagged), "partly" (some), "no" (none).
+    strategy: "yes" (every attacker flagged), "partly" (some), "no" (none), answered by each
+    victim's PRADA (``by_victim``), or "depends on the victim" where they differ.
 
     Everything is read at the delta each victim's streams were flagged at (the table's
     ``delta`` column: the configured number, or the one ``delta: calibrate`` chose on held-out
@@ -1023,9 +1043,11 @@ def defended_finding(matched: pd.DataFrame) -> Finding:
 
     A defense whose sweep never costs that much is read at its strongest tested strength (a
     point that costs benign users less, so within the matched cost; ``reached`` false).
-    The verdict answers the last question ("not measured" where no realistic adversary meets
-    a defense). Numbers per ``victim/attack`` (``victim/attack/arch`` where several surrogate
-    architectures were defended) and per cost."""
+    The verdict answers the last question per victim ("not measured" where no realistic
+    adversary meets a defense; "not enough seeds" where no defense stops it clear of the
+    interval and one is inside it, on fewer than MIN_SEEDS seeds). Numbers per
+    ``victim/attack`` (``victim/attack/arch`` where several surrogate architectures were
+    defended) and per cost."""
     costs = list(MATCHED_COSTS)
     rule = (
         f"each defense's curve over its strengths, from the undefended API (cost 0), is read "
@@ -1173,7 +1195,8 @@ def defended_finding(matched: pd.DataFrame) -> Finding:
 def dawn_finding(dawn: pd.DataFrame, detection: pd.DataFrame | None) -> Finding:
     """Does DAWN catch the stolen surrogates, the ones the detector let through included,
     and how often does it claim an independent model? "yes" where it catches every
-    surrogate, "partly" some, "no" none.
+    surrogate, "partly" some, "no" none, per victim (``by_victim``); the pooled verdict where
+    they agree. A catch is a yes/no per seed: no interval, so no few-seed verdict.
 
     Per (victim, attack, share, budget) it also prints the number of watermarks and the
     verification's false-claim bound (``dawn_claim_bound``: the binomial tail at the
