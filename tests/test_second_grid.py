@@ -194,3 +194,15 @@ def test_not_enough_seeds_is_a_victims_verdict_beside_the_others():
     assert found.by_victim == {MNIST: "yes", CIFAR: f.FEW_SEEDS}
     assert found.verdict == f.DEPENDS
     assert f"- **{CIFAR}: Not enough seeds**, " in found.text and NOTICE in found.text
+
+
+def test_claim1_a_target_reached_inside_two_seeds_intervals_is_not_enough_seeds():
+    # MNIST with full probabilities reaches recovery 0.909 at 2000 queries: 0.009 past the
+    # target, inside two seeds' half-width (0.128), clear of three seeds' or a tiny spread's
+    key = f"{MNIST}/probs"
+    found = _found(budget_slope=0.06)["claim1"]
+    assert found.numbers[key]["stolen"] and found.numbers[key]["budget"] == 2000
+    assert found.verdict[key] == f.FEW_SEEDS == found.by_victim[MNIST]["probs"]
+    assert f"not enough seeds to tell: {MNIST}" in found.text and NOTICE in found.text
+    assert _found(seeds=THREE, budget_slope=0.06)["claim1"].verdict[key] == "yes"
+    assert _found(budget_slope=0.06, spread=0.0002)["claim1"].verdict[key] == "yes"
