@@ -203,14 +203,12 @@ def _few_seeds_notice(seeds: int) -> str:
     """The paragraph a finding prints where some verdict is FEW_SEEDS (``seeds``: the fewest
     behind one)."""
     head = (
-        "1 seed: no interval at all"
+        "1 seed: no interval at all, too few to support a verdict. Where the rule needs one"
         if seeds < 2
-        else f"{seeds} seeds: Student-t 95% intervals use t = {_t(seeds):.1f}"
+        else f"{seeds} seeds: Student-t 95% intervals use t = {_t(seeds):.1f}, too wide to "
+        "support a verdict. Where the difference the rule tests lies inside them"
     )
-    return (
-        f"\n\n*{head}, too wide to support a verdict. Where the difference the rule tests "
-        f'lies inside them the verdict is "{FEW_SEEDS}" ({MIN_SEEDS} seeds or more decide).*'
-    )
+    return f'\n\n*{head}, the verdict is "{FEW_SEEDS}" ({MIN_SEEDS} seeds or more decide).*'
 
 
 def _majority(differences, halves, seeds) -> str:
