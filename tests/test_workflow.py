@@ -328,6 +328,26 @@ def pm(mean, half):
     return f"{mean:.3f}" + ("" if pd.isna(half) else f" ± {half:.3f}")
 
 
+FEW = "not enough seeds"  # the smoke grid's 2 seeds (1 for defended cells) meet it often
+DEPENDS = "depends on the victim"
+
+
+def undecided(seeds, difference, half):
+    """Too few seeds (under 3) to tell ``difference`` from none: it lies inside the half-width
+    (always, where there is no interval)."""
+    return int(seeds) < 3 and not abs(difference) > half
+
+
+def pooled(by_victim):
+    """The victims' common verdict, else DEPENDS."""
+    answers = set(by_victim.values())
+    return answers.pop() if len(answers) == 1 else DEPENDS
+
+
+def said(verdict):
+    return verdict[0].upper() + verdict[1:]
+
+
 def test_findings_json_has_every_finding_and_plain_json(found, smoke_run):
     workdir, _ = smoke_run
     data, sections = found
@@ -347,7 +367,15 @@ def test_findings_json_has_every_finding_and_plain_json(found, smoke_run):
         ]
     )
     for finding in data.values():
-        assert set(finding) == {"id", "title", "verdict", "rule", "thresholds", "numbers"}
+        assert set(finding) == {
+            "id",
+            "title",
+            "verdict",
+            "rule",
+            "thresholds",
+            "numbers",
+            "by_victim",
+        }
         assert f"Rule: {finding['rule']}" in sections[finding["id"]], finding["id"]
     # NaN would be written as a bare NaN, which is not JSON
     json.loads((workdir / "results/findings.json").read_text(), parse_constant=pytest.fail)
@@ -373,6 +401,22 @@ def test_claim1_finding_follows_from_the_budget_table(smoke_run, found):
         )
         smallest = part["smallest_budget_to_target"].min()
         expected[key] = "no" if pd.isna(smallest) else "yes"
+        if pd.isna(smallest):  # undecided where any series is inside its interval of target
+            gaps = part["recovery_at_largest"] - target
+            halves = part["recovery_ci95_at_largest"]
+            if any(map(undecided, part["seeds"], gaps, halves)):
+                expected[key] = FEW
+        else:  # the series that reaches it first, at that budget
+            row = part[
+                (part["attack"] == got["attack"])
+                & (part["surrogate_arch"] == got["surrogate_arch"])
+                & (part["surrogate_init"] == got["surrogate_init"])
+                & (part["smallest_budget_to_target"] == smallest)
+            ].iloc[0]
+            at = list(row["budgets"]).index(int(smallest))
+            gap = row["recovery_by_budget"][at] - target
+            if undecided(row["seeds"], gap, row["recovery_ci95_by_budget"][at]):
+                expected[key] = FEW
         if pd.isna(smallest):
             top = part[part["recovery_at_largest"] == part["recovery_at_largest"].max()]
             assert got["stolen"] is False and close(
@@ -389,6 +433,9 @@ def test_claim1_finding_follows_from_the_budget_table(smoke_run, found):
             assert got["stolen"] is True and got["budget"] == int(smallest)
             assert f"reaches {target} at **{int(smallest)}** queries" in line
     assert finding["verdict"] == expected
+    for key, verdict in expected.items():
+        victim, granularity = key.split("/")
+        assert finding["by_victim"][victim][granularity] == verdict
     stolen = sorted(
         k.split("/")[0] for k, v in expected.items() if k.endswith("/probs") and v == "yes"
     )
@@ -402,9 +449,12 @@ def test_pretraining_finding_follows_from_the_pretraining_table(smoke_run, found
     pretraining = table(workdir, "pretraining")
     assert len(pretraining)
     series = ["dataset", "attack", "granularity"]
-    means = pretraining.groupby([*series, "budget", "victim_init", "surrogate_init"])[
-        ["recovery_mean", "recovery_ci95"]
-    ].mean()
+    assert pretraining.groupby("dataset")["victim_arch"].nunique().max() == 1
+    means = pretraining.groupby([*series, "budget", "victim_init", "surrogate_init"]).agg(
+        recovery_mean=("recovery_mean", "mean"),
+        recovery_ci95=("recovery_ci95", "mean"),
+        seeds=("seeds", "min"),
+    )
     compared, verdicts = 0, {}
     for (dataset, attack, granularity, budget), at in means.groupby(level=[0, 1, 2, 3]):
         at = at.droplevel([0, 1, 2, 3])
@@ -416,7 +466,8 @@ def test_pretraining_finding_follows_from_the_pretraining_table(smoke_run, found
         for (v, a), row in at.drop(index=("scratch", "scratch")).iterrows():
             got = finding["numbers"][f"{key}/{budget}/{v}/{a}"]
             difference = row["recovery_mean"] - base["recovery_mean"]
-            beyond = difference > row["recovery_ci95"] + base["recovery_ci95"]
+            half = row["recovery_ci95"] + base["recovery_ci95"]
+            beyond = difference > half
             assert close(got["difference"], difference) and got["beyond_ci"] == beyond
             compared += 1
             line = next(
@@ -428,6 +479,10 @@ def test_pretraining_finding_follows_from_the_pretraining_table(smoke_run, found
             assert (shown in line) == beyond
             if beyond:
                 verdicts[key] = "yes"
+            elif verdicts[key] == "no" and undecided(
+                min(row["seeds"], base["seeds"]), difference, half
+            ):
+                verdicts[key] = FEW
     assert compared == len(finding["numbers"]) > 0
     assert finding["verdict"] == verdicts
 
@@ -443,13 +498,22 @@ def test_granularity_finding_follows_from_the_cells(smoke_run, found):
     probs, label = probs.align(label, join="inner")
     diff = probs - label
     wins = int((diff > 0).sum())
-    verdict = "yes" if diff.mean() > 0 and wins > len(diff) / 2 else "no"
+    by_victim = {}
+    for victim, d in diff.groupby(level="victim"):
+        won = int((d > 0).sum())
+        by_victim[victim] = "yes" if d.mean() > 0 and won > len(d) / 2 else "no"
+        seeds = d.index.get_level_values("seed").nunique()
+        if undecided(seeds, d.mean(), tables.ci95(d)):
+            by_victim[victim] = FEW
+    verdict = pooled(by_victim)
+    for victim, answer in by_victim.items():  # each victim's answer, where they differ
+        assert (f"- **{victim}: {said(answer)}**" in section) == (verdict == DEPENDS)
     n = finding["numbers"]
-    assert finding["verdict"] == verdict
+    assert finding["verdict"] == verdict and finding["by_victim"] == by_victim
     assert (n["pairs"], n["wins"]) == (len(diff), wins)
     assert close(n["mean_difference"], diff.mean())
     assert close(n["mean_difference_ci95"], tables.ci95(diff))
-    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert section.startswith(f"**{said(verdict)}.**")
     assert f"probabilities win {wins} of {len(diff)}" in section
     assert f"(mean difference {pm(diff.mean(), tables.ci95(diff))})" in section
     for budget, d in diff.groupby(level="budget"):
@@ -461,20 +525,36 @@ def test_architecture_finding_follows_from_the_architecture_table(smoke_run, fou
     data, sections = found
     finding, section = data["claim2b"], sections["claim2b"]
     architecture = table(workdir, "architecture")
-    differences = {}
+    differences, halves, seeds = {}, {}, {}
     for (victim, attack), part in architecture.groupby(["victim", "attack"]):
         same = part.loc[part["matches_victim"], "test_acc_mean"]
         other = part.loc[~part["matches_victim"], "test_acc_mean"]
         if len(same) and len(other):
             differences[f"{victim}/{attack}"] = same.mean() - other.mean()
+            halves[f"{victim}/{attack}"] = part["test_acc_ci95"].sum()
+            seeds[f"{victim}/{attack}"] = part["seeds"].min()
     assert differences
     wins = sum(d > 0 for d in differences.values())
-    verdict = "yes" if wins > len(differences) / 2 else "no"
+    by_victim = {}
+    for victim in sorted({k.split("/")[0] for k in differences}):
+        keys = [k for k in differences if k.split("/")[0] == victim]
+        won = sum(differences[k] > 0 for k in keys)
+        by_victim[victim] = "yes" if won > len(keys) / 2 else "no"
+        if min(seeds[k] for k in keys) < 3:  # a difference inside its interval counts for neither
+            clear = sum(differences[k] > halves[k] for k in keys)
+            unclear = sum(undecided(2, differences[k], halves[k]) for k in keys)
+            by_victim[victim] = (
+                "yes"
+                if clear > len(keys) / 2
+                else ("no" if clear + unclear <= len(keys) / 2 else FEW)
+            )
+    verdict = pooled(by_victim)
     n = finding["numbers"]
-    assert finding["verdict"] == verdict and (n["wins"], n["pairs"]) == (wins, len(differences))
+    assert finding["verdict"] == verdict and finding["by_victim"] == by_victim
+    assert (n["wins"], n["pairs"]) == (wins, len(differences))
     assert all(close(n["differences"][k], d) for k, d in differences.items())
     mean = sum(differences.values()) / len(differences)
-    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert section.startswith(f"**{said(verdict)}.**")
     assert f"It does in {wins} of {len(differences)} (mean difference {mean:+.3f})" in section
 
 
@@ -485,14 +565,28 @@ def test_budget_finding_follows_from_the_cells(smoke_run, found):
     cells = table(workdir, "cells")
     series = ["victim", "attack", "granularity", "surrogate_arch", "surrogate_init", "seed"]
     growing = counted = 0
-    for _, part in cells.sort_values("budget").groupby(series):
+    gains = {}
+    for key, part in cells.sort_values("budget").groupby(series):
         if part["budget"].nunique() > 1:
             counted += 1
             growing += part["test_acc"].iloc[-1] > part["test_acc"].iloc[0]
-    verdict = "yes" if growing > counted / 2 else "no"
-    assert finding["verdict"] == verdict
+            gains[key] = part["test_acc"].iloc[-1] - part["test_acc"].iloc[0]
+    gains = pd.Series(gains)
+    by_victim = {}
+    for victim, gain in gains.groupby(level=0):
+        by_victim[victim] = "yes" if (gain > 0).sum() > len(gain) / 2 else "no"
+        over_seeds = gain.groupby(level=[0, 1, 2, 3, 4])  # each series over its seeds
+        if over_seeds.size().min() < 3:  # a gain inside its interval counts for neither
+            d, h = over_seeds.mean(), over_seeds.agg(tables.ci95)
+            clear = int((d > h).sum())
+            unclear = int(sum(undecided(2, a, b) for a, b in zip(d, h, strict=True)))
+            by_victim[victim] = (
+                "yes" if clear > len(d) / 2 else ("no" if clear + unclear <= len(d) / 2 else FEW)
+            )
+    verdict = pooled(by_victim)
+    assert finding["verdict"] == verdict and finding["by_victim"] == by_victim
     assert (finding["numbers"]["growing"], finding["numbers"]["series"]) == (growing, counted)
-    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert section.startswith(f"**{said(verdict)}.**")
     assert f"It does in {growing} of {counted}." in section
     for budget, mean in cells.groupby("budget")["test_acc"].mean().items():
         assert close(finding["numbers"]["mean_by_budget"][str(budget)], mean)
@@ -510,17 +604,22 @@ def test_strategies_finding_follows_from_the_strategies_table(smoke_run, found):
         at = part[part["budget"] == (max(shared) if shared else part["budget"].max())]
         for granularity, rows in at.groupby("granularity"):
             random = rows[rows["strategy"] == "random"]
-            for row in rows[rows["strategy"] != "random"].itertuples():
-                random_ci = random.loc[
-                    random["surrogate_arch"] == row.surrogate_arch, "test_acc_ci95"
-                ]
+            others = rows[rows["strategy"] != "random"]
+            several = others.groupby("attack")["surrogate_arch"].nunique().max() > 1
+            for row in others.itertuples():
+                theirs = random[random["surrogate_arch"] == row.surrogate_arch]
                 within = abs(row.vs_random) <= row.test_acc_ci95 + (
-                    random_ci.iloc[0] if len(random_ci) else 0
+                    theirs["test_acc_ci95"].iloc[0] if len(theirs) else 0
                 )
-                key = f"{victim}/{row.attack}/{granularity}"
+                seeds = min([row.seeds, *theirs["seeds"]])
+                key = f"{victim}/{row.attack}/{granularity}" + (
+                    f"/{row.surrogate_arch}" if several else ""
+                )
                 expected[key] = (
                     "within CIs" if within else ("better" if row.vs_random > 0 else "worse")
                 )
+                if within and seeds < 3:  # no difference, on too few seeds to say so
+                    expected[key] = FEW
                 got = finding["numbers"][key]
                 assert got["budget"] == row.budget and close(got["vs_random"], row.vs_random)
                 assert close(got["test_acc_mean"], row.test_acc_mean)
@@ -540,7 +639,7 @@ def test_adversary_finding_follows_from_the_summary(smoke_run, found):
     finding, section = data["claim4"], sections["claim4"]
     summary = table(workdir, "summary")
     scratch = summary[summary["surrogate_init"] == "scratch"]
-    won, faced = 0, 0
+    won, faced, by_victim = 0, 0, {}
     for victim, part in scratch.groupby("victim"):
         realistic = part[part["adversary"] == "realistic"]
         if realistic.empty:
@@ -551,6 +650,11 @@ def test_adversary_finding_follows_from_the_summary(smoke_run, found):
             continue
         faced += 1
         won += means["realistic"] > means["out-of-distribution"]
+        difference = means["realistic"] - means["out-of-distribution"]
+        half = at.groupby("adversary")["test_acc_ci95"].mean().sum()
+        by_victim[victim] = "yes" if difference > 0 else "no"
+        if undecided(at["seeds"].min(), difference, half):
+            by_victim[victim] = FEW
         got = finding["numbers"]["per_victim"][victim]
         assert close(got["realistic"], means["realistic"])
         assert close(got["out_of_distribution"], means["out-of-distribution"])
@@ -559,10 +663,10 @@ def test_adversary_finding_follows_from_the_summary(smoke_run, found):
             in section
         )
     assert faced
-    verdict = "yes" if won == faced else ("partly" if won else "no")
-    assert finding["verdict"] == verdict
+    verdict = pooled(by_victim)
+    assert finding["verdict"] == verdict and finding["by_victim"] == by_victim
     assert (finding["numbers"]["victims_won"], finding["numbers"]["victims"]) == (won, faced)
-    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert section.startswith(f"**{said(verdict)}.**")
     assert f"It does for {won} of {faced} victims facing both" in section
 
 
@@ -578,19 +682,29 @@ def test_detector_finding_follows_from_the_detection_table(smoke_run, found):
     realistic = attacks.loc[attacks["in_distribution"], "flagged_share"]
     assert len(realistic)
     limit = finding["thresholds"]["evades_flagged_at_most"]
-    verdict = "yes" if realistic.mean() <= limit else "no"
+    by_victim = {
+        victim: "yes" if share.mean() <= limit else "no"
+        for victim, share in realistic.groupby(attacks["victim"])
+    }
+    verdict = pooled(by_victim)
     n = finding["numbers"]
-    assert finding["verdict"] == verdict
+    assert finding["verdict"] == verdict and finding["by_victim"] == by_victim
     assert close(n["test_tpr"], tpr) and close(n["seen_tnr"], seen)
     assert close(n["realistic_flagged"], realistic.mean())
     assert n["unseen_tnr"] is None  # the smoke grid's pools are all of kinds it saw
     assert f"accepts {tpr:.3f} of the victims' own test images" in section
     assert f"flags, on average, {seen:.3f} of the kinds" in section
-    assert (
-        f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: the realistic "
-        f"adversary evades the pre-classifier when at most {limit} of its queries are flagged. "
-        f"It flags {realistic.mean():.3f}." in section
-    )
+    if verdict == DEPENDS:
+        assert f"**The realistic adversary evades it: {DEPENDS}.**" in section
+        for victim, share in realistic.groupby(attacks["victim"]):
+            line = f"- **{victim}: {said(by_victim[victim])}**, it flags {share.mean():.3f}."
+            assert line in section
+    else:
+        assert (
+            f"**The realistic adversary evades it: {said(verdict)}.** Rule: the realistic "
+            f"adversary evades the pre-classifier when at most {limit} of its queries are "
+            f"flagged. It flags {realistic.mean():.3f}." in section
+        )
 
 
 def test_prada_finding_follows_from_the_prada_table(smoke_run, found):
@@ -616,15 +730,23 @@ def test_prada_finding_follows_from_the_prada_table(smoke_run, found):
         assert f"{source}: {rate:.3f}" in section
     attackers = prada[prada["kind"] == "attacker"]
     expected = {}
+
+    def flags(part):
+        flagged, streams = int(part["flagged"].sum()), len(part)
+        return "yes" if flagged == streams else ("partly" if flagged else "no")
+
     for strategy, part in attackers.groupby("strategy"):
         flagged, streams = int(part["flagged"].sum()), len(part)
-        expected[strategy] = "yes" if flagged == streams else ("partly" if flagged else "no")
+        by_victim = {v: flags(rows) for v, rows in part.groupby("victim")}
+        expected[strategy] = pooled(by_victim)
+        for victim, answer in by_victim.items():
+            assert finding["by_victim"][victim][strategy] == answer
         assert (n["strategies"][strategy]["flagged"], n["strategies"][strategy]["streams"]) == (
             flagged,
             streams,
         )
         assert (
-            f"- **{strategy}: {expected[strategy].capitalize()}**, {flagged} of {streams} "
+            f"- **{strategy}: {said(expected[strategy])}**, {flagged} of {streams} "
             "attackers flagged" in section
         )
     assert "jbda" in expected and finding["verdict"] == expected
@@ -692,6 +814,7 @@ def test_defenses_finding_follows_from_the_matched_cost_table(smoke_run, found):
         (matched["budget"] == matched["attack"].map(largest)) & (matched["granularity"] == "probs")
     ]
     stops = {f"{c:g}": set() for c in costs}
+    by_victim = {}
     realistic_seen = False
     for (victim, attack), part in top.groupby(["victim", "attack"]):
         got = finding["numbers"]["by_attack"][f"{victim}/{attack}"]
@@ -706,12 +829,24 @@ def test_defenses_finding_follows_from_the_matched_cost_table(smoke_run, found):
                 assert n["reached"] == row.reached
                 stopped = row.recovery_mean < stopped_below <= row.undefended_recovery_mean
                 assert n["stops"] == stopped
-                if stopped and row.adversary == "realistic":
-                    stops[f"{cost:g}"].add(row.defense)
+                if row.adversary == "realistic":
+                    if stopped:
+                        stops[f"{cost:g}"].add(row.defense)
+                    # stopped beyond its interval, or too few seeds to tell
+                    unclear = undecided(
+                        row.seeds,
+                        row.recovery_mean - stopped_below,
+                        row.attacker_acc_ci95 / row.victim_acc,
+                    ) and (row.undefended_recovery_mean >= stopped_below)
+                    answer = "yes" if stopped and not unclear else (FEW if unclear else "no")
+                    old = by_victim.get(victim, "no")
+                    by_victim[victim] = (
+                        "yes" if "yes" in (old, answer) else (FEW if FEW in (old, answer) else "no")
+                    )
             assert f"at {cost:g} **{best['defense']}** ({best['attacker_acc_mean']:.3f}" in section
         realistic_seen |= part["adversary"].iloc[0] == "realistic"
     assert realistic_seen
-    assert finding["verdict"] == ("yes" if any(stops.values()) else "no")
+    assert finding["verdict"] == pooled(by_victim) and finding["by_victim"] == by_victim
     assert finding["numbers"]["stops_realistic"] == {c: sorted(d) for c, d in stops.items()}
     assert any(x.startswith("- Stops the realistic adversary") for x in section.splitlines())
 
@@ -732,13 +867,17 @@ def test_dawn_finding_follows_from_the_dawn_and_detection_tables(smoke_run, foun
     )
     checks = int(dawn["dawn_independent"].sum())
     false_rate = dawn["dawn_false_claims"].sum() / checks
-    verdict = "yes" if caught == 1 else ("partly" if caught > 0 else "no")
+    by_victim = {
+        victim: "yes" if share == 1 else ("partly" if share > 0 else "no")
+        for victim, share in dawn.groupby("victim")["dawn_caught"].mean().items()
+    }
+    verdict = pooled(by_victim)
     n = finding["numbers"]
-    assert finding["verdict"] == verdict
+    assert finding["verdict"] == verdict and finding["by_victim"] == by_victim
     assert close(n["caught"], caught) and close(n["false_claim_rate"], false_rate)
     assert n["independent_checks"] == checks
     assert close(n["caught_let_through"], caught_through)
-    assert section.startswith(f"**{verdict.capitalize()}.**")
+    assert section.startswith(f"**{said(verdict)}.**")
     assert (
         f"DAWN catches {caught:.3f} of the surrogates; of those whose queries the pre-classifier "
         f"let through (at most {limit} flagged), "

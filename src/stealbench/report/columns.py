@@ -406,6 +406,16 @@ TABLES: dict[str, Table] = {
             "recovery_ci95_at_largest": Column(
                 "half-width of its 95% confidence interval (Student t)", RATIO
             ),
+            "recovery_ci95_by_budget": Column(
+                "recovery_ci95 at each of those budgets (rounded to 4 decimals; empty where a "
+                "budget has one seed)",
+                "list of ratios",
+            ),
+            "seeds": Column(
+                "the fewest seeds behind any of those budgets' means (the findings call fewer "
+                "than 3 too few to decide a comparison inside the intervals)",
+                COUNT,
+            ),
         },
     ),
     "published": Table(

@@ -1,0 +1,296 @@
+"""A second grid, unlike the default, for the report's tests: the report tables of a small
+grid as a new user might configure it, built by the real table functions
+(:mod:`stealbench.report.tables`) from hand-made per-seed rows, so they follow the real
+schemas.
+
+The grid: two victims of different tasks and architectures (an MNIST LeNet and a CIFAR-like
+ResNet), each attacked by a realistic adversary (random sampling of its own task's pool) and
+two out-of-distribution attacks on one pool (random sampling and adaptive), with surrogates of
+both architectures from scratch; budgets 200, 1000 and 2000; granularities probs, label and
+top3; two seeds (``seeds``); and a defended grid of defenses that keep the top-1 (top-k,
+rounding, MAD-argmax), so benign utility is the same at every strength.
+
+Every accuracy is a sum of known effects, each settable per victim (a number, or a dict
+``{victim: number}``), plus ``spread`` times +1 or -1 by seed (seed 0 up, 1 down, 2 up...):
+with two seeds the 95% half-width is then 12.7 × ``spread``, with three 2.9 × ``spread``.
+
+    from second_grid import second_grid
+    grid = second_grid()                       # {table name: DataFrame}
+    grid = second_grid(seeds=(0, 1, 2), realistic_flagged=0.001)
+
+Used by tests/test_second_grid.py (findings) and meant for the figure tests too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stealbench.report import tables as t
+
+# victim -> (architecture, dataset, its test accuracy, its surrogates' base accuracy)
+VICTIMS = {
+    "mnist-lenet": ("lenet", "mnist", 0.99, 0.70),
+    "cifar-resnet": ("resnet18", "cifar10", 0.90, 0.40),
+}
+# attack -> (strategy, pool, adversary); the realistic pool is the victim's own task
+ATTACKS = {
+    "random-real": ("random", "own", "realistic"),
+    "random-ood": ("random", "ood", "out-of-distribution"),
+    "adaptive-ood": ("adaptive", "ood", "out-of-distribution"),
+}
+BUDGETS = (200, 1000, 2000)
+GRANULARITIES = ("probs", "label", "top3")
+SURROGATES = ("lenet", "resnet18")
+SEEDS = (0, 1)
+# argmax-preserving defenses: (defense, strength name, values from weakest to strongest)
+DEFENSES = {
+    "top-k": ("k", (3, 2, 1)),
+    "rounding": ("decimals", (2, 1)),
+    "mad-argmax": ("epsilon", (0.5, 1.0)),
+}
+NUM_CLASSES = 10
+
+
+def _of(effect, victim: str) -> float:
+    """A per-victim effect: the number itself, or the victim's entry of a dict (0 if none)."""
+    return float(effect.get(victim, 0.0) if isinstance(effect, dict) else effect)
+
+
+def _sign(seed: int) -> int:
+    return 1 if seed % 2 == 0 else -1
+
+
+def cells(
+    seeds=SEEDS,
+    spread=0.01,
+    budget_slope=0.05,
+    probs_bonus=0.05,
+    realistic_bonus=0.1,
+    arch_bonus=0.03,
+    adaptive_bonus=0.0,
+) -> pd.DataFrame:
+    """One row per (victim, attack, granularity, budget, surrogate, seed): the cells table as
+    :func:`stealbench.report.tables.collect_cells` orders it (its per-class columns too)."""
+    rows = []
+    for victim, (victim_arch, dataset, victim_acc, base) in VICTIMS.items():
+        for attack, (strategy, pool, adversary) in ATTACKS.items():
+            for granularity in GRANULARITIES:
+                for i, budget in enumerate(BUDGETS):
+                    for arch in SURROGATES:
+                        for seed in seeds:
+                            acc = (
+                                base
+                                + _of(budget_slope, victim) * i
+                                + _of(probs_bonus, victim) * (granularity == "probs")
+                                + _of(realistic_bonus, victim) * (adversary == "realistic")
+                                + _of(arch_bonus, victim) * (arch == victim_arch)
+                                + _of(adaptive_bonus, victim) * (strategy == "adaptive")
+                                + _of(spread, victim) * _sign(seed)
+                            )
+                            acc = float(np.clip(acc, 0.01, 0.99))
+                            rows.append(
+                                {
+                                    "victim": victim,
+                                    "victim_arch": victim_arch,
+                                    "victim_init": "scratch",
+                                    "dataset": dataset,
+                                    "attack": attack,
+                                    "strategy": strategy,
+                                    "pool": f"{dataset}-pool" if pool == "own" else "ood-pool",
+                                    "adversary": adversary,
+                                    "granularity": granularity,
+                                    "budget": budget,
+                                    "surrogate_arch": arch,
+                                    "surrogate_init": "scratch",
+                                    "seed": seed,
+                                    "victim_acc": victim_acc,
+                                    "test_acc": acc,
+                                    "agreement": min(1.0, acc + 0.02),
+                                    "recovery": acc / victim_acc,
+                                    "kl_divergence": 1.0 - acc,
+                                    "class_acc": [acc] * NUM_CLASSES,
+                                    "victim_class_acc": [victim_acc] * NUM_CLASSES,
+                                }
+                            )
+    frame = pd.DataFrame(rows)
+    rest = [c for c in frame.columns if c not in t.AXES + t.METRICS]
+    return frame[t.AXES + t.METRICS + rest].sort_values(t.AXES, kind="stable")
+
+
+def defended(seeds=SEEDS, spread=0.01, defense_effect=0.1) -> pd.DataFrame:
+    """The defended cells at the largest budget, full probabilities, each victim's own
+    architecture: the undefended API and every DEFENSES strength. None of them changes a top-1
+    answer, so benign utility (the victim's accuracy) is the same at every strength; the
+    attacker loses ``defense_effect`` per step of strength (per victim, as :func:`cells`)."""
+    rows = []
+    for victim, (victim_arch, dataset, victim_acc, base) in VICTIMS.items():
+        for attack, (strategy, pool, adversary) in ATTACKS.items():
+            points = [("none", None, None, 0)]
+            for defense, (strength, values) in DEFENSES.items():
+                points += [(defense, strength, v, step + 1) for step, v in enumerate(values)]
+            for defense, strength, value, step in points:
+                for seed in seeds:
+                    acc = base + 0.1 + _of(spread, victim) * _sign(seed)
+                    acc -= _of(defense_effect, victim) * step
+                    acc = float(np.clip(acc, 0.01, 0.99))
+                    rows.append(
+                        {
+                            "victim": victim,
+                            "victim_arch": victim_arch,
+                            "victim_init": "scratch",
+                            "dataset": dataset,
+                            "attack": attack,
+                            "strategy": strategy,
+                            "pool": f"{dataset}-pool" if pool == "own" else "ood-pool",
+                            "adversary": adversary,
+                            "defense": defense,
+                            "strength": strength,
+                            "strength_value": np.nan if value is None else float(value),
+                            "defense_id": defense if value is None else f"{defense}@{value:g}",
+                            "granularity": "probs",
+                            "budget": BUDGETS[-1],
+                            "surrogate_arch": victim_arch,
+                            "seed": seed,
+                            "test_acc": acc,
+                            "agreement": acc,
+                            "victim_acc": victim_acc,
+                            "recovery": acc / victim_acc,
+                            "benign_utility": victim_acc,
+                            "benign_l1": 0.01 * step,
+                            "benign_top1_changed": 0.0,
+                            "attack_top1_changed": 0.0,
+                        }
+                    )
+    frame = pd.DataFrame(rows)
+    rest = [c for c in frame.columns if c not in t.DEFENDED_KEYS]
+    table = frame[t.DEFENDED_KEYS + rest].sort_values(t.DEFENDED_KEYS, kind="stable")
+    table = table.reset_index(drop=True)
+    table["paper_defended"] = None
+    return table
+
+
+def detection(realistic_flagged=None, seen_flagged=0.9, unseen_flagged=0.6) -> pd.DataFrame:
+    """The pre-classifier's rows per victim: its test split, pools of a kind it saw, of one it
+    never saw and of its own task, and each attack; ``realistic_flagged``: the share of the
+    realistic adversary's queries flagged (default: the MNIST victim's 0.001 and the CIFAR
+    victim's 0.994, the pair that a pooled verdict hid)."""
+    if realistic_flagged is None:
+        realistic_flagged = {"mnist-lenet": 0.001, "cifar-resnet": 0.994}
+    rows = []
+    for victim, (_, dataset, _, _) in VICTIMS.items():
+        rows += [
+            (victim, "test", dataset, "in-distribution", True, 0.03, 0.97),
+            (victim, "pool", f"{dataset}-pool", "in-distribution", True, 0.03, np.nan),
+            (victim, "pool", "ood-pool", "seen kind", False, _of(seen_flagged, victim), np.nan),
+            (victim, "pool", "noise", "unseen kind", False, _of(unseen_flagged, victim), np.nan),
+        ]
+        for attack, (_, _, adversary) in ATTACKS.items():
+            share = (
+                _of(realistic_flagged, victim)
+                if adversary == "realistic"
+                else _of(seen_flagged, victim)
+            )
+            seen = "in-distribution" if adversary == "realistic" else "seen kind"
+            rows.append((victim, "attack", attack, seen, adversary == "realistic", share, np.nan))
+    columns = ["victim", "queries_from", "source", "seen", "in_distribution"]
+    frame = pd.DataFrame(rows, columns=[*columns, "flagged_share", "tpr_in"])
+    frame["tnr_out"] = np.where(frame["in_distribution"], np.nan, frame["flagged_share"])
+    strategies = {a: s for a, (s, _, _) in ATTACKS.items()}
+    frame["strategy"] = [
+        strategies.get(s) if q == "attack" else None
+        for q, s in zip(frame["queries_from"], frame["source"], strict=True)
+    ]
+    frame.insert(1, "detector_out", "ood-defender")
+    frame.insert(6, "queries", 1000)
+    return frame
+
+
+def prada(seeds=SEEDS, flagged=None) -> pd.DataFrame:
+    """PRADA's rows: one attacker stream per (victim, attack, seed) and two benign streams per
+    victim (never flagged); ``flagged``: {(victim, strategy): bool} (default: only the
+    out-of-distribution adaptive attackers are flagged)."""
+    flagged = flagged or {}
+    rows = []
+    for victim in VICTIMS:
+        for attack, (strategy, _, _) in ATTACKS.items():
+            for seed in seeds:
+                hit = flagged.get((victim, strategy), strategy == "adaptive")
+                rows.append(
+                    (victim, "attacker", f"{attack}-s{seed}", attack, strategy, float(seed), hit)
+                )
+        rows += [(victim, "benign", f"benign-test-{i}", None, None, np.nan, False) for i in (0, 1)]
+    columns = ["victim", "kind", "stream", "attack", "strategy", "seed", "flagged"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.assign(
+        monitor="prada",
+        queries=1000,
+        flagged_at=np.where(frame["flagged"], 300.0, np.nan),
+        min_w=0.95,
+        delta=0.96,
+    )[[*columns[:6], "monitor", "queries", "flagged", "flagged_at", "min_w", "delta"]]
+
+
+def second_grid(
+    seeds=SEEDS,
+    spread=0.01,
+    realistic_flagged=None,
+    prada_flagged=None,
+    defense_effect=0.1,
+    seen_flagged=0.9,
+    unseen_flagged=0.6,
+    **effects,
+) -> dict[str, pd.DataFrame]:
+    """Every report table of the second grid, by name (as results/tables/ holds them, less
+    prada_curve, which needs PRADA's score traces). ``effects``: :func:`cells`' accuracy
+    effects (budget_slope, probs_bonus, realistic_bonus, arch_bonus, adaptive_bonus); the
+    others go to :func:`defended`, :func:`detection` and :func:`prada`."""
+    all_cells = cells(seeds, spread, **effects)
+    summary = t.summarise(all_cells)
+    papers: dict[str, str] = {}
+    victims = t.victims_table(
+        [
+            {
+                "victim": victim,
+                "arch": arch,
+                "init": "scratch",
+                "dataset": dataset,
+                "num_classes": NUM_CLASSES,
+                "test_acc": acc,
+            }
+            for victim, (arch, dataset, acc, _) in VICTIMS.items()
+        ]
+    )
+    metas = [
+        {
+            "victim": victim,
+            "attack": attack,
+            "strategy": strategy,
+            "pool": pool,
+            "queries": {str(s): BUDGETS[-1] for s in seeds},
+            "victim_passes": BUDGETS[-1] * len(seeds),
+            "budget": BUDGETS[-1],
+        }
+        for victim in VICTIMS
+        for attack, (strategy, pool, _) in ATTACKS.items()
+    ]
+    guarded = defended(seeds, spread, defense_effect)
+    return {
+        "victims": victims,
+        "cells": all_cells.drop(columns=t.PER_CLASS).reset_index(drop=True),
+        "summary": summary,
+        "per_class": t.per_class_table(all_cells),
+        "queries": t.query_accounting(metas, all_cells),
+        "reproduction": t.reproduction_table(summary, papers),
+        "budget": t.budget_table(summary),
+        "published": t.published_table(),
+        "pretraining": t.pretraining_table(summary, victims),
+        "granularity": t.granularity_table(summary, papers),
+        "architecture": t.architecture_table(summary, papers),
+        "strategies": t.strategies_table(summary),
+        "detection": detection(realistic_flagged, seen_flagged, unseen_flagged),
+        "prada": prada(seeds, prada_flagged),
+        "defended": guarded,
+        "matched_cost": t.matched_cost_table(guarded),
+        "dawn": t.dawn_table(guarded),
+    }

@@ -1,0 +1,208 @@
+"""The report stage on a second grid unlike the default (tests/second_grid.py: two victims of
+different tasks and architectures, two seeds, budgets 200/1000/2000, probs/label/top3,
+argmax-preserving defenses): per-victim verdicts where victims disagree, the pooled verdict
+where they agree, and the few-seed notice and verdict where two seeds leave the rule's
+comparison inside the intervals."""
+
+import json
+
+import pytest
+from second_grid import VICTIMS, second_grid
+
+from stealbench.report import findings as f
+
+MNIST, CIFAR = "mnist-lenet", "cifar-resnet"
+THREE = (0, 1, 2)
+NOTICE = "2 seeds: Student-t 95% intervals use t = 12.7, too wide to support a verdict"
+
+
+def _found(**grid) -> dict[str, f.Finding]:
+    return {x.id: x for x in f.findings(second_grid(**grid))}
+
+
+def _answers(finding: f.Finding) -> set[str]:
+    """Every verdict a finding gives: pooled, per key and per victim."""
+    out = set()
+    for value in (finding.verdict, *finding.by_victim.values()):
+        out |= set(value.values()) if isinstance(value, dict) else {value}
+    return out
+
+
+def test_the_report_stage_runs_on_the_second_grid_and_its_json_carries_each_victims_verdict():
+    grid = second_grid()
+    assert set(grid["victims"]["victim"]) == set(VICTIMS)
+    assert sorted(grid["cells"]["budget"].unique()) == [200, 1000, 2000]
+    assert set(grid["cells"]["granularity"]) == {"probs", "label", "top3"}
+    found = f.findings(grid)
+    data = json.loads(json.dumps(f.findings_json(found), allow_nan=False))
+    assert data["claim3"]["by_victim"] == {MNIST: "yes", CIFAR: "no"}
+    assert set(data["claim1"]["by_victim"]) == set(VICTIMS)
+    assert set(data["claim1"]["by_victim"][MNIST]) == {"probs", "label", "top3"}
+    keys = {"id", "title", "verdict", "rule", "thresholds", "numbers", "by_victim"}
+    assert all(set(finding) == keys for finding in data.values())
+    markdown = f.findings_markdown(found, grid)
+    assert markdown.count("\n## ") == len(found) + 2  # victims, query economy, findings
+
+
+# ------------------------------------------------------------------- per-victim verdicts
+
+
+def test_claim3_says_it_depends_on_the_victim_where_one_is_flagged_and_the_other_not():
+    # The issue's grid: MNIST's realistic adversary flagged 0.001, CIFAR's 0.994; the pooled
+    # mean (0.497) would say "No" for both.
+    found = _found(realistic_flagged={MNIST: 0.001, CIFAR: 0.994})["claim3"]
+    assert found.verdict == f.DEPENDS
+    assert found.by_victim == {MNIST: "yes", CIFAR: "no"}
+    assert f"**The realistic adversary evades it: {f.DEPENDS}.**" in found.text
+    assert f"- **{MNIST}: Yes**, it flags 0.001." in found.text
+    assert f"- **{CIFAR}: No**, it flags 0.994." in found.text
+    assert "evades it: No.**" not in found.text
+
+
+@pytest.mark.parametrize("flagged, verdict", [(0.001, "yes"), (0.994, "no")])
+def test_claim3_gives_the_pooled_verdict_where_the_victims_agree(flagged, verdict):
+    found = _found(realistic_flagged=flagged)["claim3"]
+    assert found.verdict == verdict and found.by_victim == {MNIST: verdict, CIFAR: verdict}
+    assert (
+        f"**The realistic adversary evades it: {verdict.capitalize()}.** Rule: "
+        f"{found.rule} It flags {flagged:.3f}." in found.text
+    )
+    assert f.DEPENDS not in found.text and f"- **{MNIST}" not in found.text
+
+
+def test_claim3_prints_each_victims_seen_and_unseen_rates_where_they_differ():
+    found = _found(seen_flagged={MNIST: 0.95, CIFAR: 0.30}, unseen_flagged=0.6)["claim3"]
+    rates = found.numbers["by_victim"]
+    assert (rates[MNIST]["seen_tnr"], rates[CIFAR]["seen_tnr"]) == (0.95, 0.30)
+    assert found.numbers["seen_tnr"] == pytest.approx(0.625)  # the pooled mean, as before
+    assert f"| {MNIST} | 0.970 | 0.950 | 0.600 | 0.001 |" in found.text
+    assert f"| {CIFAR} | 0.970 | 0.300 | 0.600 | 0.994 |" in found.text
+    same = _found(seen_flagged=0.9, unseen_flagged=0.6)["claim3"]
+    assert "each victim's:" not in same.text and f"| {MNIST} | 0.970" not in same.text
+
+
+# finding -> (an effect the victims disagree on, each victim's verdict, the same effect
+# agreed), on three seeds so the intervals decide
+DISAGREE = {
+    "claim2a": ("probs_bonus", {MNIST: 0.05, CIFAR: -0.05}, 0.05),
+    "claim2b": ("arch_bonus", {MNIST: 0.1, CIFAR: -0.1}, 0.1),
+    "budget": ("budget_slope", {MNIST: 0.05, CIFAR: -0.05}, 0.05),
+    "claim4": ("realistic_bonus", {MNIST: 0.2, CIFAR: -0.2}, 0.2),
+    "defenses": ("defense_effect", {MNIST: 0.0, CIFAR: 0.1}, 0.15),
+}
+
+
+@pytest.mark.parametrize("name", DISAGREE)
+def test_a_finding_says_it_depends_on_the_victim_and_lists_each(name):
+    effect, split, _ = DISAGREE[name]
+    found = _found(seeds=THREE, **{effect: split})[name]
+    expected = {MNIST: "yes", CIFAR: "no"} if name != "defenses" else {MNIST: "no", CIFAR: "yes"}
+    assert found.verdict == f.DEPENDS and found.by_victim == expected
+    for victim, verdict in expected.items():
+        assert f"- **{victim}: {verdict.capitalize()}**, " in found.text, victim
+    if name != "defenses":
+        assert found.text.startswith(f"**{f.DEPENDS.capitalize()}.**")
+
+
+@pytest.mark.parametrize("name", DISAGREE)
+def test_a_finding_gives_the_pooled_verdict_where_the_victims_agree(name):
+    effect, _, agreed = DISAGREE[name]
+    found = _found(seeds=THREE, **{effect: agreed})[name]
+    assert found.verdict == "yes" and found.by_victim == {MNIST: "yes", CIFAR: "yes"}
+    assert f.DEPENDS not in found.text and f"- **{MNIST}: Yes**" not in found.text
+
+
+def test_prada_says_it_depends_on_the_victim_per_strategy():
+    found = _found(prada_flagged={(MNIST, "random"): True})["prada"]
+    assert found.verdict == {"adaptive": "yes", "random": f.DEPENDS}
+    assert found.by_victim == {
+        CIFAR: {"adaptive": "yes", "random": "no"},
+        MNIST: {"adaptive": "yes", "random": "yes"},
+    }
+    assert (
+        f"- **random: {f.DEPENDS.capitalize()}**, 4 of 8 attackers flagged ({CIFAR}: no, 0 of 4; "
+        f"{MNIST}: yes, 4 of 4)" in found.text
+    )
+    agreed = _found()["prada"]
+    assert agreed.verdict == {"adaptive": "yes", "random": "no"}
+    assert "- **random: No**, 0 of 8 attackers flagged\n" in agreed.text
+
+
+def test_dawn_says_it_depends_on_the_victim():
+    grid = second_grid()
+    dawn = grid["defended"].query("defense == 'top-k'").assign(defense="dawn")
+    dawn = dawn.assign(
+        dawn_watermarks=50,
+        dawn_reproduced=40,
+        dawn_acc=0.8,
+        dawn_p_value=1e-9,
+        dawn_claim_bound=1e-6,
+        dawn_caught=dawn["victim"] == MNIST,
+        dawn_independent=2,
+        dawn_false_claims=0,
+    )
+    from stealbench.report.tables import dawn_table
+
+    found = f.dawn_finding(dawn_table(dawn), None)
+    assert found.verdict == f.DEPENDS and found.by_victim == {MNIST: "yes", CIFAR: "no"}
+    assert f"- **{CIFAR}: No**, DAWN catches 0.000 of" in found.text
+    found = f.dawn_finding(dawn_table(dawn.assign(dawn_caught=True)), None)
+    assert found.verdict == "yes" and f.DEPENDS not in found.text
+
+
+# ---------------------------------------------------------------------------- few seeds
+
+
+# finding -> (effects whose comparison lies inside two seeds' intervals, effects clear of
+# them); spread 0.01 a seed: two seeds' half-width 0.127, three seeds' 0.029
+FEW = {
+    "claim1": ({}, {"spread": 0.0002}),  # MNIST's best recovery 0.889 against the target 0.9
+    "claim2b": ({"arch_bonus": 0.03}, {"arch_bonus": 0.5}),
+    "claim4": ({"realistic_bonus": 0.1}, {"realistic_bonus": 0.6}),
+    "strategies": ({"adaptive_bonus": 0.0}, {"adaptive_bonus": -0.4}),
+    "defenses": ({}, {"spread": 0.0002}),  # MNIST's realistic attacker at recovery 0.505
+}
+
+
+@pytest.mark.parametrize("name", FEW)
+def test_two_seeds_give_the_notice_and_not_enough_seeds_where_the_comparison_is_inside(name):
+    inside, _ = FEW[name]
+    found = _found(**inside)[name]
+    assert f.FEW_SEEDS in _answers(found)
+    assert NOTICE in found.text
+    assert found.numbers  # the numbers are still given
+
+
+@pytest.mark.parametrize("name", FEW)
+def test_three_seeds_decide_the_same_comparison(name):
+    inside, _ = FEW[name]
+    found = _found(seeds=THREE, **inside)[name]
+    assert f.FEW_SEEDS not in _answers(found) and "t = " not in found.text
+
+
+@pytest.mark.parametrize("name", FEW)
+def test_two_seeds_decide_a_comparison_clear_of_the_intervals(name):
+    _, clear = FEW[name]
+    found = _found(**clear)[name]
+    assert f.FEW_SEEDS not in _answers(found) and "t = " not in found.text
+
+
+def test_not_enough_seeds_is_a_victims_verdict_beside_the_others():
+    # the architecture: MNIST's own-architecture bonus clear of two seeds' intervals, CIFAR's
+    # inside them
+    found = _found(arch_bonus={MNIST: 0.5, CIFAR: 0.03})["claim2b"]
+    assert found.by_victim == {MNIST: "yes", CIFAR: f.FEW_SEEDS}
+    assert found.verdict == f.DEPENDS
+    assert f"- **{CIFAR}: Not enough seeds**, " in found.text and NOTICE in found.text
+
+
+def test_claim1_a_target_reached_inside_two_seeds_intervals_is_not_enough_seeds():
+    # MNIST with full probabilities reaches recovery 0.909 at 2000 queries: 0.009 past the
+    # target, inside two seeds' half-width (0.128), clear of three seeds' or a tiny spread's
+    key = f"{MNIST}/probs"
+    found = _found(budget_slope=0.06)["claim1"]
+    assert found.numbers[key]["stolen"] and found.numbers[key]["budget"] == 2000
+    assert found.verdict[key] == f.FEW_SEEDS == found.by_victim[MNIST]["probs"]
+    assert f"not enough seeds to tell: {MNIST}" in found.text and NOTICE in found.text
+    assert _found(seeds=THREE, budget_slope=0.06)["claim1"].verdict[key] == "yes"
+    assert _found(budget_slope=0.06, spread=0.0002)["claim1"].verdict[key] == "yes"
