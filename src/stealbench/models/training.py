@@ -4,6 +4,10 @@ Images stay uint8 in memory and are converted per batch, so a transfer set costs
 pixel. Batches are drawn with a seeded generator: the same seed gives the same model on CPU.
 ``images`` may also be a lazy :class:`stealbench.datasets.ImageStore` (anything indexable by
 an integer array that returns uint8 (k, H, W, C)); :func:`fit` then follows its block order.
+:class:`~stealbench.models.loader.BatchLoader` produces the batches (ahead of the step, in a
+background thread, on a GPU); :class:`Step` runs one, at ``TrainConfig.precision`` and in the
+channels-last layout where ``TrainConfig.channels_last`` asks for it. On a CPU at fp32 the
+arithmetic is that of the loop before either existed, bit for bit (tests/test_training_loop.py).
 """
 
 from __future__ import annotations
