@@ -57,7 +57,8 @@ class TrainConfig:
     # "accuracy", or "macro-f1" (scikit-learn's f1_score, average="macro").
     val_metric: str = "accuracy"
     # Arithmetic of the training steps: "fp32", or mixed precision under torch.autocast with
-    # "bf16" or "fp16" (fp16 with a GradScaler). Validation and inference stay fp32.
+    # "bf16" or "fp16" (fp16 with a GradScaler). Validation and inference stay fp32. Both run
+    # on a CPU too (torch 2.14 autocasts fp16 there and has a CPU GradScaler), slower than fp32.
     precision: str = "fp32"
     # The channels-last memory layout for convolutional models' weights and activations:
     # "auto" (on a CUDA device only, where its kernels are faster; a CPU keeps today's
