@@ -339,7 +339,6 @@ def fit(
 VAL_METRICS = ("accuracy", "macro-f1")
 # training.precision: the autocast dtype of each (None: none, plain fp32).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-CHANNELS_LAST = ("auto", True, False)
 
 
 def check_options(cfg: TrainConfig) -> None:
