@@ -349,6 +349,31 @@ BAD = {
         r"config key 'datasets.public.splits': backbone 'public-lenet' needs non-empty 'train' "
         r"and 'val' splits",
     ),
+    "unknown precision": (
+        lambda c: c.setdefault("victim_training", {}).update(precision="bf61"),
+        r"config key 'victim_training.precision': 'bf61' is not allowed \(did you mean "
+        r"'bf16'\?\); allowed values: fp32, bf16, fp16$",
+    ),
+    "unknown precision of one victim": (
+        lambda c: c["victims"]["mnist-lenet"].setdefault("training", {}).update(precision="fp36"),
+        r"config key 'victims.mnist-lenet.training.precision': 'fp36' is not allowed \(did you "
+        r"mean 'fp32'\?\); allowed values: fp32, bf16, fp16$",
+    ),
+    "unknown surrogate channels_last": (
+        lambda c: c["surrogates"].setdefault("training", {}).update(channels_last="atuo"),
+        r"config key 'surrogates.training.channels_last': 'atuo' is not allowed \(did you mean "
+        r"'auto'\?\); allowed values: auto, true, false$",
+    ),
+    "unknown defense precision": (
+        lambda c: c["defenses"]["detector"].setdefault("training", {}).update(precision="half"),
+        r"config key 'defenses.detector.training.precision': 'half' is not allowed; allowed "
+        r"values: fp32, bf16, fp16$",
+    ),
+    "unknown backbone precision": (
+        lambda c: c["pretrain"]["public-lenet"].setdefault("training", {}).update(precision=16),
+        r"^config key 'pretrain.public-lenet.training.precision': 16 is not allowed \(did you "
+        r"mean 'fp16'\?\); allowed values: fp32, bf16, fp16$",
+    ),
 }
 
 

@@ -117,15 +117,17 @@ def _message(error: jsonschema.ValidationError) -> str:
         )
     if error.validator == "enum":
         hint = ""
-        if len(error.absolute_path) == 3 and list(error.absolute_path)[::2] == [
-            "victims",
-            "source",
-        ]:
-            close = difflib.get_close_matches(str(error.instance), error.validator_value, n=1)
+        path = list(error.absolute_path)
+        # as YAML spells them (channels_last: true, not True)
+        allowed = [str(v).lower() if isinstance(v, bool) else str(v) for v in error.validator_value]
+        if (len(path) == 3 and path[::2] == ["victims", "source"]) or (
+            len(path) >= 2 and str(path[-2]).endswith("training")  # precision, optimizer, ...
+        ):
+            close = difflib.get_close_matches(str(error.instance), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
         return (
             f"config key '{key}': {error.instance!r} is not allowed{hint}; "
-            f"allowed values: {', '.join(map(str, error.validator_value))}"
+            f"allowed values: {', '.join(allowed)}"
         )
     if error.validator == "required":
         return f"config key '{key}': {error.message}"

@@ -4,10 +4,15 @@ Images stay uint8 in memory and are converted per batch, so a transfer set costs
 pixel. Batches are drawn with a seeded generator: the same seed gives the same model on CPU.
 ``images`` may also be a lazy :class:`stealbench.datasets.ImageStore` (anything indexable by
 an integer array that returns uint8 (k, H, W, C)); :func:`fit` then follows its block order.
+:class:`~stealbench.models.loader.BatchLoader` produces the batches (ahead of the step, in a
+background thread, on a GPU); :class:`Step` runs one, at ``TrainConfig.precision`` and in the
+channels-last layout where ``TrainConfig.channels_last`` asks for it. On a CPU at fp32 the
+arithmetic is that of the loop before either existed, bit for bit (tests/test_training_loop.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -23,6 +28,7 @@ from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
 from ..metrics import accuracy
+from .loader import BatchLoader, OutlierStream
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,14 @@ class TrainConfig:
     # How an epoch is judged on the validation data, against ``val_labels`` (top-1):
     # "accuracy", or "macro-f1" (scikit-learn's f1_score, average="macro").
     val_metric: str = "accuracy"
+    # Arithmetic of the training steps: "fp32", or mixed precision under torch.autocast with
+    # "bf16" or "fp16" (fp16 with a GradScaler). Validation and inference stay fp32. Both run
+    # on a CPU too (torch 2.14 autocasts fp16 there and has a CPU GradScaler), slower than fp32.
+    precision: str = "fp32"
+    # The channels-last memory layout for convolutional models' weights and activations:
+    # "auto" (on a CUDA device only, where its kernels are faster; a CPU keeps today's
+    # arithmetic), True or False.
+    channels_last: str | bool = "auto"
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -243,23 +257,27 @@ def fit(
     test accuracy). The outliers' order has a generator of its own, so the training images
     are drawn exactly as without outliers; without them the arithmetic is unchanged.
     """
-    if cfg.val_metric not in VAL_METRICS:
-        raise ValueError(
-            f"unknown val_metric {cfg.val_metric!r}; allowed: {', '.join(VAL_METRICS)}"
-        )
-    if cfg.patience is not None and cfg.patience < 1:
-        raise ValueError(f"patience must be an integer >= 1 or None, got {cfg.patience!r}")
+    check_options(cfg)
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = make_optimizer(model, cfg)
-    validate = val_images is not None and len(val_images) > 0
     device = model_device(model)
+    channels_last = uses_channels_last(model, cfg, device)
+    if channels_last:  # before the optimiser, whose state takes the weights' layout
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    run_step = Step(model, optimizer, cfg, device, outlier_weight)
+    validate = val_images is not None and len(val_images) > 0
     targets_t = torch.as_tensor(targets, dtype=torch.float32)
     n, epochs = len(images), cfg.epochs_for(len(images))
     best_state, best_acc, best_epoch, history = None, -1.0, 0, []
     stale = 0  # epochs since the last strict improvement (early stopping)
-    draw_outliers = (
-        _outlier_batches(outliers, cfg.batch_size, seed) if outliers is not None else None
+    loader = BatchLoader(
+        images,
+        targets_t,
+        cfg.batch_size,
+        device,
+        outliers,
+        None if outliers is None else OutlierStream(len(outliers), cfg.batch_size, seed),
     )
     start = time.perf_counter()
     progress = _progress(epochs, desc)
@@ -273,19 +291,8 @@ def fit(
         # The epoch's loss is summed on the device and read once per epoch: reading it every
         # step would make a GPU wait for each step to finish.
         total = torch.zeros((), device=device)
-        for i in range(0, n, cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            batch = to_tensor(images[idx.numpy()], device)
-            if draw_outliers is None:
-                loss = soft_cross_entropy(model(batch), targets_t[idx].to(device))
-            else:
-                loss = _outlier_exposure_loss(
-                    model, batch, targets_t[idx].to(device), draw_outliers(), outlier_weight
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(idx)
+        for batch in loader.batches(order):
+            total += run_step(batch).detach() * len(batch.idx)
         total = float(total)
         if not math.isfinite(total):
             raise FloatingPointError(
@@ -318,6 +325,8 @@ def fit(
             best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val_acc, epoch
     if progress is not None:
         progress.close()
+    if channels_last:  # inference (predict_proba) sees the model in the layout it came in
+        model.to(memory_format=torch.contiguous_format)
     run = len(history)  # epochs actually trained (fewer than ``epochs`` after an early stop)
     if validate:
         model.load_state_dict(best_state)
@@ -328,6 +337,105 @@ def fit(
 
 
 VAL_METRICS = ("accuracy", "macro-f1")
+# training.precision: the autocast dtype of each (None: none, plain fp32).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_options(cfg: TrainConfig) -> None:
+    """Fail on a TrainConfig value fit cannot run, naming the allowed values."""
+    if cfg.val_metric not in VAL_METRICS:
+        raise ValueError(
+            f"unknown val_metric {cfg.val_metric!r}; allowed: {', '.join(VAL_METRICS)}"
+        )
+    if cfg.patience is not None and cfg.patience < 1:
+        raise ValueError(f"patience must be an integer >= 1 or None, got {cfg.patience!r}")
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if not (cfg.channels_last == "auto" or isinstance(cfg.channels_last, bool)):
+        raise ValueError(f"unknown channels_last {cfg.channels_last!r}; allowed: auto, true, false")
+
+
+def uses_channels_last(model: nn.Module, cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether fit trains ``model`` in the channels-last layout: for convolutional models,
+    with ``channels_last`` True, or "auto" on a CUDA device (tensor cores read NHWC; a CPU
+    keeps the layouts, and so the arithmetic, that fit has always had)."""
+    if cfg.channels_last is False or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return False
+    return cfg.channels_last is True or device.type == "cuda"
+
+
+class Step:
+    """One optimisation step on a :class:`~stealbench.models.loader.Batch`, returning the
+    batch's loss: forward (under torch.autocast for bf16 and fp16), backward, the optimiser.
+
+    fp16 scales the loss with a GradScaler (torch's defaults: start at 2^16, halve and skip
+    the step on an inf or NaN gradient, double after 2000 clean steps); its ``scaler`` is
+    None otherwise. fp32 runs exactly the arithmetic of fit before mixed precision existed.
+    The channels-last layout (``cfg.channels_last``, :func:`uses_channels_last`) applies to
+    the inputs here; ``channels_last=False`` makes them contiguous NCHW (otherwise a batch
+    is the permuted view of the NHWC bytes, which is channels-last for RGB images)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Optimizer,
+        cfg: TrainConfig,
+        device: torch.device,
+        outlier_weight: float = 1.0,
+    ):
+        self.model, self.optimizer, self.outlier_weight = model, optimizer, outlier_weight
+        self.device, self.dtype = device, PRECISIONS[cfg.precision]
+        if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"precision bf16 needs a GPU with bfloat16 support (compute capability 8.0 or "
+                f"newer); {torch.cuda.get_device_name(device)} has none: use fp16 or fp32"
+            )
+        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+        if uses_channels_last(model, cfg, device):
+            self.layout = torch.channels_last
+        else:
+            self.layout = torch.contiguous_format if cfg.channels_last is False else None
+        # GradScaler reads torch's param_groups layout (a "params" list per group); a view
+        # keeps those tensors out of the optimiser's own param_groups (hyper-parameters only)
+        self._scaled = _ScalerView(optimizer)
+
+    def __call__(self, batch) -> torch.Tensor:
+        images, outliers = batch.images, batch.outliers
+        if self.layout is not None:
+            images = images.contiguous(memory_format=self.layout)
+            if outliers is not None:
+                outliers = outliers.contiguous(memory_format=self.layout)
+        with (
+            torch.autocast(self.device.type, self.dtype)
+            if self.dtype is not None
+            else contextlib.nullcontext()
+        ):
+            if outliers is None:
+                loss = soft_cross_entropy(self.model(images), batch.targets)
+            else:
+                loss = _outlier_exposure_loss(
+                    self.model, images, batch.targets, outliers, self.outlier_weight
+                )
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self._scaled)
+            self.scaler.update()
+        return loss
+
+
+class _ScalerView:
+    """What GradScaler needs of an optimiser: torch's param_groups and step."""
+
+    def __init__(self, optimizer: Optimizer):
+        self.optimizer = optimizer
+        self.param_groups = [{"params": optimizer.params}]
+
+    def step(self) -> None:
+        self.optimizer.step()
 
 
 def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
@@ -347,39 +455,16 @@ def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logits.mean(dim=1) - torch.logsumexp(logits, dim=1)).mean()
 
 
-def _outlier_batches(outliers: np.ndarray, batch_size: int, seed: int):
-    """A function returning the next ``batch_size`` outliers (uint8) at each call: a seeded
-    random order of them, reshuffled at each pass and cycled. Its own generator (seeded from
-    ``seed`` and a stream tag), so the training images' order is left as it is."""
-    if len(outliers) == 0:
-        raise ValueError("outlier exposure needs at least one outlier image")
-    rng = np.random.default_rng([seed, 0x0E])
-    state = {"order": rng.permutation(len(outliers)), "pos": 0}
-
-    def draw() -> np.ndarray:
-        take = []
-        while len(take) < batch_size:
-            if state["pos"] == len(state["order"]):
-                state["order"], state["pos"] = rng.permutation(len(outliers)), 0
-            rest = batch_size - len(take)
-            chunk = state["order"][state["pos"] : state["pos"] + rest]
-            state["pos"] += len(chunk)
-            take.extend(chunk.tolist())
-        return np.asarray(outliers[np.asarray(take)])
-
-    return draw
-
-
 def _outlier_exposure_loss(
     model: nn.Module,
     batch: torch.Tensor,
     targets: torch.Tensor,
-    outliers: np.ndarray,
+    extra: torch.Tensor,
     weight: float,
 ) -> torch.Tensor:
-    """The batch's soft cross-entropy plus ``weight`` x the outliers' cross-entropy to the
-    uniform distribution; one forward pass when the outliers have the batch's shape."""
-    extra = to_tensor(outliers, batch.device)
+    """The batch's soft cross-entropy plus ``weight`` x the outliers' (``extra``, float
+    images) cross-entropy to the uniform distribution; one forward pass when the outliers
+    have the batch's shape."""
     if extra.shape[1:] == batch.shape[1:]:
         logits = model(torch.cat([batch, extra]))
         inside, outside = logits[: len(batch)], logits[len(batch) :]
