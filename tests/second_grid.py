@@ -84,6 +84,25 @@ def _sign(seed: int) -> int:
     return 1 if seed % 2 == 0 else -1
 
 
+def _attacked(base=None, victim_acc=None):
+    """Each (victim, attack) of the grid: the columns that name them, as the cell tables spell
+    them, the victim's accuracy and its surrogates' base accuracy (VICTIMS', or ``victim_acc``
+    and ``base``, per victim as the effects)."""
+    for victim, (victim_arch, dataset, accuracy, start) in VICTIMS.items():
+        for attack, (strategy, pool, adversary) in ATTACKS.items():
+            keys = {
+                "victim": victim,
+                "victim_arch": victim_arch,
+                "victim_init": "scratch",
+                "dataset": dataset,
+                "attack": attack,
+                "strategy": strategy,
+                "pool": f"{dataset}-pool" if pool == "own" else "ood-pool",
+                "adversary": adversary,
+            }
+            yield keys, _at(victim_acc, victim, accuracy), _at(base, victim, start)
+
+
 def cells(
     seeds=SEEDS,
     spread=0.01,
@@ -100,48 +119,39 @@ def cells(
     :func:`stealbench.report.tables.collect_cells` orders it (its per-class columns too);
     ``base`` and ``victim_acc`` replace VICTIMS' accuracies (per victim, as the effects)."""
     rows = []
-    for victim, (victim_arch, dataset, accuracy, start) in VICTIMS.items():
-        victim_acc_ = _at(victim_acc, victim, accuracy)
-        base_ = _at(base, victim, start)
-        for attack, (strategy, pool, adversary) in ATTACKS.items():
-            for granularity in GRANULARITIES:
-                for i, budget in enumerate(budgets):
-                    for arch in SURROGATES:
-                        for seed in seeds:
-                            acc = (
-                                base_
-                                + _of(budget_slope, victim) * i
-                                + _of(probs_bonus, victim) * (granularity == "probs")
-                                + _of(realistic_bonus, victim) * (adversary == "realistic")
-                                + _of(arch_bonus, victim) * (arch == victim_arch)
-                                + _of(adaptive_bonus, victim) * (strategy == "adaptive")
-                                + _of(spread, victim) * _sign(seed)
-                            )
-                            acc = float(np.clip(acc, 0.01, 0.99))
-                            rows.append(
-                                {
-                                    "victim": victim,
-                                    "victim_arch": victim_arch,
-                                    "victim_init": "scratch",
-                                    "dataset": dataset,
-                                    "attack": attack,
-                                    "strategy": strategy,
-                                    "pool": f"{dataset}-pool" if pool == "own" else "ood-pool",
-                                    "adversary": adversary,
-                                    "granularity": granularity,
-                                    "budget": budget,
-                                    "surrogate_arch": arch,
-                                    "surrogate_init": "scratch",
-                                    "seed": seed,
-                                    "victim_acc": victim_acc_,
-                                    "test_acc": acc,
-                                    "agreement": min(1.0, acc + 0.02),
-                                    "recovery": acc / victim_acc_,
-                                    "kl_divergence": 1.0 - acc,
-                                    "class_acc": [acc] * NUM_CLASSES,
-                                    "victim_class_acc": [victim_acc_] * NUM_CLASSES,
-                                }
-                            )
+    for keys, victim_acc_, base_ in _attacked(base, victim_acc):
+        victim = keys["victim"]
+        for granularity in GRANULARITIES:
+            for i, budget in enumerate(budgets):
+                for arch in SURROGATES:
+                    for seed in seeds:
+                        acc = (
+                            base_
+                            + _of(budget_slope, victim) * i
+                            + _of(probs_bonus, victim) * (granularity == "probs")
+                            + _of(realistic_bonus, victim) * (keys["adversary"] == "realistic")
+                            + _of(arch_bonus, victim) * (arch == keys["victim_arch"])
+                            + _of(adaptive_bonus, victim) * (keys["strategy"] == "adaptive")
+                            + _of(spread, victim) * _sign(seed)
+                        )
+                        acc = float(np.clip(acc, 0.01, 0.99))
+                        rows.append(
+                            {
+                                **keys,
+                                "granularity": granularity,
+                                "budget": budget,
+                                "surrogate_arch": arch,
+                                "surrogate_init": "scratch",
+                                "seed": seed,
+                                "victim_acc": victim_acc_,
+                                "test_acc": acc,
+                                "agreement": min(1.0, acc + 0.02),
+                                "recovery": acc / victim_acc_,
+                                "kl_divergence": 1.0 - acc,
+                                "class_acc": [acc] * NUM_CLASSES,
+                                "victim_class_acc": [victim_acc_] * NUM_CLASSES,
+                            }
+                        )
     frame = pd.DataFrame(rows)
     rest = [c for c in frame.columns if c not in t.AXES + t.METRICS]
     return frame[t.AXES + t.METRICS + rest].sort_values(t.AXES, kind="stable")
@@ -163,55 +173,45 @@ def defended(
     benign utility (the victim's accuracy) is the same at every strength; those of
     BENIGN_COST (NOISE) cost benign users its accuracy. The attacker loses ``defense_effect``
     per step of strength (per victim, as :func:`cells`)."""
+    points = [("none", None, None, 0, 0.0)]
+    for defense, (strength, values) in defenses.items():
+        costs = BENIGN_COST.get(defense, (0.0,) * len(values))
+        points += [
+            (defense, strength, v, step, costs[step - 1]) for step, v in enumerate(values, start=1)
+        ]
     rows = []
-    for victim, (victim_arch, dataset, accuracy, start) in VICTIMS.items():
-        victim_acc_ = _at(victim_acc, victim, accuracy)
-        base_ = _at(base, victim, start)
-        for attack, (strategy, pool, adversary) in ATTACKS.items():
-            points = [("none", None, None, 0, 0.0)]
-            for defense, (strength, values) in defenses.items():
-                costs = BENIGN_COST.get(defense, (0.0,) * len(values))
-                points += [
-                    (defense, strength, v, step, costs[step - 1])
-                    for step, v in enumerate(values, start=1)
-                ]
-            for defense, strength, value, step, cost in points:
-                if defense == "none":
-                    defense_id = "none"
-                else:
-                    defense_id = f"{defense}@{'learned' if value is None else f'{value:g}'}"
-                for seed in seeds:
-                    acc = base_ + 0.1 + _of(spread, victim) * _sign(seed)
-                    acc -= _of(defense_effect, victim) * step
-                    acc = float(np.clip(acc, 0.01, 0.99))
-                    rows.append(
-                        {
-                            "victim": victim,
-                            "victim_arch": victim_arch,
-                            "victim_init": "scratch",
-                            "dataset": dataset,
-                            "attack": attack,
-                            "strategy": strategy,
-                            "pool": f"{dataset}-pool" if pool == "own" else "ood-pool",
-                            "adversary": adversary,
-                            "defense": defense,
-                            "strength": strength,
-                            "strength_value": np.nan if value is None else float(value),
-                            "defense_id": defense_id,
-                            "granularity": "probs",
-                            "budget": budget,
-                            "surrogate_arch": victim_arch,
-                            "seed": seed,
-                            "test_acc": acc,
-                            "agreement": acc,
-                            "victim_acc": victim_acc_,
-                            "recovery": acc / victim_acc_,
-                            "benign_utility": victim_acc_ - cost,
-                            "benign_l1": 0.01 * step,
-                            "benign_top1_changed": cost,
-                            "attack_top1_changed": 0.0,
-                        }
-                    )
+    for keys, victim_acc_, base_ in _attacked(base, victim_acc):
+        victim = keys["victim"]
+        for defense, strength, value, step, cost in points:
+            if defense == "none":
+                defense_id = "none"
+            else:
+                defense_id = f"{defense}@{'learned' if value is None else f'{value:g}'}"
+            for seed in seeds:
+                acc = base_ + 0.1 + _of(spread, victim) * _sign(seed)
+                acc -= _of(defense_effect, victim) * step
+                acc = float(np.clip(acc, 0.01, 0.99))
+                rows.append(
+                    {
+                        **keys,
+                        "defense": defense,
+                        "strength": strength,
+                        "strength_value": np.nan if value is None else float(value),
+                        "defense_id": defense_id,
+                        "granularity": "probs",
+                        "budget": budget,
+                        "surrogate_arch": keys["victim_arch"],
+                        "seed": seed,
+                        "test_acc": acc,
+                        "agreement": acc,
+                        "victim_acc": victim_acc_,
+                        "recovery": acc / victim_acc_,
+                        "benign_utility": victim_acc_ - cost,
+                        "benign_l1": 0.01 * step,
+                        "benign_top1_changed": cost,
+                        "attack_top1_changed": 0.0,
+                    }
+                )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "defended.parquet"
         pd.DataFrame(rows).to_parquet(path)

@@ -233,6 +233,12 @@ def _run_script(name, inputs, outputs, tmp_path):
     runpy.run_path(str(SCRIPTS / f"{name}.py"), init_globals={"snakemake": sm})
 
 
+def _figures(out, stems):
+    """A figure job's outputs: {output name: file}, a PNG and an SVG per figure of ``stems``
+    ({the rule's name for it: its file's stem})."""
+    return {f"{n}_{e}": out / f"{stem}.{e}" for n, stem in stems.items() for e in ("png", "svg")}
+
+
 def test_the_report_stage_on_the_second_grid_gives_every_point_of_the_issue(tmp_path, monkeypatch):
     """The tables of one grid (WIDE: two seeds far apart, a victim its surrogates beat) written
     as results/tables/ holds them, then the report jobs' scripts on them: the findings (each
@@ -264,23 +270,15 @@ def test_the_report_stage_on_the_second_grid_gives_every_point_of_the_issue(tmp_
             findings,
             tmp_path,
         )
-        claims = {f"accuracy_{v}_{e}": out / f"{v}.{e}" for v in VICTIMS for e in ("png", "svg")}
-        claims |= {
-            f"{x}_{e}": out / f"{x}.{e}"
-            for x in ("recovery_vs_budget", "strategies")
-            for e in ("png", "svg")
-        }
+        claims = _figures(out, {f"accuracy_{v}": v for v in VICTIMS})
+        claims |= _figures(out, {x: x for x in ("recovery_vs_budget", "strategies")})
         _run_script(
             "plot_claims",
             {"summary": tables["summary"], "strategies": tables["strategies"]},
             claims,
             tmp_path,
         )
-        defenses = {
-            f"{x}_{e}": out / f"{x}.{e}"
-            for x in ("defense_utility", "defense_perturbation")
-            for e in ("png", "svg")
-        }
+        defenses = _figures(out, {x: x for x in ("defense_utility", "defense_perturbation")})
         _run_script(
             "plot_defenses",
             {"defended": tables["defended"], "matched": tables["matched_cost"]},
