@@ -1,135 +1,39 @@
-"""The figures on a grid unlike the default: two victims of different tasks, two seeds (the
-Student-t factor is 12.7, so intervals reach far outside [0, 1]), budgets 200/1000/2000 and
-only defenses that keep the top-1 (top-k, rounding, MAD-argmax: benign utility is the same
-at every strength). Tables are built by the real table functions from hand-made cells; the
-figures are drawn with Agg and checked on their Axes: accuracy axes and bands inside [0, 1],
-recovery inside [0, top], budget ticks at the grid's budgets, and the trade-off figures
-against each defense's strength where benign utility does not vary (and against benign
-utility where it does, as on the default)."""
+"""The figures on the second grid (tests/second_grid.py), as WIDE sets it: two victims of
+different tasks, two seeds 0.2 apart from their mean (the Student-t factor is 12.7, so
+intervals reach far outside [0, 1]), a weak victim its surrogates beat (recovery above 1),
+budgets 200/1000/2000 and only defenses that keep the top-1 (top-k, rounding, MAD-argmax:
+benign utility is the same at every strength). The figures are drawn with Agg and checked on
+their Axes: accuracy axes and bands inside [0, 1], recovery inside [0, top], budget ticks at
+the grid's budgets, and the trade-off figures against each defense's strength where benign
+utility does not vary (and against benign utility where it does, as on the default: NOISE)."""
 
 import numpy as np
-import pandas as pd
 import pytest
+from second_grid import (
+    ATTACKS,
+    BUDGETS,
+    DEFENSES,
+    GRANULARITIES,
+    NOISE,
+    SURROGATES,
+    VICTIMS,
+    WIDE,
+    second_grid,
+)
 
 from stealbench.paper import Anchor
 from stealbench.report import figures, tables
-from stealbench.report.columns import DEFENDED_KEYS
 
-BUDGETS = (200, 1000, 2000)
-# victim -> (architecture, dataset, victim accuracy, its surrogates' accuracy at 200 queries)
-# signs-resnet8 is a weak victim its surrogates beat: recovery above 1
-VICTIMS = {
-    "digits-lenet": ("lenet", "digits", 0.95, 0.55),
-    "signs-resnet8": ("resnet8", "signs", 0.60, 0.52),
-}
-# attack -> (strategy, pool, adversary)
-ATTACKS = {
-    "random-letters": ("random", "letters", "out-of-distribution"),
-    "adaptive-letters": ("adaptive", "letters", "out-of-distribution"),
-    "random-own": ("random", "own", "realistic"),
-}
-# two seeds this far either side of the mean: a half-width of 12.7 x 0.2 = 2.5
-SPREAD = 0.2
-# argmax-preserving defenses: (defense, parameter, values from weakest to strongest)
-KEEP_TOP1 = {
-    "top-k": ("k", (3, 2, 1)),
-    "rounding": ("decimals", (2, 1, 0)),
-    "mad-argmax": ("epsilon", (0.3, 0.9)),
-}
-
-
-def _cells(budgets=BUDGETS) -> pd.DataFrame:
-    rows = []
-    for victim, (arch, dataset, victim_acc, base) in VICTIMS.items():
-        for attack, (strategy, pool, adversary) in ATTACKS.items():
-            for granularity in ("probs", "label"):
-                for i, budget in enumerate(budgets):
-                    for seed in (0, 1):
-                        mean = base + 0.05 * i + 0.03 * (granularity == "probs")
-                        acc = mean + SPREAD * (2 * seed - 1)
-                        rows.append(
-                            {
-                                "victim": victim,
-                                "victim_arch": arch,
-                                "victim_init": "scratch",
-                                "dataset": dataset,
-                                "attack": attack,
-                                "strategy": strategy,
-                                "pool": pool,
-                                "adversary": adversary,
-                                "granularity": granularity,
-                                "budget": budget,
-                                "surrogate_arch": "lenet",
-                                "surrogate_init": "scratch",
-                                "seed": seed,
-                                "victim_acc": victim_acc,
-                                "test_acc": acc,
-                                "agreement": acc,
-                                "recovery": acc / victim_acc,
-                                "kl_divergence": 0.1,
-                            }
-                        )
-    return pd.DataFrame(rows)
+MNIST = "mnist-lenet"  # the strong victim: every recovery below the axis' floor
 
 
 @pytest.fixture(scope="module")
 def summary():
-    return tables.summarise(_cells())
+    return second_grid(**WIDE)["summary"]
 
 
-# a defense that costs benign users 0.01, then 0.15 (of top-1 accuracy), as on the default
-NOISE = {"gaussian-noise": ("scale", (0.1, 0.5))}
-
-
-def _defended(tmp_path, sweeps=KEEP_TOP1) -> pd.DataFrame:
-    """The defended table (tables.defended_table, from a cell table written as the defense
-    jobs do) of both victims against the letters attacker at 1000 and 2000 queries, with the
-    undefended API and the defenses of ``sweeps``. Those of KEEP_TOP1 keep the top-1: benign
-    utility is the victim's at every strength; NOISE's costs benign users accuracy."""
-    rows = []
-    for victim, (arch, dataset, victim_acc, _) in VICTIMS.items():
-        points = [("none", None, None, 0, 0.0)]
-        for defense, (parameter, values) in sweeps.items():
-            for step, value in enumerate(values, start=1):
-                cost = {1: 0.01, 2: 0.15}[step] if defense == "gaussian-noise" else 0.0
-                points.append((defense, parameter, value, step, cost))
-        for defense, parameter, value, step, cost in points:
-            for budget in (1000, 2000):
-                for seed in (0, 1):
-                    acc = 0.8 - 0.15 * step + SPREAD * (2 * seed - 1)
-                    rows.append(
-                        {
-                            "victim": victim,
-                            "victim_arch": arch,
-                            "victim_init": "scratch",
-                            "dataset": dataset,
-                            "attack": "random-letters",
-                            "strategy": "random",
-                            "pool": "letters",
-                            "adversary": "out-of-distribution",
-                            "defense": defense,
-                            "strength": parameter,
-                            "strength_value": np.nan if value is None else float(value),
-                            "defense_id": (
-                                "none"
-                                if defense == "none"
-                                else f"{defense}@{'learned' if value is None else f'{value:g}'}"
-                            ),
-                            "granularity": "probs",
-                            "budget": budget,
-                            "surrogate_arch": "lenet",
-                            "seed": seed,
-                            "test_acc": acc,
-                            "victim_acc": victim_acc,
-                            "recovery": acc / victim_acc,
-                            "benign_utility": victim_acc - cost,
-                            "benign_l1": 0.1 * step,
-                            "benign_top1_changed": cost,
-                        }
-                    )
-    path = tmp_path / f"defended-{'-'.join(sweeps)}.parquet"
-    pd.DataFrame(rows)[[*DEFENDED_KEYS, *rows[0].keys() - set(DEFENDED_KEYS)]].to_parquet(path)
-    return tables.defended_table([path], {})
+def _defended(defenses=DEFENSES):
+    return second_grid(**WIDE, defenses=defenses)["defended"]
 
 
 def _visible(figure):
@@ -195,7 +99,7 @@ def test_strategies_figure_stays_in_zero_one_with_budget_ticks(drawn, summary):
     figures.plot_strategies(tables.strategies_table(summary), ["unused.png"])
     (figure,) = drawn
     axes = _visible(figure)
-    assert len(axes) == len(VICTIMS) * 2  # victims x granularities
+    assert len(axes) == len(VICTIMS) * len(GRANULARITIES) * len(SURROGATES)
     for ax in axes:
         low, high = ax.get_ylim()
         assert 0.0 <= low < high <= 1.0
@@ -227,7 +131,7 @@ def test_recovery_axis_runs_from_zero_to_just_above_the_highest_point(drawn, sum
 
 
 def test_recovery_axis_stops_at_its_floor_when_every_point_is_below_it(drawn, summary):
-    weak = summary[summary["victim"] == "digits-lenet"]
+    weak = summary[summary["victim"] == MNIST]
     figures.plot_recovery_vs_budget(weak, [], ["unused.png"])
     (figure,) = drawn
     (ax,) = _visible(figure)
@@ -255,7 +159,7 @@ def _ink(text, renderer):
 
 def test_close_budgets_on_a_long_axis_keep_every_label_without_overlap(drawn):
     # 200 and 300 on an axis stretched to a published point at 100k: 300 goes a line down
-    summary = tables.summarise(_cells(budgets=(50, 200, 300)))
+    summary = second_grid(**WIDE, budgets=(50, 200, 300))["summary"]
     anchor = Anchor("a paper", "a setting", 100_000, "probs", 0.9, 0.81, 0.9, False)
     figures.plot_recovery_vs_budget(summary, [anchor], ["unused.png"])
     (figure,) = drawn
@@ -279,20 +183,21 @@ def _bars(container):
 
 
 @pytest.mark.parametrize("x", ["benign_utility", "cost"])
-def test_trade_off_is_drawn_against_strength_where_benign_utility_does_not_vary(drawn, tmp_path, x):
-    defended = _defended(tmp_path)
+def test_trade_off_is_drawn_against_strength_where_benign_utility_does_not_vary(drawn, x):
+    defended = _defended()
     assert not tables.matched_cost_table(defended)["reached"].any()  # no cost, no reading
     _draw_trade_off(x, defended)
     (figure,) = drawn
     axes = _visible(figure)
-    assert len(axes) == len(VICTIMS) * len(KEEP_TOP1)  # a subplot per defense
-    top = defended[defended["budget"] == 2000]
+    assert len(axes) == len(VICTIMS) * len(ATTACKS) * len(DEFENSES)  # a subplot per defense
+    top = defended[defended["budget"] == max(BUDGETS)]
     seen = set()
     for ax in axes:
         head, defense = ax.get_title().split("\n")[0].rsplit(": ", 1)
-        victim = head.split(", ")[0]
-        seen.add((victim, defense))
-        parameter, values = KEEP_TOP1[defense]
+        victim, attack = head.split(", ")
+        seen.add((victim, attack, defense))
+        top_here = top[(top["victim"] == victim) & (top["attack"] == attack)]
+        parameter, values = DEFENSES[defense]
         (sweep,) = _sweeps(ax).values()
         line = sweep.lines[0]
         # x: the strengths, weakest to strongest, the axis pointing towards the stronger
@@ -300,11 +205,11 @@ def test_trade_off_is_drawn_against_strength_where_benign_utility_does_not_vary(
         np.testing.assert_array_equal(ax.get_xticks(), sorted(values))
         assert ax.xaxis_inverted() == (values[0] > values[-1])
         assert parameter in ax.get_xlabel() and "stronger" in ax.get_xlabel()
-        mine = top[(top["victim"] == victim) & (top["defense"] == defense)]
+        mine = top_here[top_here["defense"] == defense]
         expected = mine.groupby("strength_value")["test_acc"].mean().reindex(values)
         np.testing.assert_allclose(np.asarray(line.get_ydata(), float), expected.to_numpy())
         # the undefended API's accuracy as a level
-        none = top[(top["victim"] == victim) & (top["defense"] == "none")]["test_acc"].mean()
+        none = top_here[top_here["defense"] == "none"]["test_acc"].mean()
         levels = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
         assert [list(ln.get_ydata()) for ln in levels] == [[none, none]]
         # the bars (half-width 2.5) clipped to [0, 1], the axis inside it
@@ -315,28 +220,29 @@ def test_trade_off_is_drawn_against_strength_where_benign_utility_does_not_vary(
         if x == "cost":  # no matched-cost verticals, and the panel says why
             assert "no matched cost" in ax.get_title()
             assert not [ln for ln in ax.lines if len(set(ln.get_xdata())) == 1]
-    assert seen == {(v, d) for v in VICTIMS for d in KEEP_TOP1}
+    assert seen == {(v, a, d) for v in VICTIMS for a in ATTACKS for d in DEFENSES}
     if x == "cost":
         assert "no matched cost" in figure.get_suptitle()
 
 
 @pytest.mark.parametrize("x", ["benign_utility", "cost"])
-def test_trade_off_stays_against_benign_utility_where_it_varies(drawn, tmp_path, x):
+def test_trade_off_stays_against_benign_utility_where_it_varies(drawn, x):
     # the default's case: every defense costs benign users accuracy
-    defended = _defended(tmp_path, NOISE)
+    defended = _defended(NOISE)
     _draw_trade_off(x, defended)
     (figure,) = drawn
     axes = _visible(figure)
-    assert len(axes) == len(VICTIMS)  # a panel per victim and attack
-    top = defended[defended["budget"] == 2000]
+    assert len(axes) == len(VICTIMS) * len(ATTACKS)  # a panel per victim and attack
+    top = defended[defended["budget"] == max(BUDGETS)]
     for ax in axes:
-        victim = ax.get_title().split(", ")[0]
+        victim, attack = ax.get_title().split("\n")[0].split(", ")
+        top_here = top[(top["victim"] == victim) & (top["attack"] == attack)]
         assert set(_sweeps(ax)) == set(NOISE)
         noise = _sweeps(ax)["gaussian-noise"].lines[0]
-        mine = top[(top["victim"] == victim) & (top["defense"] == "gaussian-noise")]
+        mine = top_here[top_here["defense"] == "gaussian-noise"]
         by_value = mine.groupby("strength_value")["benign_utility"].mean()
         if x == "cost":
-            undefended = top[(top["victim"] == victim) & (top["defense"] == "none")]
+            undefended = top_here[top_here["defense"] == "none"]
             by_value = undefended["benign_utility"].mean() - by_value
             assert ax.get_xlabel().startswith("benign cost")
         else:
@@ -350,9 +256,9 @@ def test_trade_off_stays_against_benign_utility_where_it_varies(drawn, tmp_path,
 
 
 @pytest.mark.parametrize("x", ["benign_utility", "cost"])
-def test_a_defense_that_keeps_the_top1_beside_others_gets_a_strength_panel(drawn, tmp_path, x):
+def test_a_defense_that_keeps_the_top1_beside_others_gets_a_strength_panel(drawn, x):
     # on a panel where noise varies benign utility, the top-1 keepers would stack at x = 0
-    defended = _defended(tmp_path, {**KEEP_TOP1, **NOISE})
+    defended = _defended({**DEFENSES, **NOISE})
     _draw_trade_off(x, defended)
     (figure,) = drawn
     titles = {}
@@ -361,27 +267,28 @@ def test_a_defense_that_keeps_the_top1_beside_others_gets_a_strength_panel(drawn
         titles[head] = set(_sweeps(ax))
     expected = {}
     for victim in VICTIMS:
-        expected[f"{victim}, random-letters"] = set(NOISE)
-        for defense in KEEP_TOP1:
-            expected[f"{victim}, random-letters: {defense}"] = {defense}
+        for attack in ATTACKS:
+            expected[f"{victim}, {attack}"] = set(NOISE)
+            for defense in DEFENSES:
+                expected[f"{victim}, {attack}: {defense}"] = {defense}
     assert titles == expected
 
 
-def test_the_perturbation_figure_keeps_its_axis_where_perturbation_varies(drawn, tmp_path):
+def test_the_perturbation_figure_keeps_its_axis_where_perturbation_varies(drawn):
     # argmax-preserving defenses still move the answers: L1 varies, the axis stays L1
-    defended = _defended(tmp_path)
+    defended = _defended()
     figures.plot_defenses(defended, "benign_l1", "mean L1", ["unused.png"])
     (figure,) = drawn
     axes = _visible(figure)
-    assert len(axes) == len(VICTIMS)
+    assert len(axes) == len(VICTIMS) * len(ATTACKS)
     assert all(ax.get_xlabel() == "mean L1" for ax in axes)
-    assert all(set(_sweeps(ax)) == set(KEEP_TOP1) for ax in axes)
+    assert all(set(_sweeps(ax)) == set(DEFENSES) for ax in axes)
 
 
-def test_a_learned_strength_sits_past_the_strongest_labelled_learned(drawn, tmp_path):
+def test_a_learned_strength_sits_past_the_strongest_labelled_learned(drawn):
     # rounding tested at 2 and 1 decimals and at a strength it learns (NaN): costing benign
     # users nothing, drawn against decimals with the learned point one step past 1
-    defended = _defended(tmp_path, {"rounding": ("decimals", (2, 1, None))})
+    defended = _defended({"rounding": ("decimals", (2, 1, None))})
     _draw_trade_off("cost", defended)
     (figure,) = drawn
     for ax in _visible(figure):

@@ -2,13 +2,19 @@
 different tasks and architectures, two seeds, budgets 200/1000/2000, probs/label/top3,
 argmax-preserving defenses): per-victim verdicts where victims disagree, the pooled verdict
 where they agree, and the few-seed notice and verdict where two seeds leave the rule's
-comparison inside the intervals."""
+comparison inside the intervals; and the whole report stage (the findings and the figures,
+by the workflow's own scripts) run on one such grid."""
 
 import json
+import runpy
+from pathlib import Path
 
+import numpy as np
 import pytest
-from second_grid import VICTIMS, second_grid
+from second_grid import ATTACKS, BUDGETS, DEFENSES, VICTIMS, WIDE, second_grid
+from test_figures_grid import _assert_budget_ticks, _bands, _visible
 
+from stealbench.report import figures
 from stealbench.report import findings as f
 
 MNIST, CIFAR = "mnist-lenet", "cifar-resnet"
@@ -206,3 +212,114 @@ def test_claim1_a_target_reached_inside_two_seeds_intervals_is_not_enough_seeds(
     assert f"not enough seeds to tell: {MNIST}" in found.text and NOTICE in found.text
     assert _found(seeds=THREE, budget_slope=0.06)["claim1"].verdict[key] == "yes"
     assert _found(budget_slope=0.06, spread=0.0002)["claim1"].verdict[key] == "yes"
+
+
+# ------------------------------------------------------------------- the report stage
+
+
+class _Named(dict):
+    """Snakemake's named lists as a script reads them: by name, by attribute, by index."""
+
+    def __getattr__(self, name):
+        return self[name]
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+
+
+def _run_script(name, inputs, outputs, tmp_path):
+    sm = _Named(input=_Named(inputs), output=_Named(outputs), log=[str(tmp_path / "log")])
+    sm.update(rule=name, wildcards={}, threads=1, params=_Named())
+    runpy.run_path(str(SCRIPTS / f"{name}.py"), init_globals={"snakemake": sm})
+
+
+def _figures(out, stems):
+    """A figure job's outputs: {output name: file}, a PNG and an SVG per figure of ``stems``
+    ({the rule's name for it: its file's stem})."""
+    return {f"{n}_{e}": out / f"{stem}.{e}" for n, stem in stems.items() for e in ("png", "svg")}
+
+
+def test_the_report_stage_on_the_second_grid_gives_every_point_of_the_issue(tmp_path, monkeypatch):
+    """The tables of one grid (WIDE: two seeds far apart, a victim its surrogates beat) written
+    as results/tables/ holds them, then the report jobs' scripts on them: the findings (each
+    victim's verdict, the few-seed notice) and the figures (axes inside the feasible range with
+    their bands clipped, the grid's budgets as ticks, the trade-off against each defense's
+    strength), all from the same run."""
+    from stealbench import runtime
+
+    monkeypatch.setattr(runtime, "setup", lambda *args, **kwargs: None)  # no global logging
+    drawn, save = {}, figures.save_figure
+
+    def keep(figure, paths):  # write the files, and keep the figure to read its Axes
+        drawn[Path(paths[0]).stem] = figure
+        save(figure, paths)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    try:
+        (tmp_path / "tables").mkdir()
+        tables = {}
+        for name, table in second_grid(**WIDE).items():
+            tables[name] = tmp_path / "tables" / f"{name}.parquet"
+            table.to_parquet(tables[name])
+        out = tmp_path / "results"
+        findings = {"md": out / "findings.md", "json": out / "findings.json"}
+        out.mkdir()
+        _run_script(
+            "write_findings",
+            {n: p for n, p in tables.items() if n != "per_class"},
+            findings,
+            tmp_path,
+        )
+        claims = _figures(out, {f"accuracy_{v}": v for v in VICTIMS})
+        claims |= _figures(out, {x: x for x in ("recovery_vs_budget", "strategies")})
+        _run_script(
+            "plot_claims",
+            {"summary": tables["summary"], "strategies": tables["strategies"]},
+            claims,
+            tmp_path,
+        )
+        defenses = _figures(out, {x: x for x in ("defense_utility", "defense_perturbation")})
+        _run_script(
+            "plot_defenses",
+            {"defended": tables["defended"], "matched": tables["matched_cost"]},
+            defenses,
+            tmp_path,
+        )
+        assert all(
+            p.stat().st_size for p in [*findings.values(), *claims.values(), *defenses.values()]
+        )
+        # the findings: each victim's verdict where they disagree, the few-seed notice
+        markdown = findings["md"].read_text()
+        assert f"**The realistic adversary evades it: {f.DEPENDS}.**" in markdown
+        assert f"- **{MNIST}: Yes**, it flags 0.001." in markdown
+        assert f"- **{CIFAR}: No**, it flags 0.994." in markdown
+        assert NOTICE in markdown and "Not enough seeds" in markdown
+        data = json.loads(findings["json"].read_text())
+        assert data["claim3"]["by_victim"] == {MNIST: "yes", CIFAR: "no"}
+        # accuracy figures: inside [0, 1] with the (far wider) bands clipped, budget ticks
+        for name in [*VICTIMS, "strategies"]:
+            for ax in _visible(drawn[name]):
+                low, high = ax.get_ylim()
+                assert 0.0 <= low < high <= 1.0
+                assert _bands(ax).min() == 0.0 and _bands(ax).max() == 1.0
+                _assert_budget_ticks(ax)
+        # recovery: from 0 to just above the weak victim's surrogates (recovery above 1)
+        for ax in _visible(drawn["recovery_vs_budget"]):
+            low, high = ax.get_ylim()
+            assert low == 0.0 and figures.RECOVERY_TOP < high and _bands(ax).max() == high
+            assert list(ax.get_xticks())[: len(BUDGETS)] == list(BUDGETS)
+        # the trade-off: no defense costs benign users, so each is drawn against its strength
+        axes = _visible(drawn["defense_utility"])
+        assert len(axes) == len(VICTIMS) * len(ATTACKS) * len(DEFENSES)
+        for ax in axes:
+            defense = ax.get_title().split("\n")[0].rsplit(": ", 1)[1]
+            strength, values = DEFENSES[defense]
+            assert ax.get_xlabel() == f"{defense}'s {strength} (stronger to the right)"
+            np.testing.assert_array_equal(ax.get_xticks(), sorted(values))
+            low, high = ax.get_ylim()
+            assert 0.0 <= low < high <= 1.0
+    finally:
+        import matplotlib.pyplot as plt
+
+        for figure in drawn.values():
+            plt.close(figure)
