@@ -6,6 +6,11 @@ from stealbench import config as stealbench_config
 from stealbench.config import resources as stealbench_resources
 from stealbench.defense import monitor as stealbench_monitors
 
+# A training job's checkpoint directory and interval (torch-free, as planning needs). Rules
+# pass it as a param that is no builtin type: Snakemake leaves such a param out of its params
+# rerun trigger, so changing checkpoint_minutes reruns no finished job.
+from stealbench.models.checkpoint import CheckpointPlan
+
 try:
     for configfile_path in workflow.configfiles:
         stealbench_config.check_duplicate_keys(configfile_path)

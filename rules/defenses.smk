@@ -175,6 +175,9 @@ rule train_defended_surrogates:
         surrogates=stealbench_config.training_spec(config),
         seed=config["seed"],
         device=config["device"],
+        checkpoints=lambda wildcards: CheckpointPlan.for_rule(
+            config, "train_defended_surrogates", wildcards
+        ),
     script:
         "../workflow/scripts/train_defended_surrogates.py"
 

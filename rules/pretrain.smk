@@ -26,5 +26,8 @@ rule pretrain_backbone:
         spec=lambda wildcards: config["pretrain"][wildcards.backbone],
         seed=config["seed"],
         device=config["device"],
+        checkpoints=lambda wildcards: CheckpointPlan.for_rule(
+            config, "pretrain_backbone", wildcards
+        ),
     script:
         "../workflow/scripts/pretrain_backbone.py"

@@ -56,5 +56,8 @@ rule train_surrogates:
         surrogates=stealbench_config.training_spec(config),
         seed=config["seed"],
         device=config["device"],
+        checkpoints=lambda wildcards: CheckpointPlan.for_rule(
+            config, "train_surrogates", wildcards
+        ),
     script:
         "../workflow/scripts/train_surrogates.py"

@@ -37,6 +37,9 @@ rule train_victim:
         victim=lambda wildcards: stealbench_config.victim_spec(config, wildcards.victim),
         seed=config["seed"],
         device=config["device"],
+        checkpoints=lambda wildcards: CheckpointPlan.for_rule(
+            config, "train_victim", wildcards
+        ),
     script:
         "../workflow/scripts/train_victim.py"
 

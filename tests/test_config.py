@@ -121,7 +121,7 @@ BAD = {
     "misspelled top-level key": (
         lambda c: c.update(surrogate={}),
         r"config key '<top level>': unknown key 'surrogate' \(did you mean 'surrogates'\?\); "
-        r"allowed keys: attacks, cluster, datasets, defenses",
+        r"allowed keys: attacks, checkpoint_minutes, cluster, datasets, defenses",
     ),
     "misspelled nested key": (
         lambda c: c["surrogates"].update(budget=[10]),

@@ -2,6 +2,7 @@
 
 from stealbench import io
 from stealbench.data import datasets
+from stealbench.models.checkpoint import JobCheckpoints
 from stealbench.models.pretrain import pretrain_backbone
 from stealbench.models.training import TrainConfig
 from stealbench.runtime import derive_seed, setup
@@ -11,8 +12,15 @@ log = setup(sm)
 spec = sm.params.spec
 dataset = datasets.load(sm.input.dataset)
 seed = derive_seed(sm.params.seed, "pretrain", sm.wildcards.backbone)
+# Saved every checkpoint_minutes outside the outputs; a rerun of a killed job resumes.
+checkpoints = JobCheckpoints.for_job(sm)
 model, fit = pretrain_backbone(
-    dataset, spec["arch"], TrainConfig.from_dict(spec["training"]), seed, sm.params.device
+    dataset,
+    spec["arch"],
+    TrainConfig.from_dict(spec["training"]),
+    seed,
+    sm.params.device,
+    checkpoints.fit("model"),
 )
 io.save_state_dict(model.state_dict(), sm.output.model)
 io.write_json(
@@ -33,4 +41,5 @@ io.write_json(
     },
     sm.output.metrics,
 )
+checkpoints.remove()  # the outputs are written: nothing left to resume
 log.info("backbone %s: val accuracy %.4f", sm.wildcards.backbone, fit.best_val_acc)

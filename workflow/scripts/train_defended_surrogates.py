@@ -15,6 +15,7 @@ from stealbench.attack import cache, surrogates
 from stealbench.defense.context import build_context
 from stealbench.defense.evaluation import benign_costs, perturbation
 from stealbench.defense.registry import AuditContext, Defense
+from stealbench.models.checkpoint import JobCheckpoints
 from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -52,6 +53,9 @@ shared = None
 if not p.sequential:  # one cache answers every defense: its posteriors through each
     shared = cache.load_cache(sm.input.queries[0], sm.input.earlier, inputs.expect)
     shared_images = np.asarray(shared.query_images(inputs.pool, shared.transfer_set(top)))
+# Saved every checkpoint_minutes outside the outputs: the cell in training, and the rows of the
+# cells done, which a rerun of a killed job takes as they are instead of training them again.
+checkpoints = JobCheckpoints.for_job(sm)
 rows = []
 for instance, path in zip(
     p.instances, sm.input.queries if p.sequential else [None] * len(p.instances), strict=True
@@ -71,8 +75,19 @@ for instance, path in zip(
             defended = defense(served.probs[:top], run_images)
         true_probs = (served if p.sequential else shared).probs
         for budget in budgets:
+            cell = f"{instance['id']}-{granularity}-b{budget}"
+            if (done := checkpoints.finished(cell)) is not None:
+                rows.append(done[0])
+                continue
             model, metrics = surrogates.train_surrogate(
-                served, inputs.pool, test, granularity, budget, spec, model_seed
+                served,
+                inputs.pool,
+                test,
+                granularity,
+                budget,
+                spec,
+                model_seed,
+                checkpoint=checkpoints.fit(cell),
             )
             moved = perturbation(true_probs[:budget], defended[:budget])
             images = (run_images if p.sequential else shared_images)[:budget]
@@ -98,6 +113,7 @@ for instance, path in zip(
                 verdict |= {"independent": len(claims), "false_claims": int(np.sum(claims))}
                 row.update({f"{instance['name']}_{k}": v for k, v in verdict.items()})
             rows.append(row)
+            checkpoints.record(cell, row)
 io.write_rows(
     rows,
     sm.output.cells,
@@ -108,3 +124,4 @@ io.write_rows(
         "training": p.surrogates["training"],
     },
 )
+checkpoints.remove()  # the outputs are written: nothing left to resume

@@ -3,6 +3,7 @@ what that attacker received."""
 
 from stealbench import io
 from stealbench.attack import cache, surrogates
+from stealbench.models.checkpoint import JobCheckpoints
 from stealbench.runtime import setup
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -23,11 +24,22 @@ if p.sequential:  # one run per granularity: what that attacker chose from its a
 else:  # one sample of the pool serves every granularity
     shared = cache.load_cache(sm.input.queries, sm.input.earlier, inputs.expect)
     caches = dict.fromkeys(granularities, shared)
+# Saved every checkpoint_minutes outside the outputs: the cell in training, and the cells done
+# (row, model), which a rerun of a killed job takes as they are instead of training them again.
+checkpoints = JobCheckpoints.for_job(sm)
+save_models = "models" in sm.output.keys()
 rows = []
 for init in inits:
     spec = surrogates.spec_from_config(w.arch, init, p.surrogates, p.device, backbones)
     for granularity in granularities:
         for budget in budgets:
+            cell = f"{init}-{granularity}-b{budget}"
+            if (done := checkpoints.finished(cell)) is not None:
+                row, state = done
+                if save_models:
+                    io.save_state_dict(state, f"{sm.output.models}/{cell}.pt")
+                rows.append(row)
+                continue
             log.info(
                 "cell %s %s b%d: %s on the first %d queries of seed %d",
                 init,
@@ -38,21 +50,26 @@ for init in inits:
                 seed,
             )
             model, metrics = surrogates.train_surrogate(
-                caches[granularity], inputs.pool, inputs.test, granularity, budget, spec, model_seed
+                caches[granularity],
+                inputs.pool,
+                inputs.test,
+                granularity,
+                budget,
+                spec,
+                model_seed,
+                checkpoint=checkpoints.fit(cell),
             )
-            if "models" in sm.output.keys():
-                io.save_state_dict(
-                    model.state_dict(), f"{sm.output.models}/{init}-{granularity}-b{budget}.pt"
-                )
-            rows.append(
-                {
-                    **axes,
-                    "surrogate_init": init,
-                    "granularity": granularity,
-                    "budget": budget,
-                    **metrics,
-                }
-            )
+            if save_models:
+                io.save_state_dict(model.state_dict(), f"{sm.output.models}/{cell}.pt")
+            row = {
+                **axes,
+                "surrogate_init": init,
+                "granularity": granularity,
+                "budget": budget,
+                **metrics,
+            }
+            rows.append(row)
+            checkpoints.record(cell, row, model.state_dict() if save_models else None)
 io.write_rows(
     rows,
     sm.output.cells,
@@ -63,4 +80,5 @@ io.write_rows(
         "training": p.surrogates,
     },
 )
+checkpoints.remove()  # the outputs are written: nothing left to resume
 log.info("wrote %d cells", len(rows))

@@ -5,6 +5,7 @@ import numpy as np
 
 from stealbench import io
 from stealbench.data import datasets
+from stealbench.models.checkpoint import JobCheckpoints
 from stealbench.models.training import TrainConfig
 from stealbench.models.victims import train_victim, write_test_outputs
 from stealbench.runtime import derive_seed, setup
@@ -18,6 +19,8 @@ backbone = io.load_state_dict(sm.input.backbone[0]) if sm.input.backbone else No
 oe = spec["training"].get("outlier_exposure")
 outlier_data = [datasets.load(path) for path in sm.input.outliers]
 outliers = np.concatenate([np.asarray(d.split("train")[0]) for d in outlier_data]) if oe else None
+# Saved every checkpoint_minutes outside the outputs; a rerun of a killed job resumes.
+checkpoints = JobCheckpoints.for_job(sm)
 model, fit, test_probs, test_acc = train_victim(
     dataset,
     spec["arch"],
@@ -29,6 +32,7 @@ model, fit, test_probs, test_acc = train_victim(
     spec["input_size"],
     outliers,
     oe["weight"] if oe else 1.0,
+    checkpoints.fit("model"),
 )
 
 io.save_state_dict(model.state_dict(), sm.output.model)
@@ -65,4 +69,5 @@ io.write_json(
     },
     sm.output.metrics,
 )
+checkpoints.remove()  # the outputs are written: nothing left to resume
 log.info("victim %s: test accuracy %.4f", sm.wildcards.victim, test_acc)

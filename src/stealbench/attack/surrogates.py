@@ -136,10 +136,12 @@ def train_surrogate(
     spec: SurrogateSpec,
     model_seed: int,
     defense=None,
+    checkpoint=None,
 ):
     """Train one surrogate on the attacker's first ``budget`` queries, answered at
     ``granularity`` (through ``defense``); its initial weights are drawn from
-    ``model_seed``. Return (model, metrics).
+    ``model_seed``. Return (model, metrics). ``checkpoint``: fit's
+    :class:`~stealbench.models.checkpoint.Checkpointer` (None: none).
 
     Answers that carry no mass (rounded to nothing) are dropped from training.
     """
@@ -159,6 +161,7 @@ def train_surrogate(
         spec.training,
         model_seed,
         desc=f"{spec.arch} {granularity} b{budget}",
+        checkpoint=checkpoint,
     )
     metrics = {
         **score(model, test),

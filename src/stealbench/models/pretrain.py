@@ -14,10 +14,12 @@ from .training import TrainConfig
 from .victims import train_on_splits
 
 
-def pretrain_backbone(dataset: Dataset, arch: str, cfg: TrainConfig, seed: int, device="cpu"):
+def pretrain_backbone(
+    dataset: Dataset, arch: str, cfg: TrainConfig, seed: int, device="cpu", checkpoint=None
+):
     """Train ``arch`` from scratch on the corpus's train split (epoch chosen on its val
-    split); return (model, fit result)."""
-    return train_on_splits(dataset, arch, cfg, seed, device)
+    split); return (model, fit result). ``checkpoint``: fit's checkpointer (None: none)."""
+    return train_on_splits(dataset, arch, cfg, seed, device, checkpoint=checkpoint)
 
 
 def load_backbone_state(path, metrics: dict | None = None) -> dict:

@@ -28,6 +28,8 @@ from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
 from ..metrics import accuracy
+from . import checkpoint as ckpt
+from .checkpoint import Checkpointer
 from .loader import BatchLoader, OutlierStream
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,35 @@ class Optimizer:
             maximize=False,
         )
 
+    def state_dict(self) -> dict:
+        """The state a resumed run needs (tensors, lists, primitives: loadable with
+        ``torch.load(weights_only=True)``): the group's hyper-parameters (its scheduled
+        ``lr``) and Adam's moments and step counts, or SGD's momentum buffers."""
+        state = {"kind": self.kind, "param_groups": copy.deepcopy(self.param_groups)}
+        if self.kind == "sgd":
+            state["buffers"] = [None if b is None else b.detach().cpu() for b in self.buffers]
+        else:
+            state["exp_avgs"] = [t.detach().cpu() for t in self.exp_avgs]
+            state["exp_avg_sqs"] = [t.detach().cpu() for t in self.exp_avg_sqs]
+            state["steps"] = [t.detach().cpu() for t in self.steps]
+        return state
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        if state["kind"] != self.kind:
+            raise ValueError(f"optimizer state of {state['kind']!r}, expected {self.kind!r}")
+        self.param_groups[0].update(state["param_groups"][0])
+        if self.kind == "sgd":
+            # empty_like keeps each parameter's memory format, as sgd's clone of its grad does
+            self.buffers = [
+                None if b is None else torch.empty_like(p).copy_(b)
+                for p, b in zip(self.params, state["buffers"], strict=True)
+            ]
+            return
+        for name in ("exp_avgs", "exp_avg_sqs", "steps"):
+            for mine, saved in zip(getattr(self, name), state[name], strict=True):
+                mine.copy_(saved)
+
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     return Optimizer(model.parameters(), cfg)
@@ -233,6 +264,7 @@ def fit(
     desc: str = "train",
     outliers: np.ndarray | None = None,
     outlier_weight: float = 1.0,
+    checkpoint: Checkpointer | None = None,
 ) -> FitResult:
     """Train ``model`` on (images, soft targets) on a fixed schedule.
 
@@ -256,6 +288,12 @@ def fit(
     order restarted every epoch); the epoch is selected on validation accuracy (theirs: on
     test accuracy). The outliers' order has a generator of its own, so the training images
     are drawn exactly as without outliers; without them the arithmetic is unchanged.
+
+    With ``checkpoint`` (a :class:`~stealbench.models.checkpoint.Checkpointer`), the whole
+    state is saved at step and epoch boundaries when the checkpointer says one is due, and a
+    run that finds a checkpoint of the same training (config, seed, data, initial weights)
+    resumes from it, to the same final weights bit for bit on CPU; a checkpoint of another
+    training is refused. fit never deletes it: the job does, once its outputs are written.
     """
     check_options(cfg)
     seed_everything(seed)
@@ -271,28 +309,57 @@ def fit(
     n, epochs = len(images), cfg.epochs_for(len(images))
     best_state, best_acc, best_epoch, history = None, -1.0, 0, []
     stale = 0  # epochs since the last strict improvement (early stopping)
+    start = time.perf_counter()
+    saved = resumed = None  # a checkpoint's state; then the epoch it resumes mid-way
+    if checkpoint is not None:
+        key = ckpt.fingerprint(
+            model, n, targets, val_labels, cfg, seed, desc, outliers, outlier_weight
+        )
+        saved = checkpoint.load(key)
+
+        def save(epoch, step, order, total):
+            loop = dict(epoch=epoch, step=step, order=order, total=total, history=history)
+            loop |= dict(best_state=best_state, best_acc=best_acc, best_epoch=best_epoch)
+            loop |= dict(stale=stale, outliers_drawn=drawn)
+            checkpoint.save(ckpt.capture(model, optimizer, run_step, generator, key, start, loop))
+
+    if saved is not None:
+        ckpt.restore(saved, model, optimizer, run_step, generator)
+        best_state, best_acc, best_epoch, stale, history = (
+            saved[k] for k in ("best_state", "best_acc", "best_epoch", "stale", "history")
+        )
+        start -= saved["seconds"]
+        resumed = saved["epoch"] if saved["order"] is not None else None
+    drawn = saved["outliers_drawn"] if saved else 0  # outliers handed out so far
     loader = BatchLoader(
         images,
         targets_t,
         cfg.batch_size,
         device,
         outliers,
-        None if outliers is None else OutlierStream(len(outliers), cfg.batch_size, seed),
+        None if outliers is None else OutlierStream(len(outliers), cfg.batch_size, seed, drawn),
     )
-    start = time.perf_counter()
     progress = _progress(epochs, desc)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(saved["epoch"] if saved else 1, epochs + 1):
         model.train()
+        first = 0
+        if epoch == resumed:  # mid-epoch: its order and loss so far
+            order, first = saved["order"], saved["step"]
+            total = saved["total"].to(device)
         # A lazy ImageStore gives a block-shuffled order that reads each row group ~once.
-        if hasattr(images, "epoch_order"):
+        elif hasattr(images, "epoch_order"):
             order = torch.from_numpy(images.epoch_order(generator))
         else:
             order = torch.randperm(n, generator=generator)
         # The epoch's loss is summed on the device and read once per epoch: reading it every
         # step would make a GPU wait for each step to finish.
-        total = torch.zeros((), device=device)
-        for batch in loader.batches(order):
+        if epoch != resumed:
+            total = torch.zeros((), device=device)
+        for batch in loader.batches(order, first):
             total += run_step(batch).detach() * len(batch.idx)
+            drawn = batch.outliers_drawn
+            if checkpoint is not None and checkpoint.due():
+                save(epoch, batch.step + 1, order, total)
         total = float(total)
         if not math.isfinite(total):
             raise FloatingPointError(
@@ -323,6 +390,8 @@ def fit(
         # >= keeps the later epoch on ties; with no validation data, the last epoch wins.
         elif validate and not (val_acc < best_acc):
             best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val_acc, epoch
+        if checkpoint is not None and checkpoint.due():  # the next epoch's start
+            save(epoch + 1, 0, None, None)
     if progress is not None:
         progress.close()
     if channels_last:  # inference (predict_proba) sees the model in the layout it came in

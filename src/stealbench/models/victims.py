@@ -44,6 +44,7 @@ def train_on_splits(
     input_size: int | None = None,
     outliers: np.ndarray | None = None,
     outlier_weight: float = 1.0,
+    checkpoint=None,
 ):
     """Train ``arch`` on the train split of ``dataset`` and select its epoch on val.
 
@@ -51,6 +52,7 @@ def train_on_splits(
     state dict is ``backbone`` (every weight but the head starts from it: fine-tuning).
     ``outliers``: the defender's generic images for Outlier Exposure, with ``outlier_weight``
     its lambda (:func:`~stealbench.models.training.fit`); None: plain training.
+    ``checkpoint``: fit's :class:`~stealbench.models.checkpoint.Checkpointer` (None: none).
     """
     x_train, y_train = dataset.split("train")
     x_val, y_val = dataset.split("val")
@@ -75,6 +77,7 @@ def train_on_splits(
         desc=f"{arch}/{dataset.name}",
         outliers=outliers,
         outlier_weight=outlier_weight,
+        checkpoint=checkpoint,
     )
     return model, result
 
@@ -90,14 +93,25 @@ def train_victim(
     input_size: int | None = None,
     outliers: np.ndarray | None = None,
     outlier_weight: float = 1.0,
+    checkpoint=None,
 ):
     """Train ``arch`` on the train split, select on val, report on test (``outliers``:
-    Outlier Exposure, see :func:`train_on_splits`)."""
+    Outlier Exposure, ``checkpoint``: see :func:`train_on_splits`)."""
     x_test, y_test = dataset.split("test")
     if len(x_test) == 0:
         raise ValueError(f"dataset '{dataset.name}' needs a non-empty test split for a victim")
     model, result = train_on_splits(
-        dataset, arch, cfg, seed, device, init, backbone, input_size, outliers, outlier_weight
+        dataset,
+        arch,
+        cfg,
+        seed,
+        device,
+        init,
+        backbone,
+        input_size,
+        outliers,
+        outlier_weight,
+        checkpoint,
     )
     test_probs = victim_posteriors(model, x_test)
     test_acc = accuracy(test_probs.argmax(1), y_test)
