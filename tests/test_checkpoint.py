@@ -92,6 +92,8 @@ CASES = {
     ),
     "validation-best": dict(cfg=TrainConfig(epochs=3, batch_size=BATCH, lr=1e-2), validate=True),
     "outliers": dict(cfg=TrainConfig(epochs=3, batch_size=BATCH, lr=3e-3), outliers=True),
+    # mixed precision: fp16's GradScaler (loss scale, growth count) is part of the state
+    "fp16": dict(cfg=TrainConfig(epochs=3, batch_size=BATCH, lr=3e-3, precision="fp16")),
 }
 
 
