@@ -58,18 +58,6 @@ def cell(planner, budget, arch="lenet"):
 # ------------------------------------------------------------------------ the cost model
 
 
-def test_epochs_follow_the_training_loops_rule():
-    from stealbench.models.training import TrainConfig
-
-    for epochs in (1, 3, 100):
-        for batch in (1, 16, 64):
-            for min_steps in (0, 20, 640):
-                for n in (1, 50, 64, 65, 1000):
-                    training = {"epochs": epochs, "batch_size": batch, "min_steps": min_steps}
-                    expected = TrainConfig.from_dict(training).epochs_for(n)
-                    assert resources.epochs_for(training, n) == expected, (training, n)
-
-
 def test_a_cells_work_is_its_epochs_times_its_images():
     training = {"epochs": 3, "batch_size": 64, "min_steps": 0}
     planner = resources.Planner(smoke(surrogates__training=training), COSTS)

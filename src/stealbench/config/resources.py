@@ -4,8 +4,8 @@ resources (``runtime``, ``mem_mb``, ``gpu``) of the model rules, and how their j
 Kept free of torch (Snakemake evaluates it when it plans). For each job it counts
 
 - the images it trains on: epochs x training images, epochs as
-  :meth:`stealbench.models.training.TrainConfig.epochs_for` (``min_steps`` included; a test
-  checks :func:`epochs_for` against it), summed over the cells of the job;
+  :meth:`stealbench.models.schedule.TrainConfig.epochs_for` (``min_steps`` included), the
+  rule the training loops run, summed over the cells of the job;
 - the images it infers: validation passes, test-set scores, the victim's answers to queries;
 
 and prices them with the per-architecture seconds per image of ``costs.json`` (written by
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.sizes import split_sizes
+from ..models.schedule import TrainConfig
 from . import grid
 
 COSTS_PATH = Path(__file__).with_name("costs.json")
@@ -71,12 +72,9 @@ SURROGATE_GROUP = "surrogates"
 
 
 def epochs_for(training: dict, n: int) -> int:
-    """Epochs a training set of ``n`` images gets: ``TrainConfig.epochs_for`` (torch-free)."""
-    batch = training.get("batch_size", 64)
-    steps_per_epoch = max(1, math.ceil(n / batch))
-    return max(
-        training.get("epochs", 10), math.ceil(training.get("min_steps", 0) / steps_per_epoch)
-    )
+    """Epochs a training set of ``n`` images gets under the ``training`` dict's schedule
+    (none without images: such a job trains nothing)."""
+    return TrainConfig.from_dict(training).epochs_for(n) if n else 0
 
 
 @dataclass
@@ -283,8 +281,8 @@ class Planner:
     def fit(self, arch: str, size: int, training: dict, n: int, n_val: int = 0, oe=False) -> Work:
         """A training run of ``n`` images with a validation pass every epoch; Outlier
         Exposure trains a batch of outliers with every batch."""
-        epochs = epochs_for(training, n)
-        batch = training.get("batch_size", 64)
+        schedule = TrainConfig.from_dict(training)
+        epochs, batch = schedule.epochs_for(n), schedule.batch_size
         steps = epochs * math.ceil(n / batch) if n else 0
         return Work(
             arch,
