@@ -323,3 +323,15 @@ def test_the_report_stage_on_the_second_grid_gives_every_point_of_the_issue(tmp_
 
         for figure in drawn.values():
             plt.close(figure)
+
+
+def test_claim1_not_enough_seeds_names_the_series_that_may_reach_the_target():
+    # MNIST's best recovery (0.889) is under the target, inside two seeds' intervals: the
+    # line names the series whose interval holds the target, not only the best mean
+    key = f"{MNIST}/probs"
+    found = _found()["claim1"]
+    assert not found.numbers[key]["stolen"] and found.verdict[key] == f.FEW_SEEDS
+    could = found.numbers[key]["could_reach"]
+    assert could["recovery"] + could["recovery_ci95"] >= f.RECOVERY_TARGET
+    assert f"({f._pm(could['recovery'], could['recovery_ci95'])}) may reach it" in found.text
+    assert "could_reach" not in _found(seeds=THREE)["claim1"].numbers[key]

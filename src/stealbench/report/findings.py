@@ -280,8 +280,8 @@ def reproduction_finding(
                     "recovery_ci95": float(best["recovery_ci95_at_largest"]),
                 }
                 # no series may come within its interval of the target
-                unsure = [
-                    int(seeds[i])
+                close = [
+                    i
                     for i, r in rows.iterrows()
                     if _undecided(
                         seeds[i],
@@ -289,7 +289,22 @@ def reproduction_finding(
                         r["recovery_ci95_at_largest"],
                     )
                 ]
+                unsure = [int(seeds[i]) for i in close]
                 unclear = bool(unsure)
+                if unclear:  # the series whose interval reaches highest: the one to name
+                    top = rows.loc[close]
+                    top = top.loc[
+                        (top["recovery_at_largest"] + top["recovery_ci95_at_largest"].fillna(0))
+                        .astype(float)
+                        .idxmax()
+                    ]
+                    n["could_reach"] = {
+                        "attack": top["attack"],
+                        "surrogate_arch": top["surrogate_arch"],
+                        "surrogate_init": top["surrogate_init"],
+                        "recovery": float(top["recovery_at_largest"]),
+                        "recovery_ci95": float(top["recovery_ci95_at_largest"]),
+                    }
             n |= {
                 "victim_init": init,
                 "attack": best["attack"],
@@ -312,6 +327,12 @@ def reproduction_finding(
             if unclear:
                 few.append(min(unsure) if not n["stolen"] else int(seeds[best.name]))
                 text += f"; **{FEW_SEEDS}** ({_few_seeds_note(few[-1])})"
+                if "could_reach" in n:  # name the series whose interval holds the target
+                    c = n["could_reach"]
+                    text += (
+                        f": {c['attack']}, {c['surrogate_arch']} from {c['surrogate_init']} "
+                        f"({_pm(c['recovery'], c['recovery_ci95'])}) may reach it"
+                    )
             lines.append(f"- **{victim}** (victim from {init}), `{granularity}`: {text}.")
     probs = {k.rsplit("/", 1)[0]: v for k, v in verdicts.items() if k.endswith("/probs")}
     yes = sorted(v for v, verdict in probs.items() if verdict == "yes")
