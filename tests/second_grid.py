@@ -300,7 +300,6 @@ def second_grid(
     ``defenses``, to :func:`defended`, at the largest budget); the others go to
     :func:`defended`, :func:`detection` and :func:`prada`."""
     all_cells = cells(seeds, spread, budgets, base, victim_acc, **effects)
-    summary = t.summarise(all_cells)
     papers: dict[str, str] = {}
     victims = t.victims_table(
         [
@@ -332,18 +331,7 @@ def second_grid(
         seeds, spread, defense_effect, defenses, base, victim_acc, budget=budgets[-1]
     )
     return {
-        "victims": victims,
-        "cells": all_cells.drop(columns=t.PER_CLASS).reset_index(drop=True),
-        "summary": summary,
-        "per_class": t.per_class_table(all_cells),
-        "queries": t.query_accounting(metas, all_cells),
-        "reproduction": t.reproduction_table(summary, papers),
-        "budget": t.budget_table(summary),
-        "published": t.published_table(),
-        "pretraining": t.pretraining_table(summary, victims),
-        "granularity": t.granularity_table(summary, papers),
-        "architecture": t.architecture_table(summary, papers),
-        "strategies": t.strategies_table(summary),
+        **t.cell_tables(all_cells.reset_index(drop=True), victims, metas, papers),
         "detection": detection(realistic_flagged, seen_flagged, unseen_flagged),
         "prada": prada(seeds, prada_flagged),
         "defended": guarded,

@@ -607,3 +607,29 @@ def matched_cost_table(defended: pd.DataFrame, costs=MATCHED_COSTS) -> pd.DataFr
                     }
                 )
     return pd.DataFrame(rows, columns=columns)
+
+
+def cell_tables(
+    cells: pd.DataFrame,
+    victims: pd.DataFrame,
+    metas: list[dict],
+    papers: dict[str, str],
+    class_names: dict[str, list[str]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every table of the cells stage (aggregate_cells), by name: the cells, their summary over
+    seeds, per-class accuracies, the query accounting and one table per claim."""
+    summary = summarise(cells)
+    return {
+        "victims": victims,
+        "cells": cells.drop(columns=PER_CLASS),
+        "summary": summary,
+        "per_class": per_class_table(cells, class_names),
+        "queries": query_accounting(metas, cells),
+        "reproduction": reproduction_table(summary, papers),
+        "budget": budget_table(summary),
+        "published": published_table(),
+        "pretraining": pretraining_table(summary, victims),
+        "granularity": granularity_table(summary, papers),
+        "architecture": architecture_table(summary, papers),
+        "strategies": strategies_table(summary),
+    }
