@@ -199,6 +199,12 @@ def _few_seeds_note(seeds: int) -> str:
     return "1 seed, no interval" if seeds < 2 else f"{seeds} seeds, t = {_t(seeds):.1f}"
 
 
+def _rule_head(rule: str, few: list[int]) -> str:
+    """A finding's first paragraph: its rule, and the few-seed notice where some verdict
+    rests on fewer than 3 seeds (``few``: their seed counts)."""
+    return f"Rule: {rule}" + (_few_seeds_notice(min(few)) if few else "") + "\n\n"
+
+
 def _few_seeds_notice(seeds: int) -> str:
     """The paragraph a finding prints where some verdict is FEW_SEEDS (``seeds``: the fewest
     behind one)."""
@@ -466,14 +472,7 @@ def pretraining_finding(pretraining: pd.DataFrame) -> Finding:
             )
             + "."
         )
-    text = (
-        f"Rule: {rule}"
-        + (_few_seeds_notice(min(few)) if few else "")
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + _markdown(pd.DataFrame(rows))
-    )
+    text = _rule_head(rule, few) + "\n".join(lines) + "\n\n" + _markdown(pd.DataFrame(rows))
     return _finding("pretraining", verdicts, rule, numbers, text)
 
 
@@ -756,9 +755,7 @@ def strategy_finding(
                 }
             )
     text = (
-        f"Rule: {rule}"
-        + (_few_seeds_notice(min(few)) if few else "")
-        + "\n\n"
+        _rule_head(rule, few)
         + "\n".join(lines)
         + "\n\n"
         + _markdown(top.drop(columns=["recovery_mean", "agreement_mean"]))
@@ -1200,9 +1197,7 @@ def defended_finding(matched: pd.DataFrame) -> Finding:
     )
     few = [n["seeds"] for v, n in per_victim.items() if by_victim[v] == FEW_SEEDS]
     text = (
-        f"Rule: {rule}"
-        + (_few_seeds_notice(min(few)) if few else "")
-        + "\n\n"
+        _rule_head(rule, few)
         + "\n".join(lines)
         + "\n\nThe attacker's accuracy (mean ± 95% CI over seeds) at each matched benign "
         "cost; † marks a sweep that never costs that much, read at its strongest strength "
