@@ -895,8 +895,9 @@ def _plan(workdir, cfg_dict, tmp_path, name):
 
 
 def _jobs(plan: str, rule: str) -> list[str]:
-    """The wildcards of every planned job of ``rule``."""
-    blocks = re.findall(rf"^(?:local)?rule {rule}:\n(.*?)(?:\n\n|\Z)", plan, re.M | re.S)
+    """The wildcards of every planned job of ``rule`` (indented inside a group job's block:
+    train_surrogates jobs are grouped, rules/surrogates.smk)."""
+    blocks = re.findall(rf"^[ \t]*(?:local)?rule {rule}:\n(.*?)(?:\n\n|\Z)", plan, re.M | re.S)
     return [re.search(r"wildcards: (.*)", b)[1] for b in blocks if "wildcards:" in b]
 
 
