@@ -252,11 +252,12 @@ class Planner:
         spec = self.config["datasets"][dataset]
         options = spec.get("options", {})
         source = spec["source"]
-        if source == "torchvision":
-            name = options.get("name", "")
-            native = {"MNIST": 28, "FashionMNIST": 28, "KMNIST": 28, "STL10": 96, "Caltech256": 64}
-            size = options.get("image_size", native.get(name, 32))
-            channels = options.get("channels", 1 if "MNIST" in name else 3)
+        if source == "torchvision":  # the reader's defaults: each dataset's native images
+            from ..data.realdata import TORCHVISION
+
+            info = TORCHVISION[options["name"]]
+            size = options.get("image_size") or info.size
+            channels = options.get("channels") or info.channels
         elif source == "imagefolder":
             size, channels = options.get("image_size", 64), options.get("channels", 3)
         else:  # the builders' 28x28 greyscale images
