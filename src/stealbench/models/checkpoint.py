@@ -73,6 +73,13 @@ class Clock:
     def __init__(self):
         self.last = time.monotonic()
 
+    def due(self, every_seconds: float | None) -> bool:
+        """Whether ``every_seconds`` have passed since the last save (None: never due)."""
+        return every_seconds is not None and time.monotonic() - self.last >= every_seconds
+
+    def saved(self) -> None:
+        self.last = time.monotonic()
+
 
 class Checkpointer:
     """One fit's state in ``path``, saved when ``every_seconds`` have passed since the last
@@ -87,15 +94,13 @@ class Checkpointer:
         self.before_save = before_save  # e.g. a job writing its finished cells first
 
     def due(self) -> bool:
-        if self.every_seconds is None:
-            return False
-        return time.monotonic() - self.clock.last >= self.every_seconds
+        return self.clock.due(self.every_seconds)
 
     def save(self, state: dict) -> None:
         if self.before_save is not None:
             self.before_save()
         _save({"format": FORMAT, **state}, self.path)
-        self.clock.last = time.monotonic()
+        self.clock.saved()
         log.info("checkpoint %s: epoch %s, step %s", self.path, state.get("epoch"), state["step"])
 
     def load(self, fingerprint: str) -> dict | None:
@@ -305,9 +310,9 @@ class JobCheckpoints:
             None if model_state is None else {k: v.detach().cpu() for k, v in model_state.items()}
         )
         self.pending[cell] = {"row": text, "model": state}
-        if time.monotonic() - self.clock.last >= self.every_seconds:
+        if self.clock.due(self.every_seconds):
             self.flush()
-            self.clock.last = time.monotonic()
+            self.clock.saved()
 
     def flush(self) -> None:
         """Write the finished cells kept so far (and the job's fingerprint before anything)."""
